@@ -1,0 +1,21 @@
+"""Errors raised by the CRDT library.
+
+Each error says when it is raised; none of them carries a gRPC status, because merge/ knows
+nothing of the network. Callers at a service boundary map them (DecodeError -> INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+
+class MergeError(Exception):
+    """Base class of every error raised by merge/."""
+
+
+class DecodeError(MergeError):
+    """Raised when bytes do not decode to the expected CRDT: garbage, a truncated envelope,
+    another type's envelope, or a version this build does not know."""
+
+
+class CRDTMisuse(MergeError):
+    """Raised when a mutator is called with arguments no replica may apply, such as a
+    negative increment to a grow-only counter or an empty replica id."""

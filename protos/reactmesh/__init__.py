@@ -1,0 +1,1 @@
+"""Generated reactmesh wire contract (see protos/reactmesh/v1/*.proto)."""

@@ -1,0 +1,71 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Envelope(_message.Message):
+    __slots__ = ("type", "version", "body")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    version: int
+    body: bytes
+    def __init__(self, type: _Optional[str] = ..., version: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class GCounterState(_message.Message):
+    __slots__ = ("replicas", "counts")
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, replicas: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class KeyedGCounterState(_message.Message):
+    __slots__ = ("replicas", "keys")
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyedSlots]
+    def __init__(self, replicas: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[_Union[KeyedSlots, _Mapping]]] = ...) -> None: ...
+
+class KeyedSlots(_message.Message):
+    __slots__ = ("key", "replica_index", "counts")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    replica_index: _containers.RepeatedScalarFieldContainer[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key: _Optional[str] = ..., replica_index: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class HlcTimestamp(_message.Message):
+    __slots__ = ("wall_ms", "logical", "replica")
+    WALL_MS_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    wall_ms: int
+    logical: int
+    replica: str
+    def __init__(self, wall_ms: _Optional[int] = ..., logical: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...
+
+class LwwMapState(_message.Message):
+    __slots__ = ("entries", "closed_at")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LwwEntry]
+    closed_at: HlcTimestamp
+    def __init__(self, entries: _Optional[_Iterable[_Union[LwwEntry, _Mapping]]] = ..., closed_at: _Optional[_Union[HlcTimestamp, _Mapping]] = ...) -> None: ...
+
+class LwwEntry(_message.Message):
+    __slots__ = ("key", "value", "stamp")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    STAMP_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: int
+    stamp: HlcTimestamp
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ...) -> None: ...
