@@ -1,1 +1,1 @@
-"""placeholder"""
+"""reactmesh benchmark scenarios."""
