@@ -11,14 +11,19 @@ from dataclasses import dataclass
 
 import grpc
 
+from merge.errors import ConfigError
 
-class ConfigError(ValueError):
-    """Raised when a configuration value is invalid; names the field and the expected form."""
-
-    def __init__(self, field: str, expected: str, got: object) -> None:
-        super().__init__(f"config field {field!r}: expected {expected}, got {got!r}")
-        self.field = field
-        self.expected = expected
+__all__ = [
+    "RETRY_AFTER_KEY",
+    "ConfigError",
+    "ServiceError",
+    "abort_with",
+    "failed_precondition",
+    "invalid_argument",
+    "not_found",
+    "resource_exhausted",
+    "unauthenticated",
+]
 
 
 @dataclass

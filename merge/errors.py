@@ -19,3 +19,12 @@ class DecodeError(MergeError):
 class CRDTMisuse(MergeError):
     """Raised when a mutator is called with arguments no replica may apply, such as a
     negative increment to a grow-only counter or an empty replica id."""
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration value is invalid; names the field and the expected form."""
+
+    def __init__(self, field: str, expected: str, got: object) -> None:
+        super().__init__(f"config field {field!r}: expected {expected}, got {got!r}")
+        self.field = field
+        self.expected = expected
