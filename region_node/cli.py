@@ -1,0 +1,138 @@
+"""The ``reactmesh`` command line.
+
+    reactmesh serve --target=all|edge|aggregator|broadcaster[,..] --config FILE
+    reactmesh up [--demo] [--regions a,b,c]      three simulated regions on loopback
+    reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
+    reactmesh watch STREAM --broadcaster HOST:PORT
+    reactmesh bench SCENARIO [--quick]
+
+Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
+REACTMESH_BROADCASTER, REACTMESH_LOG_LEVEL), so a container needs no arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from merge.errors import ConfigError
+
+
+def _targets(value: str) -> frozenset[str]:
+    from region_node.config import ROLES
+
+    parts = {p.strip() for p in value.split(",") if p.strip()}
+    if parts == {"all"}:
+        return frozenset(ROLES)
+    bad = parts - set(ROLES)
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"expected all or a comma list of {', '.join(ROLES)}, got {value!r}")
+    return frozenset(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="reactmesh", description="Live-reactions backend.")
+    parser.add_argument("--log-level", default=env("REACTMESH_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one or more roles in this process")
+    serve.add_argument("--target", type=_targets, default=_targets(env("REACTMESH_TARGET", "all")))
+    serve.add_argument("--config", default=env("REACTMESH_CONFIG"), required=env("REACTMESH_CONFIG") is None)
+
+    up = sub.add_parser("up", help="start simulated regions on loopback (Ctrl-C stops them)")
+    up.add_argument("--regions", default="a,b,c")
+    up.add_argument("--base-port", type=int, default=int(env("REACTMESH_BASE_PORT", "7100")))
+    up.add_argument("--data-dir", default=env("REACTMESH_DATA_DIR"), help="default: a new temporary directory")
+    up.add_argument("--demo", action="store_true", help="also drive a demo load and show live counts")
+    up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+
+    load = sub.add_parser("load", help="drive simulated viewers through the client SDK")
+    load.add_argument("--edge", action="append", default=None, help="edge address; repeat for failover")
+    load.add_argument("--viewers", type=int, default=200)
+    load.add_argument("--streams", type=int, default=20)
+    load.add_argument("--duration", type=float, default=10.0)
+    load.add_argument("--taps-per-second", type=float, default=5.0, help="per viewer")
+    load.add_argument("--hot-share", type=float, default=0.5, help="share of viewers on the hot stream")
+    load.add_argument("--stream-prefix", default="demo")
+    load.add_argument("--seed", type=int, default=1)
+    load.add_argument("--no-progress", action="store_true")
+    load.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    watch = sub.add_parser("watch", help="show live counts of a stream")
+    watch.add_argument("stream")
+    watch.add_argument("--broadcaster", action="append", default=None)
+    watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+
+    bench = sub.add_parser("bench", help="run a benchmark scenario (see BENCHMARKS.md)")
+    bench.add_argument("scenario")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+async def _serve(config_path: str, targets: frozenset[str]) -> int:
+    from region_node import config as config_module
+    from region_node.process import Node
+
+    cfg = config_module.load(config_path)
+    node = Node(cfg, targets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    for role, address in sorted(node.addresses.items()):
+        print(f"reactmesh {role} region={cfg.region} listening on {address}", flush=True)
+    await stop.wait()
+    await node.stop()
+    return 0
+
+
+def run_async(coro: object) -> int:
+    try:
+        import uvloop
+
+        return int(uvloop.run(coro))  # type: ignore[arg-type]
+    except ImportError:
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return run_async(_serve(args.config, args.target))
+        if args.command == "up":
+            from region_node.mesh import run_up
+
+            return run_async(run_up(args))
+        if args.command == "load":
+            from region_node.loadgen import run_load
+
+            args.edge = args.edge or [os.environ.get("REACTMESH_EDGE", "127.0.0.1:7100")]
+            return run_async(run_load(args))
+        if args.command == "watch":
+            from region_node.watch import run_watch
+
+            args.broadcaster = args.broadcaster or [os.environ.get("REACTMESH_BROADCASTER", "127.0.0.1:7300")]
+            return run_async(run_watch(args))
+        if args.command == "bench":
+            from bench.__main__ import main as bench_main
+
+            return bench_main([args.scenario, *args.rest])
+    except ConfigError as exc:
+        print(f"reactmesh: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Node configuration: one TOML file per process, validated at load.
+
+    region = "a"
+    metrics_listen = "0.0.0.0:9100"        # optional Prometheus /metrics
+
+    [edge]
+    listen = "0.0.0.0:7100"
+    aggregators = ["agg-0.agg:7200", "agg-1.agg:7200"]
+    # ... any EdgeConfig field
+
+    [aggregator]
+    listen = "0.0.0.0:7200"
+    node_id = "a/${POD_NAME}"               # ${VAR} is taken from the environment
+    db_path = "/data/reactmesh.db"
+    # ... any AggregatorConfig field
+
+    [broadcaster]
+    listen = "0.0.0.0:7300"
+    node_id = "a/bcast-0"
+    sources = ["agg-0.agg:7200", "agg-1.agg:7200"]   # this region's aggregators
+    peers = ["bcast.region-b:7300"]                  # other regions' broadcasters
+    # ... any BroadcasterConfig field
+
+    [gossip]
+    # ... any GossipConfig field
+
+A section is needed only for the roles a process runs (``--target``). Every error is a
+ConfigError naming the field (``aggregator.tick_ms``) and the expected form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge.config import EdgeConfig
+from merge.errors import ConfigError
+from merge.gossip import GossipConfig
+from region_node.aggregator import AggregatorConfig
+from region_node.broadcaster import BroadcasterConfig
+
+ROLES = ("edge", "aggregator", "broadcaster")
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+T = TypeVar("T")
+
+
+def check_address(field_name: str, value: object) -> str:
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ConfigError(field_name, '"host:port"', value)
+    return value
+
+
+@dataclass(frozen=True)
+class EdgeSection:
+    listen: str
+    config: EdgeConfig
+
+    def __post_init__(self) -> None:
+        check_address("edge.listen", self.listen)
+
+
+@dataclass(frozen=True)
+class AggregatorSection:
+    listen: str
+    config: AggregatorConfig
+
+    def __post_init__(self) -> None:
+        check_address("aggregator.listen", self.listen)
+
+
+@dataclass(frozen=True)
+class BroadcasterSection:
+    listen: str
+    node_id: str
+    config: BroadcasterConfig
+    sources: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_address("broadcaster.listen", self.listen)
+        if not self.node_id:
+            raise ConfigError("broadcaster.node_id", "a non-empty id such as 'a/bcast-0'", self.node_id)
+        for i, s in enumerate(self.sources):
+            check_address(f"broadcaster.sources[{i}]", s)
+        for i, p in enumerate(self.peers):
+            check_address(f"broadcaster.peers[{i}]", p)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    region: str
+    edge: EdgeSection | None = None
+    aggregator: AggregatorSection | None = None
+    broadcaster: BroadcasterSection | None = None
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    metrics_listen: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.region, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.region):
+            raise ConfigError("region", "1..32 chars of [a-z0-9-], e.g. 'a'", self.region)
+        if self.metrics_listen is not None:
+            check_address("metrics_listen", self.metrics_listen)
+
+    def require(self, targets: frozenset[str]) -> None:
+        """Raise ConfigError unless every role in ``targets`` has its section."""
+        for role in ROLES:
+            if role in targets and getattr(self, role) is None:
+                raise ConfigError(role, f"a [{role}] section (needed by --target={role})", None)
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace ${VAR} in every string of ``value`` (recursively); unknown variables are an error."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"${{{name}}}", "a set environment variable", None)
+            return env[name]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def build(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
+    """Construct a config dataclass from a TOML table; unknown keys name the field."""
+    assert dataclasses.is_dataclass(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{section}.{key}", f"one of: {', '.join(sorted(known))}", value)
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if not exc.field.startswith(f"{section}."):
+            raise ConfigError(f"{section}.{exc.field}", exc.expected, kwargs.get(exc.field)) from exc
+        raise
+    except TypeError as exc:
+        raise ConfigError(section, "a table with every required field", str(exc)) from exc
+
+
+def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> NodeConfig:
+    data = expand_env(dict(data), os.environ if env is None else env)
+    known = {"region", "metrics_listen", "gossip", *ROLES}
+    for key in data:
+        if key not in known:
+            raise ConfigError(key, f"one of: {', '.join(sorted(known))}", data[key])
+    region = data.get("region")
+
+    def table(name: str) -> dict[str, Any] | None:
+        t = data.get(name)
+        if t is None:
+            return None
+        if not isinstance(t, dict):
+            raise ConfigError(name, "a table", t)
+        return dict(t)
+
+    edge = aggregator = broadcaster = None
+    if (t := table("edge")) is not None:
+        listen = t.pop("listen", None)
+        t.setdefault("region", region)
+        edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t))  # type: ignore[arg-type]
+    if (t := table("aggregator")) is not None:
+        listen = t.pop("listen", None)
+        t.setdefault("region", region)
+        aggregator = AggregatorSection(listen=listen, config=build(AggregatorConfig, "aggregator", t))  # type: ignore[arg-type]
+    if (t := table("broadcaster")) is not None:
+        listen = t.pop("listen", None)
+        node_id = t.pop("node_id", f"{region}/broadcaster")
+        sources = tuple(t.pop("sources", ()))
+        peers = tuple(t.pop("peers", ()))
+        broadcaster = BroadcasterSection(
+            listen=listen,  # type: ignore[arg-type]
+            node_id=node_id,
+            sources=sources,
+            peers=peers,
+            config=build(BroadcasterConfig, "broadcaster", t),
+        )
+    gossip = build(GossipConfig, "gossip", table("gossip") or {})
+    return NodeConfig(
+        region=region,  # type: ignore[arg-type]
+        edge=edge,
+        aggregator=aggregator,
+        broadcaster=broadcaster,
+        gossip=gossip,
+        metrics_listen=data.get("metrics_listen"),
+    )
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError("--config", "an existing TOML file", str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"valid TOML ({exc})", str(path)) from exc
+    return from_mapping(data, env)

@@ -1,0 +1,69 @@
+"""The ``reactmesh up --demo`` show: simulated viewers in every region, and a live table of what
+each region's broadcaster shows for the hot stream next to the exact global totals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import grpc
+from reactmesh.v1 import query_pb2, query_pb2_grpc
+from rich.live import Live
+from rich.table import Table
+
+from edge.client import LiveView
+from region_node.loadgen import drive
+from region_node.mesh import RegionPlan
+from region_node.watch import follow
+
+HOT = "demo-0"
+
+
+async def _totals(address: str, stream: str) -> dict[str, int]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
+            query_pb2.GetTotalsRequest(stream_id=stream), timeout=2.0
+        )
+    return {c.emoji: c.count for c in reply.totals}
+
+
+def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: dict[str, dict[str, int]]) -> Table:
+    emojis = sorted({e for v in [*views.values(), *(LiveView(totals=t) for t in exact.values())] for e in v.totals})
+    table = Table(title=f"reactmesh demo: stream {HOT} (shown smoothed / exact merged)")
+    table.add_column("region")
+    for e in emojis:
+        table.add_column(e, justify="right")
+    table.add_column("total", justify="right")
+    for r in plans:
+        shown, ex = views[r].totals, exact.get(r, {})
+        table.add_row(
+            r,
+            *(f"{shown.get(e, 0)} / {ex.get(e, 0)}" for e in emojis),
+            f"{sum(shown.values())} / {sum(ex.values())}",
+        )
+    return table
+
+
+async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None:
+    views = {r: LiveView() for r in plans}
+    exact: dict[str, dict[str, int]] = {}
+    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], stop)) for r, p in plans.items()]
+    edges = [p.edge for p in plans.values()]
+    load = asyncio.create_task(
+        drive(edges, viewers=60 * len(edges), streams=10, duration_s=3600.0, taps_per_second=3.0, stop=stop)
+    )
+    try:
+        with Live(_table(plans, views, exact), refresh_per_second=8) as live:
+            while not stop.is_set():
+                for r, p in plans.items():
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        exact[r] = await _totals(p.broadcaster, HOT)
+                live.update(_table(plans, views, exact))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+    finally:
+        for t in [*followers, load]:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t

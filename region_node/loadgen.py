@@ -1,0 +1,184 @@
+"""``reactmesh load``: simulated viewers tapping through the client SDK.
+
+Each viewer is one ReactionClient (its own session and Ingest stream). Viewers pick a stream with
+a skew: ``hot_share`` of them watch stream 0 (the viral one), the rest spread Zipf-like over the
+others. Taps arrive as a Poisson process per viewer. The summary gives taps sent and acked,
+rates, and ack latency percentiles, and is the ground truth the tests compare totals against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from edge.client import ReactionClient
+from edge.config import DEFAULT_REACTIONS
+
+
+@dataclass
+class LoadSummary:
+    viewers: int
+    duration_s: float
+    taps_sent: int
+    taps_accepted: int
+    taps_rate_limited: int
+    batches_acked: int
+    batches_rejected: int
+    reconnects: int
+    resent_batches: int
+    taps_per_s: float
+    batches_per_s: float
+    ack_latency_ms_p50: float
+    ack_latency_ms_p99: float
+    # (stream, emoji) -> taps accepted, as acked to the clients
+    accepted: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    if not samples:
+        return 0.0
+    s = sorted(samples)
+    return float(s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))])
+
+
+def pick_stream(rng: random.Random, streams: int, hot_share: float) -> int:
+    if streams == 1 or rng.random() < hot_share:
+        return 0
+    weights = [1 / k for k in range(1, streams)]
+    return 1 + rng.choices(range(streams - 1), weights)[0]
+
+
+async def drive(
+    edges: Sequence[str],
+    *,
+    viewers: int,
+    streams: int,
+    duration_s: float,
+    taps_per_second: float,
+    hot_share: float = 0.5,
+    stream_prefix: str = "demo",
+    seed: int = 1,
+    progress: bool = False,
+    stop: asyncio.Event | None = None,
+    flush_timeout_s: float = 60.0,
+) -> LoadSummary:
+    """Run the load and wait until every batch is acked; return the summary."""
+    rng = random.Random(seed)
+    emojis = list(DEFAULT_REACTIONS)
+    clients: list[tuple[ReactionClient, str]] = []
+    sent: Counter[tuple[str, str]] = Counter()
+    for v in range(viewers):
+        # Spread viewers over the given edges, each client failing over to the others.
+        order = [*edges[v % len(edges) :], *edges[: v % len(edges)]]
+        client = ReactionClient(order, viewer_id=f"viewer-{seed}-{v}", rng=random.Random(rng.getrandbits(32)))
+        stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
+        clients.append((client, stream))
+    for client, _ in clients:
+        await client.start()
+    started = time.monotonic()
+    stop = stop or asyncio.Event()
+
+    async def viewer(client: ReactionClient, stream: str, r: random.Random) -> None:
+        end = started + duration_s
+        while not stop.is_set():
+            await asyncio.sleep(r.expovariate(taps_per_second))
+            if time.monotonic() >= end or stop.is_set():
+                return
+            emoji = emojis[min(len(emojis) - 1, int(r.expovariate(1.0)))]
+            client.tap(stream, emoji)
+            sent[(stream, emoji)] += 1
+
+    tasks = [asyncio.create_task(viewer(c, s, random.Random(rng.getrandbits(32)))) for c, s in clients]
+    progress_task = asyncio.create_task(_progress(clients, sent, started, duration_s)) if progress else None
+    await asyncio.gather(*tasks)
+    await asyncio.gather(*(c.flush(flush_timeout_s) for c, _ in clients))
+    elapsed = time.monotonic() - started
+    if progress_task is not None:
+        progress_task.cancel()
+    for client, _ in clients:
+        await client.close()
+    return summarise(clients, sent, viewers, elapsed)
+
+
+def summarise(
+    clients: Sequence[tuple[ReactionClient, str]], sent: Counter[tuple[str, str]], viewers: int, elapsed: float
+) -> LoadSummary:
+    latencies: list[float] = []
+    accepted: Counter[str] = Counter()
+    totals = Counter[str]()
+    for client, _ in clients:
+        st = client.statistics()
+        latencies.extend(st.ack_latencies_ms)
+        for (stream, emoji), n in st.accepted_by_key.items():
+            accepted[f"{stream}/{emoji}"] += n
+        totals["accepted"] += st.accepted_taps
+        totals["rate_limited"] += st.rate_limited_taps
+        totals["acked"] += st.acked_accepted + st.acked_duplicate
+        totals["rejected"] += st.acked_rejected
+        totals["reconnects"] += st.reconnects
+        totals["resent"] += st.batches_resent
+    taps = sum(sent.values())
+    return LoadSummary(
+        viewers=viewers,
+        duration_s=round(elapsed, 3),
+        taps_sent=taps,
+        taps_accepted=totals["accepted"],
+        taps_rate_limited=totals["rate_limited"],
+        batches_acked=totals["acked"],
+        batches_rejected=totals["rejected"],
+        reconnects=totals["reconnects"],
+        resent_batches=totals["resent"],
+        taps_per_s=round(taps / elapsed, 1) if elapsed else 0.0,
+        batches_per_s=round(totals["acked"] / elapsed, 1) if elapsed else 0.0,
+        ack_latency_ms_p50=round(percentile(latencies, 0.50), 1),
+        ack_latency_ms_p99=round(percentile(latencies, 0.99), 1),
+        accepted=dict(sorted(accepted.items())),
+    )
+
+
+async def _progress(
+    clients: Sequence[tuple[ReactionClient, str]], sent: Counter[tuple[str, str]], started: float, duration: float
+) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("load"), BarColumn(), TextColumn("{task.fields[taps]} taps, {task.fields[acked]} acked"),
+        TimeRemainingColumn(),
+    ) as bar:
+        task = bar.add_task("load", total=duration, taps=0, acked=0)
+        while True:
+            acked = sum(c.statistics().accepted_taps for c, _ in clients)
+            bar.update(task, completed=min(duration, time.monotonic() - started), taps=sum(sent.values()), acked=acked)
+            await asyncio.sleep(0.25)
+
+
+async def run_load(args: argparse.Namespace) -> int:
+    summary = await drive(
+        args.edge,
+        viewers=args.viewers,
+        streams=args.streams,
+        duration_s=args.duration,
+        taps_per_second=args.taps_per_second,
+        hot_share=args.hot_share,
+        stream_prefix=args.stream_prefix,
+        seed=args.seed,
+        progress=not args.no_progress and not args.json,
+    )
+    if args.json:
+        print(json.dumps(asdict(summary)))
+        return 0
+    print(
+        f"viewers {summary.viewers}  duration {summary.duration_s} s\n"
+        f"taps sent {summary.taps_sent}  accepted {summary.taps_accepted}  rate-limited {summary.taps_rate_limited}\n"
+        f"batches acked {summary.batches_acked}  rejected {summary.batches_rejected}  "
+        f"resent {summary.resent_batches}  reconnects {summary.reconnects}\n"
+        f"rate {summary.taps_per_s} taps/s, {summary.batches_per_s} batches/s\n"
+        f"ack latency p50 {summary.ack_latency_ms_p50} ms  p99 {summary.ack_latency_ms_p99} ms"
+    )
+    return 0

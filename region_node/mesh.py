@@ -1,0 +1,288 @@
+"""Local meshes: N simulated regions on loopback, as processes (``reactmesh up``) or in-process.
+
+Each region runs an edge, two aggregators and a broadcaster. As processes: one ``serve
+--target=all`` process (edge, agg-0, broadcaster) and one ``serve --target=aggregator`` process
+(agg-1). Broadcasters of different regions gossip with each other (all-to-all). ``ProcessMesh``
+can SIGKILL and restart any process, which the fault tests use; ``InProcessMesh`` runs the same
+plan as Nodes in the caller's event loop for fast integration tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from region_node.config import ROLES, from_mapping
+from region_node.process import Node
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    region: str
+    edge: str
+    aggregators: tuple[str, str]
+    broadcaster: str
+    peers: tuple[str, ...]
+    data_dir: Path
+
+    def process_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """Config mappings of the region's two processes: "main" (all roles) and "agg1"."""
+        o = overrides or {}
+        agg = [
+            {
+                "listen": address,
+                "node_id": f"{self.region}/agg-{i}",
+                "db_path": str(self.data_dir / f"{self.region}-agg-{i}.db"),
+                **o.get("aggregator", {}),
+            }
+            for i, address in enumerate(self.aggregators)
+        ]
+        main = {
+            "region": self.region,
+            "edge": {"listen": self.edge, "aggregators": list(self.aggregators), **o.get("edge", {})},
+            "aggregator": agg[0],
+            "broadcaster": {
+                "listen": self.broadcaster,
+                "node_id": f"{self.region}/bcast-0",
+                "sources": list(self.aggregators),
+                "peers": list(self.peers),
+                **o.get("broadcaster", {}),
+            },
+            "gossip": dict(o.get("gossip", {})),
+        }
+        second = {"region": self.region, "aggregator": agg[1], "gossip": dict(o.get("gossip", {}))}
+        return {"main": main, "agg1": second}
+
+
+def plan(regions: Sequence[str], base_port: int, data_dir: Path) -> dict[str, RegionPlan]:
+    """Ports: region i uses base+10i (edge), +1/+2 (aggregators), +3 (broadcaster)."""
+    out: dict[str, RegionPlan] = {}
+    bcast = {r: f"127.0.0.1:{base_port + 10 * i + 3}" for i, r in enumerate(regions)}
+    for i, r in enumerate(regions):
+        p = base_port + 10 * i
+        out[r] = RegionPlan(
+            region=r,
+            edge=f"127.0.0.1:{p}",
+            aggregators=(f"127.0.0.1:{p + 1}", f"127.0.0.1:{p + 2}"),
+            broadcaster=bcast[r],
+            peers=tuple(bcast[o] for o in regions if o != r),
+            data_dir=data_dir,
+        )
+    return out
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Serialise the flat two-level mappings of a node config as TOML."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            lines.append(f"\n[{k}]")
+            lines.extend(f"{kk} = {value(vv)}" for kk, vv in v.items())
+    return "\n".join(lines) + "\n"
+
+
+async def wait_serving(address: str, within: float = 20.0) -> None:
+    """Wait until the gRPC health service at ``address`` answers SERVING."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if loop.time() > deadline:
+                raise TimeoutError(f"{address} not serving after {within} s")
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class ProcessMesh:
+    """The regions as OS processes. Use as ``async with ProcessMesh(...) as mesh``."""
+
+    regions: Sequence[str] = ("a", "b", "c")
+    base_port: int = 7100
+    data_dir: Path | None = None
+    overrides: Mapping[str, Mapping[str, Any]] | None = None
+    log_dir: Path | None = None
+    plans: dict[str, RegionPlan] = field(default_factory=dict)
+    procs: dict[tuple[str, str], asyncio.subprocess.Process] = field(default_factory=dict)
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    async def __aenter__(self) -> ProcessMesh:
+        if self.data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="reactmesh-")
+            self.data_dir = Path(self._tmp.name)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.plans = plan(self.regions, self.base_port, self.data_dir)
+        for r, p in self.plans.items():
+            for name, cfg in p.process_configs(self.overrides).items():
+                (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
+        for r in self.plans:
+            await self.start(r, "agg1")
+            await self.start(r, "main")
+        await self.wait_ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_all()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def start(self, region: str, name: str) -> None:
+        """Start (or restart) process ``name`` ("main" or "agg1") of ``region``."""
+        assert self.data_dir is not None
+        target = "all" if name == "main" else "aggregator"
+        log_dir = self.log_dir or self.data_dir
+        log = open(log_dir / f"{region}-{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        self.procs[(region, name)] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "region_node.cli",
+            "serve",
+            f"--target={target}",
+            "--config",
+            str(self.data_dir / f"{region}-{name}.toml"),
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+
+    async def wait_ready(self, within: float = 30.0) -> None:
+        addresses = []
+        for p in self.plans.values():
+            addresses += [p.edge, *p.aggregators, p.broadcaster]
+        await asyncio.gather(*(wait_serving(a, within) for a in addresses))
+
+    def kill(self, region: str, name: str) -> None:
+        """SIGKILL a process: no flush, no final commit."""
+        self.procs[(region, name)].send_signal(signal.SIGKILL)
+
+    async def wait(self, region: str, name: str) -> int:
+        return await self.procs[(region, name)].wait()
+
+    async def stop_all(self, grace: float = 15.0) -> None:
+        live = [p for p in self.procs.values() if p.returncode is None]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        for p in live:
+            try:
+                await asyncio.wait_for(p.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                await p.wait()
+
+
+@dataclass
+class InProcessMesh:
+    """The same plan as Nodes in this event loop (no subprocesses)."""
+
+    data_dir: Path
+    regions: Sequence[str] = ("a",)
+    base_port: int = 0
+    overrides: Mapping[str, Mapping[str, Any]] | None = None
+    nodes: dict[tuple[str, str], Node] = field(default_factory=dict)
+    plans: dict[str, RegionPlan] = field(default_factory=dict)
+
+    async def __aenter__(self) -> InProcessMesh:
+        base = self.base_port or free_port_block(10 * len(self.regions))
+        self.plans = plan(self.regions, base, self.data_dir)
+        for r, p in self.plans.items():
+            configs = p.process_configs(self.overrides)
+            second = Node(from_mapping(configs["agg1"]), frozenset({"aggregator"}))
+            main = Node(from_mapping(configs["main"]), frozenset(ROLES))
+            await second.start()
+            self.nodes[(r, "agg1")] = second
+            await main.start()
+            self.nodes[(r, "main")] = main
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for node in self.nodes.values():
+            await node.stop(grace=1.0)
+
+
+def free_port_block(n: int) -> int:
+    """A base port such that base..base+n-1 were free a moment ago (best effort)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n >= 65535:
+            continue
+        ok = True
+        for port in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise OSError("no free block of ports")
+
+
+async def run_up(args: argparse.Namespace) -> int:
+    """``reactmesh up``: start the regions, print endpoints, optionally demo, stop on Ctrl-C."""
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir) as mesh:
+        print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
+        for r, p in mesh.plans.items():
+            print(
+                f"  region {r}: edge {p.edge}  aggregators {', '.join(p.aggregators)}  "
+                f"broadcaster+query {p.broadcaster}"
+            )
+        print("Ctrl-C stops every process.", flush=True)
+        tasks: list[asyncio.Task[Any]] = []
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        if args.demo:
+            from region_node.demo import run_demo
+
+            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        print("stopping...", flush=True)
+    print("stopped.")
+    return 0

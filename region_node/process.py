@@ -1,0 +1,192 @@
+"""One reactmesh process running one or more roles (edge, aggregator, broadcaster).
+
+Each role gets its own gRPC server on its configured address, with grpc.health.v1 and server
+reflection, exactly as when Kubernetes runs one role per pod; ``--target=all`` simply runs the
+three in one asyncio loop. Start order is aggregator, broadcaster, edge (so an edge finds its
+aggregators); stop order is the reverse of the data path: the edge stops accepting and flushes
+what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from reactmesh.v1 import (
+    aggregator_pb2,
+    broadcast_pb2,
+    gossip_pb2,
+    ingest_pb2,
+    query_pb2,
+)
+
+from edge.service import Edge
+from merge.clock import Clock, SystemClock
+from merge.gossip import GossipNode
+from merge.replica import ReplicaState
+from region_node.aggregator import Aggregator
+from region_node.broadcaster import Broadcaster
+from region_node.config import ROLES, NodeConfig
+from region_node.query import QueryServicer
+from region_node.replication import Dialer, GossipServicer
+
+log = logging.getLogger(__name__)
+
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+def _service_name(module: Any, service: str) -> str:
+    return str(module.DESCRIPTOR.services_by_name[service].full_name)
+
+
+@dataclass
+class _RoleServer:
+    role: str
+    server: grpc.aio.Server
+    address: str
+    health: health_aio.HealthServicer
+    services: list[str] = field(default_factory=list)
+
+
+class Node:
+    """The roles of one process. ``addresses`` holds each role's bound "host:port"."""
+
+    def __init__(self, config: NodeConfig, targets: frozenset[str], clock: Clock | None = None) -> None:
+        unknown = targets - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown targets: {', '.join(sorted(unknown))}")
+        config.require(targets)
+        self.config = config
+        self.targets = targets
+        self.clock = clock or SystemClock()
+        self.addresses: dict[str, str] = {}
+        self.aggregator: Aggregator | None = None
+        self.aggregator_gossip: GossipNode | None = None
+        self.broadcaster: Broadcaster | None = None
+        self.broadcaster_gossip: GossipNode | None = None
+        self.replica: ReplicaState | None = None
+        self.edge: Edge | None = None
+        self.dialers: list[Dialer] = []
+        self._servers: dict[str, _RoleServer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _serve(self, role: str, listen: str, services: list[str], register: list[Any]) -> _RoleServer:
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        for add in register:
+            add(server)
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+        port = server.add_insecure_port(listen)
+        if port == 0:
+            raise OSError(f"{role}: cannot listen on {listen}")
+        host = listen.rsplit(":", 1)[0]
+        if host in ("0.0.0.0", "[::]", "::"):
+            host = "127.0.0.1"
+        address = f"{host}:{port}"
+        await server.start()
+        for name in ("", *services):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        rs = _RoleServer(role, server, address, health, services)
+        self._servers[role] = rs
+        self.addresses[role] = address
+        log.info("%s serving on %s", role, address)
+        return rs
+
+    async def start(self) -> None:
+        cfg = self.config
+        if "aggregator" in self.targets and cfg.aggregator is not None:
+            agg = Aggregator(cfg.aggregator.config, self.clock)
+            await agg.start()
+            self.aggregator = agg
+            gossip = GossipNode(agg.config.node_id, cfg.region, "aggregator", agg.state, self.clock, cfg.gossip)
+            self.aggregator_gossip = gossip
+            await self._serve(
+                "aggregator",
+                cfg.aggregator.listen,
+                [_service_name(aggregator_pb2, "Aggregator"), _service_name(gossip_pb2, "Gossip")],
+                [agg.add_to_server, GossipServicer(gossip).add_to_server],
+            )
+            self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
+        if "broadcaster" in self.targets and cfg.broadcaster is not None:
+            section = cfg.broadcaster
+            self.replica = ReplicaState()
+            bc = Broadcaster(section.config, self.clock, self.replica)
+            self.broadcaster = bc
+            gossip = GossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
+            self.broadcaster_gossip = gossip
+            await self._serve(
+                "broadcaster",
+                section.listen,
+                [
+                    _service_name(broadcast_pb2, "Broadcast"),
+                    _service_name(query_pb2, "Query"),
+                    _service_name(gossip_pb2, "Gossip"),
+                ],
+                [bc.add_to_server, QueryServicer(self.replica).add_to_server, GossipServicer(gossip).add_to_server],
+            )
+            for address in (*section.sources, *section.peers):
+                dialer = Dialer(gossip, address, self.clock)
+                dialer.start()
+                self.dialers.append(dialer)
+            self._tasks.append(asyncio.create_task(bc.run(), name="broadcaster-ticks"))
+        if "edge" in self.targets and cfg.edge is not None:
+            edge = Edge(cfg.edge.config, self.clock)
+            await edge.start()
+            self.edge = edge
+            await self._serve("edge", cfg.edge.listen, [_service_name(ingest_pb2, "Ingest")], [edge.add_to_server])
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: edge (stop accepting, flush), aggregator (last commit), broadcaster."""
+        for role in ("edge", "aggregator", "broadcaster"):
+            rs = self._servers.get(role)
+            if rs is not None:
+                await rs.health.enter_graceful_shutdown()
+        if self.edge is not None:
+            await self._servers["edge"].server.stop(grace)
+            await self.edge.close()
+        if self.aggregator is not None:
+            await self.aggregator.close()
+            await self._servers["aggregator"].server.stop(grace)
+        for dialer in self.dialers:
+            await dialer.close()
+        if self.broadcaster is not None:
+            await self.broadcaster.close()
+            await self._servers["broadcaster"].server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def statistics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"addresses": dict(self.addresses)}
+        if self.edge is not None:
+            out["edge"] = self.edge.statistics()
+        if self.aggregator is not None:
+            out["aggregator"] = self.aggregator.statistics()
+        if self.broadcaster is not None:
+            out["broadcaster"] = self.broadcaster.statistics()
+        for name, g in (("aggregator_gossip", self.aggregator_gossip), ("broadcaster_gossip", self.broadcaster_gossip)):
+            if g is not None:
+                out[name] = {
+                    "deltas_sent": g.stats.deltas_sent,
+                    "bytes_sent": g.stats.bytes_sent,
+                    "deltas_received": g.stats.deltas_received,
+                    "lag_ms": dict(g.stats.lag_ms),
+                }
+        return out
