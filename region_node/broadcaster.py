@@ -1,0 +1,612 @@
+"""The broadcaster: smoothed, capped count frames to viewers over ``Broadcast.Subscribe``.
+
+It listens to a ``ReplicaState``: when the ``totals`` of (stream, emoji) grow, the growth is the
+true delta, handed to that stream's ``Smoother``. Every tick it emits at most one DELTA frame per
+stream (seq 1, 2, 3... per stream within this process's random ``epoch``), keeps the last
+``buffer_frames`` frames of each stream for resumes, and fans each frame out to the stream's
+subscribers.
+
+Guarantees:
+
+- What a subscriber displays (its SNAPSHOT plus the DELTAs after it) equals the *shown* totals,
+  true totals minus what the smoother still holds; it never exceeds the true total, and it reaches
+  the true total within ``smoothing.drain_ticks`` unlimited ticks after taps stop.
+- A new subscriber gets a SNAPSHOT of the shown totals, then live DELTAs. A reconnecting one whose
+  ``resume`` names this epoch and a seq still buffered gets exactly the frames after it, else a
+  SNAPSHOT. Attaching is synchronous, so no frame falls between the snapshot and the live stream.
+- Slow subscribers never hold the tick back: each has a bounded queue, and a frame that does not
+  fit is merged into the newest queued one (counts summed, the later seq, ``coalesced`` added).
+  Summing deltas is lossless, so a subscriber that catches up displays exactly the right totals.
+- Each frame is serialized at most once, however many subscribers receive it (and not at all if
+  none does): subscribers share one ``bytes`` object, sent through an identity serializer. Only a
+  coalesced frame is serialized again, once, when it leaves its queue. SNAPSHOTs are cached per
+  (stream, seq), so a herd of joiners costs one serialization.
+- Overload: a tick slower than ``tick_budget_ms``, or more than ``degrade_subscribers``
+  subscribers, raises the degrade level by one (at most 2); ``recover_ticks`` calm ticks in a row
+  lower it by one. Level 1 sends only the ``degrade_top_k`` busiest emojis per frame (the rest
+  stay pending, still counted); level 2 also emits frames on every other tick only.
+- ``drain(stream)`` makes the next frame release everything pending; from then on the stream's
+  frames (and snapshots) carry ``drained``, and late deltas are released unsmoothed.
+
+Poll state in frames (``Frame.polls``) is not produced here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+
+import grpc
+from reactmesh.v1 import broadcast_pb2, common_pb2
+
+from edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted
+from merge.clock import Clock
+from merge.errors import ConfigError
+from merge.keyed import Key, KeyedGCounter
+from merge.replica import TOTALS, ReplicaState
+from region_node.smoother import Smoother, SmootherConfig
+
+SERVICE = "reactmesh.v1.Broadcast"
+_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SNAPSHOT = broadcast_pb2.Frame.SNAPSHOT
+_DELTA = broadcast_pb2.Frame.DELTA
+
+
+def check_stream_id(stream_id: str) -> None:
+    """Raise INVALID_ARGUMENT unless ``stream_id`` is 1..128 chars of [A-Za-z0-9._:-]."""
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise invalid_argument(f"stream_id must be 1..128 chars of [A-Za-z0-9._:-], got {stream_id[:140]!r}")
+
+
+def _positive_int(name: str, value: object, upper: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
+        raise ConfigError(f"broadcaster.{name}", f"an integer in [1, {upper}]", value)
+
+
+@dataclass(frozen=True)
+class BroadcasterConfig:
+    """Tick, buffers, bounds and degradation of one broadcaster."""
+
+    tick_ms: int = 100
+    # Frames kept per stream for resumes: 600 ticks = 60 s at 100 ms.
+    buffer_frames: int = 600
+    subscriber_queue_frames: int = 64
+    max_subscribers: int = 100_000
+    smoothing: SmootherConfig = field(default_factory=SmootherConfig)
+    tick_budget_ms: int = 50
+    degrade_subscribers: int = 50_000
+    degrade_top_k: int = 8
+    recover_ticks: int = 50
+    # Sent with RESOURCE_EXHAUSTED when max_subscribers is reached.
+    retry_after_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        _positive_int("tick_ms", self.tick_ms, 60_000)
+        _positive_int("buffer_frames", self.buffer_frames, 1_000_000)
+        _positive_int("subscriber_queue_frames", self.subscriber_queue_frames, 1_000_000)
+        _positive_int("max_subscribers", self.max_subscribers, 100_000_000)
+        if isinstance(self.smoothing, Mapping):
+            # A [broadcaster.smoothing] table of a config file.
+            try:
+                object.__setattr__(self, "smoothing", SmootherConfig(**self.smoothing))
+            except ConfigError as exc:
+                got = self.smoothing.get(exc.field.rpartition(".")[2])
+                raise ConfigError(f"broadcaster.{exc.field}", exc.expected, got) from exc
+            except TypeError as exc:
+                raise ConfigError("broadcaster.smoothing", "a table of SmootherConfig fields", self.smoothing) from exc
+        if not isinstance(self.smoothing, SmootherConfig):
+            raise ConfigError("broadcaster.smoothing", "a SmootherConfig or a table of its fields", self.smoothing)
+        _positive_int("tick_budget_ms", self.tick_budget_ms, 60_000)
+        _positive_int("degrade_subscribers", self.degrade_subscribers, 100_000_000)
+        _positive_int("degrade_top_k", self.degrade_top_k, 10_000)
+        _positive_int("recover_ticks", self.recover_ticks, 1_000_000)
+        _positive_int("retry_after_ms", self.retry_after_ms, 3_600_000)
+
+
+@dataclass(frozen=True)
+class BroadcasterStatistics:
+    """A snapshot of the broadcaster's counters."""
+
+    streams: int
+    subscribers: int
+    ticks: int
+    ticks_skipped: int
+    degrade_level: int
+    frames_emitted: int
+    frames_sent: int
+    frames_coalesced: int
+    frames_serialized: int
+    snapshots_sent: int
+    resumes_replayed: int
+    # Deepest subscriber queue now, and the deepest ever.
+    queue_depth_max: int
+    queue_depth_high_water: int
+
+
+class BroadcastHooks:
+    """Event hooks for the metrics layer, called synchronously inside ``tick()``; override what you need."""
+
+    def on_tick(self, frames: int, coalesced: int, seconds: float) -> None:
+        """After every tick: frames emitted, frames merged into subscriber queues, tick duration."""
+
+    def on_frame(self, stream_id: str, counts: Mapping[str, int], server_time_ms: int) -> None:
+        """For every frame emitted: the emojis it covers (for tap -> frame lag) and its timestamp."""
+
+
+class _Frame:
+    """A frame in a resume buffer or a subscriber queue; ``data`` caches its serialization."""
+
+    __slots__ = ("coalesced", "counts", "data", "drained", "kind", "seq", "server_time_ms", "shared")
+
+    def __init__(
+        self,
+        kind: broadcast_pb2.Frame.Kind,
+        seq: int,
+        counts: dict[str, int],
+        server_time_ms: int,
+        drained: bool,
+        shared: bool,
+    ) -> None:
+        self.kind = kind
+        self.seq = seq
+        self.counts = counts
+        self.server_time_ms = server_time_ms
+        self.coalesced = 1
+        self.drained = drained
+        # A shared frame is never mutated; a queue copies it before coalescing into it.
+        self.shared = shared
+        self.data: bytes | None = None
+
+    def private_copy(self) -> _Frame:
+        out = _Frame(self.kind, self.seq, dict(self.counts), self.server_time_ms, self.drained, shared=False)
+        out.coalesced = self.coalesced
+        return out
+
+    def absorb(self, later: _Frame) -> None:
+        counts = self.counts
+        for emoji, n in later.counts.items():
+            counts[emoji] = counts.get(emoji, 0) + n
+        self.seq = later.seq
+        self.server_time_ms = later.server_time_ms
+        self.coalesced += later.coalesced
+        self.drained = self.drained or later.drained
+        self.data = None
+
+
+class _Channel:
+    """One stream: true totals seen, its smoother, frame sequence, resume buffer, subscribers."""
+
+    __slots__ = (
+        "buffer",
+        "drain_marker",
+        "drained_at_ms",
+        "known",
+        "seq",
+        "smoother",
+        "snapshot",
+        "stream_id",
+        "subscribers",
+    )
+
+    def __init__(self, stream_id: str, config: BroadcasterConfig) -> None:
+        self.stream_id = stream_id
+        self.known: dict[str, int] = {}
+        self.smoother = Smoother(config.smoothing)
+        self.seq = 0
+        self.buffer: deque[_Frame] = deque(maxlen=config.buffer_frames)
+        self.subscribers: set[Subscription] = set()
+        self.drained_at_ms: int | None = None
+        # A drained frame is owed even if nothing is pending.
+        self.drain_marker = False
+        self.snapshot: _Frame | None = None
+
+
+class Subscription:
+    """One subscriber's bounded frame queue; iterate it for serialized ``Frame`` bytes.
+
+    Iteration ends when the subscription or the broadcaster is closed.
+    """
+
+    __slots__ = ("_channel", "_closed", "_limit", "_owner", "_queue", "_wakeup")
+
+    def __init__(self, owner: Broadcaster, channel: _Channel, limit: int) -> None:
+        self._owner = owner
+        self._channel = channel
+        self._limit = limit
+        self._queue: deque[_Frame] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    @property
+    def stream_id(self) -> str:
+        return self._channel.stream_id
+
+    @property
+    def depth(self) -> int:
+        """Frames waiting to be read."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _push(self, frame: _Frame) -> bool:
+        """Queue ``frame``; True if it had to be coalesced into the newest queued frame."""
+        queue = self._queue
+        depth = len(queue)
+        if depth < self._limit:
+            queue.append(frame)
+            if not depth:
+                # A reader waits only on an empty queue.
+                self._wakeup.set()
+            owner = self._owner
+            if depth >= owner._depth_high_water:
+                owner._depth_high_water = depth + 1
+            return False
+        newest = queue[-1]
+        if newest.shared:
+            newest = queue[-1] = newest.private_copy()
+        newest.absorb(frame)
+        return True
+
+    def get_nowait(self) -> bytes | None:
+        """The next serialized frame, or None if none is queued."""
+        if not self._queue:
+            return None
+        frame = self._queue.popleft()
+        return self._owner._encode(self._channel.stream_id, frame)
+
+    async def get(self) -> bytes | None:
+        """The next serialized frame, waiting for one; None once closed."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self.get_nowait()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while (data := await self.get()) is not None:
+            yield data
+
+    def close(self) -> None:
+        """Stop receiving frames; queued frames are dropped. Idempotent."""
+        self._closed = True
+        self._queue.clear()
+        self._owner._detach(self)
+        self._wakeup.set()
+
+    def _end(self) -> None:
+        """Closed by the broadcaster: frames already queued are still delivered."""
+        self._closed = True
+        self._wakeup.set()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class Broadcaster:
+    """Turns true deltas of a ReplicaState into smoothed frames for subscribers."""
+
+    def __init__(
+        self,
+        config: BroadcasterConfig,
+        clock: Clock,
+        state: ReplicaState,
+        *,
+        hooks: BroadcastHooks | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        self.config = config
+        self.epoch = epoch if epoch is not None else secrets.randbits(63) + 1
+        self._clock = clock
+        self._hooks = hooks or BroadcastHooks()
+        self._channels: dict[str, _Channel] = {}
+        # Streams whose smoother is active or that owe a drained frame: the only ones a tick visits.
+        self._active: set[str] = set()
+        self._subscribers = 0
+        self._closed = False
+        self._stop = asyncio.Event()
+        self._level = 0
+        self._calm = 0
+        self._ticks = 0
+        self._ticks_skipped = 0
+        self._frames_emitted = 0
+        self._frames_sent = 0
+        self._frames_coalesced = 0
+        self._frames_serialized = 0
+        self._snapshots_sent = 0
+        self._resumes_replayed = 0
+        self._depth_high_water = 0
+        # What already merged counts as shown: it is in every snapshot from the start.
+        for key, value in state.totals.items():
+            parts = _split(key)
+            if parts is not None:
+                self._channel(parts[0]).known[parts[1]] = value
+        state.add_listener(self._on_merge)
+
+    # -- input -------------------------------------------------------------------------------
+
+    def _on_merge(self, collection: str, totals: KeyedGCounter, grown: list[Key]) -> None:
+        if collection != TOTALS:
+            return
+        for key in grown:
+            parts = _split(key)
+            if parts is None:
+                continue
+            stream_id, emoji = parts
+            value = totals.value(key)
+            channel = self._channels.get(stream_id) or self._channel(stream_id)
+            before = channel.known.get(emoji, 0)
+            if value > before:
+                channel.known[emoji] = value
+                channel.smoother.add(emoji, value - before)
+                self._active.add(stream_id)
+
+    def _channel(self, stream_id: str) -> _Channel:
+        channel = self._channels.get(stream_id)
+        if channel is None:
+            channel = self._channels[stream_id] = _Channel(stream_id, self.config)
+        return channel
+
+    # -- ticks -------------------------------------------------------------------------------
+
+    @property
+    def degrade_level(self) -> int:
+        """0 normal, 1 top-K emojis per frame, 2 top-K and every other tick."""
+        return self._level
+
+    def tick(self) -> int:
+        """Emit this tick's frames; return how many. ``run()`` calls it every ``tick_ms``."""
+        started = self._clock.monotonic()
+        self._ticks += 1
+        skipped = self._level >= 2 and self._ticks % 2 == 0
+        frames = coalesced = 0
+        if skipped:
+            self._ticks_skipped += 1
+        else:
+            frames, coalesced = self._emit(self.config.degrade_top_k if self._level >= 1 else None)
+        seconds = self._clock.monotonic() - started
+        self._adapt(seconds)
+        self._hooks.on_tick(frames, coalesced, seconds)
+        return frames
+
+    def _emit(self, limit: int | None) -> tuple[int, int]:
+        now = self._clock.wall_ms()
+        frames = coalesced = 0
+        for stream_id in list(self._active):
+            channel = self._channels[stream_id]
+            smoother = channel.smoother
+            marker = channel.drain_marker
+            if channel.drained_at_ms is not None:
+                counts = smoother.drain()
+                channel.drain_marker = False
+            else:
+                counts = smoother.step(limit)
+            if not smoother.active:
+                self._active.discard(stream_id)
+            if not counts and not marker:
+                continue
+            channel.seq += 1
+            frame = _Frame(_DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True)
+            channel.buffer.append(frame)
+            for sub in channel.subscribers:
+                if sub._push(frame):
+                    coalesced += 1
+            frames += 1
+            self._hooks.on_frame(stream_id, counts, now)
+        self._frames_emitted += frames
+        self._frames_coalesced += coalesced
+        return frames, coalesced
+
+    def _adapt(self, seconds: float) -> None:
+        overloaded = seconds * 1000 > self.config.tick_budget_ms or self._subscribers > self.config.degrade_subscribers
+        if overloaded:
+            self._level = min(2, self._level + 1)
+            self._calm = 0
+        elif self._level:
+            self._calm += 1
+            if self._calm >= self.config.recover_ticks:
+                self._level -= 1
+                self._calm = 0
+
+    async def run(self) -> None:
+        """Call ``tick()`` every ``tick_ms`` of the clock until ``close()``; late ticks are not made up."""
+        period = self.config.tick_ms / 1000
+        next_at = self._clock.monotonic() + period
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._closed:
+                delay = next_at - self._clock.monotonic()
+                if delay > 0:
+                    sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+                    await asyncio.wait((sleeper, stop), return_when=asyncio.FIRST_COMPLETED)
+                    if not sleeper.done():
+                        sleeper.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await sleeper
+                    if self._stop.is_set():
+                        break
+                self.tick()
+                next_at += period
+                now = self._clock.monotonic()
+                if next_at <= now:
+                    next_at = now + period
+        finally:
+            stop.cancel()
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, request: broadcast_pb2.SubscribeRequest) -> Subscription:
+        """Attach a subscriber: queue its SNAPSHOT or its replayed frames, then live frames.
+
+        Raises ServiceError: INVALID_ARGUMENT for a bad stream id, RESOURCE_EXHAUSTED beyond
+        ``max_subscribers``, UNAVAILABLE once closed.
+        """
+        check_stream_id(request.stream_id)
+        if self._closed:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "broadcaster is shutting down; reconnect with resume")
+        if self._subscribers >= self.config.max_subscribers:
+            raise resource_exhausted(
+                f"broadcaster has {self._subscribers} subscribers (max_subscribers)", self.config.retry_after_ms
+            )
+        channel = self._channel(request.stream_id)
+        sub = Subscription(self, channel, self.config.subscriber_queue_frames)
+        replay = self._replay(channel, request.resume) if request.HasField("resume") else None
+        if replay is None:
+            sub._push(self._snapshot(channel))
+            self._snapshots_sent += 1
+        else:
+            self._resumes_replayed += 1
+            for frame in replay:
+                if sub._push(frame):
+                    self._frames_coalesced += 1
+        channel.subscribers.add(sub)
+        self._subscribers += 1
+        return sub
+
+    def _replay(self, channel: _Channel, resume: broadcast_pb2.ResumePoint) -> list[_Frame] | None:
+        """The buffered frames after ``resume``, or None when they cannot all be replayed."""
+        if resume.epoch != self.epoch or resume.seq > channel.seq:
+            return None
+        if resume.seq == channel.seq:
+            return []
+        buffer = channel.buffer
+        if not buffer or buffer[0].seq > resume.seq + 1:
+            return None
+        return list(islice(buffer, resume.seq + 1 - buffer[0].seq, None))
+
+    def _snapshot(self, channel: _Channel) -> _Frame:
+        drained = channel.drained_at_ms is not None
+        cached = channel.snapshot
+        if cached is not None and cached.seq == channel.seq and cached.drained == drained:
+            return cached
+        smoother = channel.smoother
+        counts = {}
+        for emoji, total in channel.known.items():
+            shown = total - smoother.pending(emoji)
+            if shown:
+                counts[emoji] = shown
+        frame = channel.snapshot = _Frame(_SNAPSHOT, channel.seq, counts, self._clock.wall_ms(), drained, shared=True)
+        return frame
+
+    def _detach(self, sub: Subscription) -> None:
+        channel = sub._channel
+        if sub in channel.subscribers:
+            channel.subscribers.discard(sub)
+            self._subscribers -= 1
+
+    def _encode(self, stream_id: str, frame: _Frame) -> bytes:
+        self._frames_sent += 1
+        data = frame.data
+        if data is None:
+            message = broadcast_pb2.Frame(
+                stream_id=stream_id,
+                epoch=self.epoch,
+                seq=frame.seq,
+                kind=frame.kind,
+                counts=[common_pb2.ReactionCount(emoji=e, count=n) for e, n in frame.counts.items()],
+                server_time_ms=frame.server_time_ms,
+                coalesced=frame.coalesced,
+                drained=frame.drained,
+            )
+            data = frame.data = message.SerializeToString()
+            self._frames_serialized += 1
+        return data
+
+    # -- operator actions and lifecycle ------------------------------------------------------
+
+    def drain(self, stream_id: str) -> int:
+        """Flush the stream's pending counts in the next frame and mark its frames drained.
+
+        Returns when the drain took effect (Unix ms; the first call's time if repeated).
+        Raises ServiceError INVALID_ARGUMENT for a bad stream id.
+        """
+        check_stream_id(stream_id)
+        channel = self._channel(stream_id)
+        if channel.drained_at_ms is None:
+            channel.drained_at_ms = self._clock.wall_ms()
+            channel.drain_marker = True
+            self._active.add(stream_id)
+        return channel.drained_at_ms
+
+    def shown_totals(self, stream_id: str) -> dict[str, int]:
+        """What viewers of the stream have been shown so far (true totals minus pending)."""
+        channel = self._channels.get(stream_id)
+        if channel is None:
+            return {}
+        return dict(self._snapshot(channel).counts)
+
+    def statistics(self) -> BroadcasterStatistics:
+        """Counters; ``queue_depth_max`` looks at every subscriber, so call it at scrape rate."""
+        depth = 0
+        for channel in self._channels.values():
+            for sub in channel.subscribers:
+                depth = max(depth, sub.depth)
+        return BroadcasterStatistics(
+            streams=len(self._channels),
+            subscribers=self._subscribers,
+            ticks=self._ticks,
+            ticks_skipped=self._ticks_skipped,
+            degrade_level=self._level,
+            frames_emitted=self._frames_emitted,
+            frames_sent=self._frames_sent,
+            frames_coalesced=self._frames_coalesced,
+            frames_serialized=self._frames_serialized,
+            snapshots_sent=self._snapshots_sent,
+            resumes_replayed=self._resumes_replayed,
+            queue_depth_max=depth,
+            queue_depth_high_water=self._depth_high_water,
+        )
+
+    async def close(self) -> None:
+        """Stop ``run()`` and end every subscription after its queued frames. Idempotent."""
+        self._closed = True
+        self._stop.set()
+        for channel in self._channels.values():
+            for sub in channel.subscribers:
+                sub._end()
+
+    # -- gRPC --------------------------------------------------------------------------------
+
+    async def _handle_subscribe(
+        self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        try:
+            sub = self.subscribe(request)
+        except ServiceError as err:
+            await abort_with(context, err)
+            return
+        try:
+            while (data := await sub.get()) is not None:
+                yield data
+        finally:
+            sub.close()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Serve ``reactmesh.v1.Broadcast`` on ``server``; frames go out as pre-serialized bytes."""
+        handler = grpc.unary_stream_rpc_method_handler(
+            self._handle_subscribe,
+            request_deserializer=broadcast_pb2.SubscribeRequest.FromString,
+            response_serializer=_identity,
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Subscribe": handler}),))
+
+
+def _split(key: Key) -> tuple[str, str] | None:
+    if len(key) != 2:
+        return None
+    stream_id, emoji = key
+    if not isinstance(stream_id, str) or not isinstance(emoji, str):
+        return None
+    return stream_id, emoji

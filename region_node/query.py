@@ -1,0 +1,196 @@
+"""The Query service: exact totals and per-second history of a stream, read from a ReplicaState.
+
+``GetTotals`` answers the totals merged by this node so far (exact, unsmoothed). ``GetHistory``
+sums the per-second ``windows`` (keys (stream, emoji, window_start_s)) of [start_s, end_s) into
+buckets of ``step_s`` seconds aligned to ``start_s`` (bucket b covers [b, b + step_s)), and returns
+only non-zero buckets, ascending.
+
+A query never scans other streams' keys: a state listener keeps, per stream, the set of emojis
+with totals and, per (stream, emoji), the sorted window starts, so a history query costs
+O(log n + windows in the range). Windows pruned from the state by retention read as zero and are
+skipped; ``forget_windows_before`` trims the index to match.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, insort
+from collections.abc import Iterable
+
+import grpc
+from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
+
+from edge.errors import ServiceError, abort_with, invalid_argument
+from merge.clock import Clock, SystemClock
+from merge.keyed import Key, KeyedGCounter
+from merge.replica import TOTALS, WINDOWS, ReplicaState
+
+MAX_POINTS = 86_400
+_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
+
+
+class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
+    """Serves ``reactmesh.v1.Query`` from one node's ReplicaState."""
+
+    def __init__(self, state: ReplicaState, clock: Clock | None = None) -> None:
+        self._state = state
+        self._clock = clock or SystemClock()
+        self._emojis: dict[str, set[str]] = {}
+        self._windows: dict[str, dict[str, list[int]]] = {}
+        total_keys, window_keys = state.totals.keys(), state.windows.keys()
+        for key in total_keys:
+            self._index_total(key)
+        for key in window_keys:
+            if len(key) == 3 and isinstance(key[0], str) and isinstance(key[1], str) and isinstance(key[2], int):
+                self._windows.setdefault(key[0], {}).setdefault(key[1], []).append(key[2])
+        for by_emoji in self._windows.values():
+            for starts in by_emoji.values():
+                starts.sort()
+        state.add_listener(self._on_merge)
+
+    # -- index -------------------------------------------------------------------------------
+
+    def _on_merge(self, collection: str, _: KeyedGCounter, grown: list[Key]) -> None:
+        if collection == TOTALS:
+            for key in grown:
+                self._index_total(key)
+        elif collection == WINDOWS:
+            for key in grown:
+                self._index_window(key)
+
+    def _index_total(self, key: Key) -> None:
+        if len(key) == 2 and isinstance(key[0], str) and isinstance(key[1], str):
+            emojis = self._emojis.get(key[0])
+            if emojis is None:
+                emojis = self._emojis[key[0]] = set()
+            emojis.add(key[1])
+
+    def _index_window(self, key: Key) -> None:
+        if len(key) != 3:
+            return
+        stream_id, emoji, start = key
+        if not isinstance(stream_id, str) or not isinstance(emoji, str) or not isinstance(start, int):
+            return
+        by_emoji = self._windows.get(stream_id)
+        if by_emoji is None:
+            by_emoji = self._windows[stream_id] = {}
+        starts = by_emoji.get(emoji)
+        if starts is None:
+            by_emoji[emoji] = [start]
+        elif start > starts[-1]:
+            starts.append(start)
+        elif start != starts[-1]:
+            i = bisect_left(starts, start)
+            if i == len(starts) or starts[i] != start:
+                insort(starts, start, lo=i)
+
+    def forget_windows_before(self, start_s: int) -> int:
+        """Drop index entries of windows starting before ``start_s`` (after retention pruned them)."""
+        dropped = 0
+        for by_emoji in self._windows.values():
+            for emoji, starts in list(by_emoji.items()):
+                i = bisect_left(starts, start_s)
+                if i:
+                    del starts[:i]
+                    dropped += i
+                if not starts:
+                    del by_emoji[emoji]
+        return dropped
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def totals(self, stream_id: str) -> dict[str, int]:
+        """Exact merged totals of the stream, by emoji. Raises ServiceError for a bad stream id."""
+        _check_stream_id(stream_id)
+        values = self._state.totals
+        return {emoji: values.value((stream_id, emoji)) for emoji in sorted(self._emojis.get(stream_id, ()))}
+
+    def history(
+        self, stream_id: str, start_s: int, end_s: int, step_s: int = 1, emojis: Iterable[str] = ()
+    ) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+        """(step, emoji -> [(bucket_start_s, count)...]) as GetHistory answers it.
+
+        Every requested emoji gets a series (possibly empty); with none requested, every emoji
+        with a non-zero bucket in range. Raises ServiceError INVALID_ARGUMENT for bad input.
+        """
+        _check_stream_id(stream_id)
+        step = step_s or 1
+        if step < 1:
+            raise invalid_argument(f"step_s must be a positive number of seconds, got {step_s}")
+        if start_s < 0:
+            raise invalid_argument(f"start_s must be Unix seconds >= 0, got {start_s}")
+        if end_s <= start_s:
+            raise invalid_argument(f"range [start_s, end_s) must be non-empty, got [{start_s}, {end_s})")
+        points = -(-(end_s - start_s) // step)
+        if points > MAX_POINTS:
+            raise invalid_argument(
+                f"range of {end_s - start_s} s in steps of {step} s has {points} points per emoji; "
+                f"at most {MAX_POINTS}: narrow the range or widen step_s"
+            )
+        wanted = sorted(set(emojis))
+        for emoji in wanted:
+            if not _EMOJI.fullmatch(emoji):
+                raise invalid_argument(f"emoji must be 1..32 chars of [a-z0-9_], got {emoji[:40]!r}")
+        by_emoji = self._windows.get(stream_id, {})
+        names = wanted or sorted(by_emoji)
+        windows = self._state.windows
+        out: dict[str, list[tuple[int, int]]] = {}
+        for emoji in names:
+            buckets: dict[int, int] = {}
+            starts = by_emoji.get(emoji)
+            if starts:
+                lo, hi = bisect_left(starts, start_s), bisect_left(starts, end_s)
+                for s in starts[lo:hi]:
+                    count = windows.value((stream_id, emoji, s))
+                    if count:
+                        bucket = start_s + (s - start_s) // step * step
+                        buckets[bucket] = buckets.get(bucket, 0) + count
+            if buckets or wanted:
+                out[emoji] = list(buckets.items())
+        return step, out
+
+    # -- gRPC --------------------------------------------------------------------------------
+
+    async def GetTotals(
+        self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetTotalsResponse:
+        try:
+            totals = self.totals(request.stream_id)
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return query_pb2.GetTotalsResponse(
+            stream_id=request.stream_id,
+            totals=[common_pb2.ReactionCount(emoji=e, count=n) for e, n in totals.items()],
+            as_of_ms=self._clock.wall_ms(),
+        )
+
+    async def GetHistory(
+        self, request: query_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetHistoryResponse:
+        try:
+            step, series = self.history(
+                request.stream_id, request.start_s, request.end_s, request.step_s, request.emojis
+            )
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return query_pb2.GetHistoryResponse(
+            stream_id=request.stream_id,
+            step_s=step,
+            series=[
+                query_pb2.HistorySeries(
+                    emoji=emoji, points=[query_pb2.HistoryPoint(start_s=s, count=n) for s, n in points]
+                )
+                for emoji, points in series.items()
+            ],
+        )
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        query_pb2_grpc.add_QueryServicer_to_server(self, server)
+
+
+def _check_stream_id(stream_id: str) -> None:
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise invalid_argument(f"stream_id must be 1..128 chars of [A-Za-z0-9._:-], got {stream_id[:140]!r}")
