@@ -1,0 +1,125 @@
+"""EdgeConfig: everything an edge needs to know, validated once at construction.
+
+A constructed EdgeConfig is always usable: every field has been checked in ``__post_init__`` and a bad
+value raises ConfigError naming the field and the expected form. ``from_mapping`` builds one from a
+parsed config file (lists become tuples; unknown keys are errors, so a typo never goes unnoticed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from edge.errors import ConfigError
+
+DEFAULT_REACTIONS: tuple[str, ...] = ("like", "heart", "laugh", "wow", "sad", "fire")
+
+# Fixed by the wire contract (ingest.proto, aggregator.proto).
+PROTOCOL_MAX_ENTRIES_PER_BATCH = 16
+PROTOCOL_MAX_ENTRIES_PER_EDGE_BATCH = 4096
+
+_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
+_REGION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MIN_SECRET_CHARS = 16
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Configuration of one edge.
+
+    ``aggregators`` are the "host:port" addresses of the region's aggregators; sessions are spread over
+    them by consistent hash. Rate limits are per viewer: ``rate_per_s`` taps per second refilling a
+    bucket of ``burst`` taps. ``max_inflight_entries`` bounds client batches forwarded but not yet acked,
+    edge-wide; beyond it clients are told to come back after ``retry_after_ms``. When ``auth_secret`` is
+    set every call needs an ``authorization: Bearer <token>`` issued with that secret.
+    """
+
+    region: str
+    aggregators: tuple[str, ...]
+    reactions: tuple[str, ...] = DEFAULT_REACTIONS
+    max_count_per_entry: int = 1000
+    max_entries_per_batch: int = PROTOCOL_MAX_ENTRIES_PER_BATCH
+    rate_per_s: float = 10.0
+    burst: int = 50
+    max_viewers_tracked: int = 100_000
+    flush_interval_ms: int = 5
+    max_entries_per_edge_batch: int = 1024
+    max_inflight_entries: int = 50_000
+    retry_after_ms: int = 500
+    reconnect_backoff_ms: int = 100
+    reconnect_backoff_max_ms: int = 5_000
+    ring_vnodes: int = 512
+    auth_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
+            raise ConfigError("region", "1..64 chars of [A-Za-z0-9._-]", self.region)
+        _check_aggregators(self.aggregators)
+        _check_reactions(self.reactions)
+        _check_int("max_count_per_entry", self.max_count_per_entry, 1, 2**32)
+        _check_int("max_entries_per_batch", self.max_entries_per_batch, 1, PROTOCOL_MAX_ENTRIES_PER_BATCH)
+        if (
+            isinstance(self.rate_per_s, bool)
+            or not isinstance(self.rate_per_s, int | float)
+            or not 0 < self.rate_per_s < float("inf")
+        ):
+            raise ConfigError("rate_per_s", "a finite number > 0", self.rate_per_s)
+        _check_int("burst", self.burst, 1, 2**32)
+        _check_int("max_viewers_tracked", self.max_viewers_tracked, 1, 2**31)
+        _check_int("flush_interval_ms", self.flush_interval_ms, 0, 10_000)
+        _check_int(
+            "max_entries_per_edge_batch", self.max_entries_per_edge_batch, 1, PROTOCOL_MAX_ENTRIES_PER_EDGE_BATCH
+        )
+        _check_int("max_inflight_entries", self.max_inflight_entries, 1, 2**31)
+        _check_int("retry_after_ms", self.retry_after_ms, 1, 2**32 - 1)
+        _check_int("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
+        _check_int("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms, self.reconnect_backoff_ms, 600_000)
+        _check_int("ring_vnodes", self.ring_vnodes, 1, 65_536)
+        if self.auth_secret is not None and (
+            not isinstance(self.auth_secret, str) or len(self.auth_secret) < _MIN_SECRET_CHARS
+        ):
+            raise ConfigError("auth_secret", f"None or a string of at least {_MIN_SECRET_CHARS} chars", "<redacted>")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
+        """Build a config from a parsed file (e.g. the ``edge`` section of a YAML/JSON/TOML document)."""
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(str(key), f"one of {sorted(known)}", data[key])
+        for required in ("region", "aggregators"):
+            if required not in data:
+                raise ConfigError(required, "a value (required)", None)
+        values = dict(data)
+        for key in ("aggregators", "reactions"):
+            if key in values and isinstance(values[key], list):
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(name, f"an integer in {lo}..{hi}", value)
+
+
+def _check_aggregators(value: object) -> None:
+    expected = 'a non-empty tuple of distinct "host:port" addresses'
+    if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
+        raise ConfigError("aggregators", expected, value)
+    for address in value:
+        if not isinstance(address, str):
+            raise ConfigError("aggregators", expected, value)
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError("aggregators", expected, address)
+
+
+def _check_reactions(value: object) -> None:
+    expected = "a non-empty tuple of distinct emoji names, 1..32 chars of [a-z0-9_]"
+    if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
+        raise ConfigError("reactions", expected, value)
+    for emoji in value:
+        if not isinstance(emoji, str) or not _EMOJI.fullmatch(emoji):
+            raise ConfigError("reactions", expected, emoji)

@@ -1,0 +1,412 @@
+"""The Ingest service: client batches in, acks out once the aggregator has committed them.
+
+``Edge`` owns one edge's parts (config, clock, authenticator, validator, rate limiter, hash ring, one
+Forwarder per aggregator) and decides each batch in ``admit``:
+auth -> validate -> muted/drained -> in-flight bound -> rate limit -> forward -> ack.
+``IngestServicer`` speaks gRPC on top of it.
+
+Guarantees:
+
+- Every ClientBatch gets exactly one BatchAck, or its call ends with a status; an ack is ACCEPTED or
+  DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed).
+- A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
+  makes a client resend a batch after a later seq of its session was applied: refusals that need a
+  resend (overload, shutdown, expired token) end the whole stream, and no later batch of the stream is
+  forwarded after the one refused. Per-batch answers are only final ones (ACCEPTED, DUPLICATE, REJECTED).
+- One session per stream: a batch of another session ends the stream with INVALID_ARGUMENT. Garbage
+  bytes end the call with INVALID_ARGUMENT; nothing a client sends can crash the server.
+- Memory is bounded: ``max_inflight_entries`` forwarded-but-unacked batches edge-wide (beyond it a
+  stream ends with RESOURCE_EXHAUSTED and ``retry-after-ms``), ``max_viewers_tracked`` rate buckets.
+
+Every batch outcome passes one seam, ``Edge._emit``, which updates ``statistics()`` and calls the
+registered EdgeListeners (e.g. Prometheus counters), so handlers carry no metrics code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import DecodeError
+from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
+
+from edge.auth import Authenticator, Principal
+from edge.config import EdgeConfig
+from edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted, unauthenticated
+from edge.forwarder import ChannelFactory, Forwarder, insecure_channel
+from edge.ratelimit import RateLimiter
+from edge.ring import HashRing
+from edge.validation import SESSION_ID_BYTES, Validator
+from merge.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "reactmesh.v1.Ingest"
+
+BatchAck = ingest_pb2.BatchAck
+Outcome = BatchAck.Outcome
+Reason = BatchAck.RejectReason
+AckOrError = BatchAck | ServiceError
+Deliver = Callable[[AckOrError], None]
+
+_APPLIED = aggregator_pb2.EdgeAck.APPLIED
+_DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
+
+
+class EdgeListener(Protocol):
+    """Told about every batch decision: ``outcome`` (a BatchAck.Outcome; RETRY for a batch refused by
+    overload), ``taps`` counted, ``rate_limited`` taps dropped, ``reason`` for REJECTED.
+
+    Called synchronously on the event loop for every batch: it must be cheap and must not raise."""
+
+    def __call__(self, outcome: int, taps: int, rate_limited: int, reason: int) -> None: ...
+
+
+def _unavailable(message: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def _trim(counts: Any, granted: int) -> list[common_pb2.ReactionCount]:
+    """The first ``granted`` taps of ``counts``, in batch order; every count stays >= 1."""
+    kept: list[common_pb2.ReactionCount] = []
+    for entry in counts:
+        if granted <= 0:
+            break
+        take = entry.count if entry.count <= granted else granted
+        kept.append(common_pb2.ReactionCount(emoji=entry.emoji, count=take))
+        granted -= take
+    return kept
+
+
+class Edge:
+    """One edge: admission, routing and forwarding of client batches, and its admin hooks."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        clock: Clock | None = None,
+        *,
+        channel_factory: ChannelFactory = insecure_channel,
+        listeners: tuple[EdgeListener, ...] = (),
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.listeners: list[EdgeListener] = list(listeners)
+        self._auth = Authenticator(config.auth_secret, self.clock)
+        self._validator = Validator.from_config(config)
+        self._limiter = RateLimiter(self.clock, config.rate_per_s, config.burst, config.max_viewers_tracked)
+        self._ring = HashRing(config.aggregators, config.ring_vnodes)
+        self._forwarders = {
+            address: Forwarder(
+                address,
+                self.clock,
+                flush_interval_s=config.flush_interval_ms / 1000,
+                max_entries=config.max_entries_per_edge_batch,
+                backoff_s=config.reconnect_backoff_ms / 1000,
+                backoff_max_s=config.reconnect_backoff_max_ms / 1000,
+                channel_factory=channel_factory,
+            )
+            for address in config.aggregators
+        }
+        self._muted: dict[str, int] = {}
+        self._drained: set[str] = set()
+        self._accepting = False
+        self._started = False
+        self._inflight = 0
+        self._max_inflight = config.max_inflight_entries
+        self._outcomes = [0] * (max(Outcome.values()) + 1)
+        self._rejects = [0] * (max(Reason.values()) + 1)
+        self._taps_accepted = 0
+        self._taps_rate_limited = 0
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        """Connect to the aggregators and start accepting batches."""
+        if self._started:
+            raise RuntimeError("edge already started")
+        self._started = True
+        for forwarder in self._forwarders.values():
+            forwarder.start()
+        self._accepting = True
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting batches, flush, and wait up to ``grace_s`` for in-flight acks; batches still
+        unacked then end their streams with UNAVAILABLE (clients resend them elsewhere)."""
+        self._accepting = False
+        await asyncio.gather(*(f.close(grace_s) for f in self._forwarders.values()))
+
+    def flush(self) -> None:
+        """Send every queued entry now rather than at the end of the flush interval."""
+        for forwarder in self._forwarders.values():
+            forwarder.flush()
+
+    def add_to_server(self, server: Any) -> IngestServicer:
+        """Register the Ingest service on a grpc.aio server; returns the servicer."""
+        servicer = IngestServicer(self)
+        servicer.add_to_server(server)
+        return servicer
+
+    # -- admin hooks --
+
+    def mute(self, viewer_id: str, until_ms: int) -> None:
+        """Reject ``viewer_id``'s batches (VIEWER_MUTED) until wall time ``until_ms``."""
+        self._muted[viewer_id] = until_ms
+
+    def unmute(self, viewer_id: str) -> None:
+        self._muted.pop(viewer_id, None)
+
+    def drain(self, stream_id: str) -> None:
+        """Reject every further batch for ``stream_id`` (STREAM_DRAINED), e.g. when the live ends."""
+        self._drained.add(stream_id)
+
+    def undrain(self, stream_id: str) -> None:
+        self._drained.discard(stream_id)
+
+    # -- admission --
+
+    def authenticate(self, metadata: Any) -> Principal | None:
+        """The caller's principal, None when tokens are not required; raises UNAUTHENTICATED."""
+        return self._auth.authenticate(metadata)
+
+    def route(self, session_id: bytes) -> Forwarder:
+        return self._forwarders[self._ring.lookup(session_id)]
+
+    def admit(self, batch: ingest_pb2.ClientBatch, principal: Principal | None, deliver: Deliver) -> BatchAck | None:
+        """Decide ``batch``: returns its ack now, or None after forwarding it, in which case ``deliver``
+        is later called exactly once with the ack, or with a ServiceError ending the caller's call.
+
+        Raises ServiceError (RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED) when the caller must end
+        its call without forwarding this batch or any later one."""
+        if not self._accepting:
+            raise _unavailable("edge is not accepting batches (starting or shutting down)")
+        seq = batch.seq
+        if principal is not None:
+            if self.clock.wall_ms() >= principal.expires_at_ms:
+                raise unauthenticated("token expired")
+            if batch.viewer_id != principal.viewer_id:
+                return self._reject(seq, BatchAck.BAD_VIEWER_ID, "viewer_id does not match the token's subject")
+        rejection = self._validator.check(batch)
+        if rejection is not None:
+            return self._reject(seq, *rejection)
+        if self._muted:
+            until = self._muted.get(batch.viewer_id)
+            if until is not None:
+                if self.clock.wall_ms() < until:
+                    return self._reject(seq, BatchAck.VIEWER_MUTED, "viewer is muted")
+                del self._muted[batch.viewer_id]
+        if self._drained and batch.stream_id in self._drained:
+            return self._reject(seq, BatchAck.STREAM_DRAINED, "stream is drained")
+        if self._inflight >= self._max_inflight:
+            self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
+            raise resource_exhausted("edge overloaded; resend unacknowledged batches later", self.config.retry_after_ms)
+        counts = batch.counts
+        taps = sum(entry.count for entry in counts)
+        granted = self._limiter.take(batch.viewer_id, taps)
+        if granted == 0:
+            self._emit(BatchAck.ACCEPTED, 0, taps, BatchAck.REJECT_REASON_UNSPECIFIED)
+            return BatchAck(seq=seq, outcome=BatchAck.ACCEPTED, accepted_taps=0, rate_limited_taps=taps)
+        forwarded = counts if granted == taps else _trim(counts, granted)
+        future = self.route(batch.session_id).submit(
+            batch.session_id, seq, batch.stream_id, forwarded, self.clock.wall_ms()
+        )
+        self._inflight += 1
+        future.add_done_callback(partial(self._resolved, seq, granted, taps - granted, deliver))
+        return None
+
+    def _resolved(self, seq: int, granted: int, limited: int, deliver: Deliver, future: asyncio.Future[int]) -> None:
+        self._inflight -= 1
+        if future.cancelled() or future.exception() is not None:
+            deliver(_unavailable("edge shut down before the aggregator acknowledged; resend unacknowledged batches"))
+            return
+        outcome = future.result()
+        if outcome == _APPLIED:
+            self._emit(BatchAck.ACCEPTED, granted, limited, BatchAck.REJECT_REASON_UNSPECIFIED)
+            ack = BatchAck(seq=seq, outcome=BatchAck.ACCEPTED, accepted_taps=granted, rate_limited_taps=limited)
+        elif outcome == _DUPLICATE:
+            self._emit(BatchAck.DUPLICATE, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
+            ack = BatchAck(seq=seq, outcome=BatchAck.DUPLICATE)
+        else:
+            ack = self._reject(seq, BatchAck.REJECT_REASON_UNSPECIFIED, "refused by the aggregator")
+        deliver(ack)
+
+    def _reject(self, seq: int, reason: Reason, detail: str) -> BatchAck:
+        self._emit(BatchAck.REJECTED, 0, 0, reason)
+        return BatchAck(seq=seq, outcome=BatchAck.REJECTED, reject_reason=reason, detail=detail)
+
+    def _emit(self, outcome: int, taps: int, rate_limited: int, reason: int) -> None:
+        """The one seam every batch outcome passes through."""
+        self._outcomes[outcome] += 1
+        if outcome == BatchAck.REJECTED:
+            self._rejects[reason] += 1
+        self._taps_accepted += taps
+        self._taps_rate_limited += rate_limited
+        for listener in self.listeners:
+            try:
+                listener(outcome, taps, rate_limited, reason)
+            except Exception:
+                log.exception("edge listener %r failed", listener)
+
+    # -- introspection --
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def statistics(self) -> dict[str, int]:
+        """A snapshot of this edge's counters."""
+        stats = {
+            "batches_accepted": self._outcomes[BatchAck.ACCEPTED],
+            "batches_duplicate": self._outcomes[BatchAck.DUPLICATE],
+            "batches_rejected": self._outcomes[BatchAck.REJECTED],
+            "batches_overloaded": self._outcomes[BatchAck.RETRY],
+            "taps_accepted": self._taps_accepted,
+            "taps_rate_limited": self._taps_rate_limited,
+            "inflight": self._inflight,
+            "viewers_tracked": len(self._limiter),
+            "viewers_muted": len(self._muted),
+            "streams_drained": len(self._drained),
+        }
+        for reason in Reason.values():
+            if reason != BatchAck.REJECT_REASON_UNSPECIFIED:
+                stats[f"batches_rejected_{Reason.Name(reason).lower()}"] = self._rejects[reason]
+        stats["batches_rejected_refused"] = self._rejects[BatchAck.REJECT_REASON_UNSPECIFIED]
+        totals: dict[str, int] = {}
+        for forwarder in self._forwarders.values():
+            for key, value in forwarder.statistics().items():
+                totals[f"forward_{key}"] = totals.get(f"forward_{key}", 0) + value
+        stats.update(totals)
+        return stats
+
+    def forwarder_statistics(self) -> dict[str, dict[str, int]]:
+        """Per aggregator address, that forwarder's counters."""
+        return {address: f.statistics() for address, f in self._forwarders.items()}
+
+
+def _parse_batch(data: bytes) -> ingest_pb2.ClientBatch | None:
+    """Request deserializer that turns undecodable bytes into None instead of an UNKNOWN status."""
+    try:
+        return ingest_pb2.ClientBatch.FromString(data)
+    except DecodeError:
+        return None
+
+
+@dataclass(slots=True)
+class _StreamState:
+    out: asyncio.Queue[AckOrError | None]
+    outstanding: int = 0
+    eof: bool = False
+    failed: bool = False
+    session_id: bytes | None = None
+
+
+class IngestServicer:
+    """grpc.aio servicer of reactmesh.v1.Ingest over an Edge."""
+
+    def __init__(self, edge: Edge) -> None:
+        self._edge = edge
+
+    def add_to_server(self, server: Any) -> None:
+        """Register on ``server`` with a deserializer that maps garbage to INVALID_ARGUMENT."""
+        handlers = {
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                self.Stream, request_deserializer=_parse_batch, response_serializer=BatchAck.SerializeToString
+            ),
+            "Send": grpc.unary_unary_rpc_method_handler(
+                self.Send, request_deserializer=_parse_batch, response_serializer=BatchAck.SerializeToString
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    async def Stream(self, request_iterator: Any, context: Any) -> None:
+        try:
+            principal = self._edge.authenticate(context.invocation_metadata())
+        except ServiceError as error:
+            await abort_with(context, error)
+            return
+        state = _StreamState(asyncio.Queue())
+        reader = asyncio.ensure_future(self._read(request_iterator, principal, state))
+        try:
+            while True:
+                item = await state.out.get()
+                if item is None:
+                    return
+                if isinstance(item, ServiceError):
+                    await abort_with(context, item)
+                    return
+                await context.write(item)
+        finally:
+            reader.cancel()
+
+    async def _read(self, requests: Any, principal: Principal | None, state: _StreamState) -> None:
+        """Admit the stream's batches in order; stops at the first error, queued for the writer."""
+        out = state.out
+
+        def deliver(item: AckOrError) -> None:
+            state.outstanding -= 1
+            if isinstance(item, ServiceError):
+                state.failed = True
+            out.put_nowait(item)
+            if state.eof and state.outstanding == 0:
+                out.put_nowait(None)
+
+        admit = self._edge.admit
+        try:
+            async for batch in requests:
+                if state.failed:
+                    return
+                if batch is None:
+                    raise invalid_argument("undecodable ClientBatch")
+                if state.session_id is None:
+                    if len(batch.session_id) == SESSION_ID_BYTES:
+                        state.session_id = batch.session_id
+                elif batch.session_id != state.session_id:
+                    raise invalid_argument("one session per stream: batch of another session_id")
+                ack = admit(batch, principal, deliver)
+                if ack is None:
+                    state.outstanding += 1
+                else:
+                    out.put_nowait(ack)
+        except ServiceError as error:
+            state.failed = True
+            out.put_nowait(error)
+            return
+        except DecodeError:
+            state.failed = True
+            out.put_nowait(invalid_argument("undecodable ClientBatch"))
+            return
+        except Exception:
+            log.exception("Ingest.Stream reader failed")
+            state.failed = True
+            out.put_nowait(ServiceError(grpc.StatusCode.INTERNAL, "internal error"))
+            return
+        state.eof = True
+        if state.outstanding == 0:
+            out.put_nowait(None)
+
+    async def Send(self, request: ingest_pb2.ClientBatch | None, context: Any) -> BatchAck | None:
+        if request is None:
+            await abort_with(context, invalid_argument("undecodable ClientBatch"))
+            return None
+        result: asyncio.Future[AckOrError] = asyncio.get_running_loop().create_future()
+
+        def deliver(item: AckOrError) -> None:
+            if not result.done():
+                result.set_result(item)
+
+        try:
+            principal = self._edge.authenticate(context.invocation_metadata())
+            ack = self._edge.admit(request, principal, deliver)
+            item = ack if ack is not None else await result
+            if isinstance(item, ServiceError):
+                raise item
+        except ServiceError as error:
+            await abort_with(context, error)
+            return None
+        return item
