@@ -826,6 +826,26 @@ class ReactionClient:
                 await self._clock.sleep(delay)
 
 
+async def subscribe(
+    stream_id: str,
+    *,
+    broadcaster_addresses: Sequence[str],
+    resume: tuple[int, int] | None = None,
+    token: str | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[broadcast_pb2.Frame]:
+    """Frames of ``stream_id`` for a reader that does not tap (dashboards, ``reactmesh watch``).
+
+    Same reconnect, resume and failover behaviour as ``ReactionClient.subscribe``.
+    """
+    reader = ReactionClient(list(broadcaster_addresses), viewer_id="subscriber", token=token, clock=clock)
+    try:
+        async for frame in reader.subscribe(stream_id, broadcaster_addresses=broadcaster_addresses, resume=resume):
+            yield frame
+    finally:
+        await reader.close()
+
+
 class LiveView:
     """What a viewer displays for one stream: SNAPSHOT frames replace it, DELTA frames add to it.
 

@@ -18,7 +18,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from merge.errors import ConfigError
 
@@ -93,13 +94,13 @@ async def _serve(config_path: str, targets: frozenset[str]) -> int:
     return 0
 
 
-def run_async(coro: object) -> int:
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is on Linux), else on asyncio's default loop."""
     try:
         import uvloop
-
-        return int(uvloop.run(coro))  # type: ignore[arg-type]
     except ImportError:
-        return int(asyncio.run(coro))  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    return int(uvloop.run(coro))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from bench.__main__ import main as bench_main
 
-            return bench_main([args.scenario, *args.rest])
+            return int(bench_main([args.scenario, *args.rest]))
     except ConfigError as exc:
         print(f"reactmesh: {exc}", file=sys.stderr)
         return 2

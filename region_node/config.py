@@ -146,7 +146,11 @@ def build(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
         return cls(**kwargs)
     except ConfigError as exc:
         if not exc.field.startswith(f"{section}."):
-            raise ConfigError(f"{section}.{exc.field}", exc.expected, kwargs.get(exc.field)) from exc
+            # Re-qualify the field name; the message keeps what the component chose to show (no secrets).
+            exc.field = f"{section}.{exc.field}"
+            exc.args = (
+                str(exc).replace(f"config field {exc.field[len(section) + 1 :]!r}", f"config field {exc.field!r}", 1),
+            )
         raise
     except TypeError as exc:
         raise ConfigError(section, "a table with every required field", str(exc)) from exc
@@ -172,18 +176,18 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if (t := table("edge")) is not None:
         listen = t.pop("listen", None)
         t.setdefault("region", region)
-        edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t))  # type: ignore[arg-type]
+        edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t))
     if (t := table("aggregator")) is not None:
         listen = t.pop("listen", None)
         t.setdefault("region", region)
-        aggregator = AggregatorSection(listen=listen, config=build(AggregatorConfig, "aggregator", t))  # type: ignore[arg-type]
+        aggregator = AggregatorSection(listen=listen, config=build(AggregatorConfig, "aggregator", t))
     if (t := table("broadcaster")) is not None:
         listen = t.pop("listen", None)
         node_id = t.pop("node_id", f"{region}/broadcaster")
         sources = tuple(t.pop("sources", ()))
         peers = tuple(t.pop("peers", ()))
         broadcaster = BroadcasterSection(
-            listen=listen,  # type: ignore[arg-type]
+            listen=listen,
             node_id=node_id,
             sources=sources,
             peers=peers,

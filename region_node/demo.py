@@ -29,7 +29,7 @@ async def _totals(address: str, stream: str) -> dict[str, int]:
 
 
 def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: dict[str, dict[str, int]]) -> Table:
-    emojis = sorted({e for v in [*views.values(), *(LiveView(totals=t) for t in exact.values())] for e in v.totals})
+    emojis = sorted({e for v in views.values() for e in v.totals} | {e for t in exact.values() for e in t})
     table = Table(title=f"reactmesh demo: stream {HOT} (shown smoothed / exact merged)")
     table.add_column("region")
     for e in emojis:

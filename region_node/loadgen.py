@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from reactmesh.v1 import ingest_pb2
+
 from edge.client import ReactionClient
 from edge.config import DEFAULT_REACTIONS
 
@@ -73,10 +75,23 @@ async def drive(
     emojis = list(DEFAULT_REACTIONS)
     clients: list[tuple[ReactionClient, str]] = []
     sent: Counter[tuple[str, str]] = Counter()
+    accepted: Counter[str] = Counter()
+
+    def on_ack(batch: ingest_pb2.ClientBatch, ack: ingest_pb2.BatchAck) -> None:
+        # Ground truth per (stream, emoji). A partially rate-limited batch does not say which emojis
+        # were dropped, so it is recorded under "<stream>/*"; DUPLICATE means counted by an earlier send.
+        if ack.outcome == ingest_pb2.BatchAck.ACCEPTED and ack.rate_limited_taps:
+            accepted[f"{batch.stream_id}/*"] += ack.accepted_taps
+        elif ack.outcome in (ingest_pb2.BatchAck.ACCEPTED, ingest_pb2.BatchAck.DUPLICATE):
+            for c in batch.counts:
+                accepted[f"{batch.stream_id}/{c.emoji}"] += c.count
+
     for v in range(viewers):
         # Spread viewers over the given edges, each client failing over to the others.
         order = [*edges[v % len(edges) :], *edges[: v % len(edges)]]
-        client = ReactionClient(order, viewer_id=f"viewer-{seed}-{v}", rng=random.Random(rng.getrandbits(32)))
+        client = ReactionClient(
+            order, viewer_id=f"viewer-{seed}-{v}", rng=random.Random(rng.getrandbits(32)), on_ack=on_ack
+        )
         stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
         clients.append((client, stream))
     for client, _ in clients:
@@ -103,24 +118,25 @@ async def drive(
         progress_task.cancel()
     for client, _ in clients:
         await client.close()
-    return summarise(clients, sent, viewers, elapsed)
+    return summarise(clients, sent, accepted, viewers, elapsed)
 
 
 def summarise(
-    clients: Sequence[tuple[ReactionClient, str]], sent: Counter[tuple[str, str]], viewers: int, elapsed: float
+    clients: Sequence[tuple[ReactionClient, str]],
+    sent: Counter[tuple[str, str]],
+    accepted: Counter[str],
+    viewers: int,
+    elapsed: float,
 ) -> LoadSummary:
     latencies: list[float] = []
-    accepted: Counter[str] = Counter()
     totals = Counter[str]()
     for client, _ in clients:
         st = client.statistics()
-        latencies.extend(st.ack_latencies_ms)
-        for (stream, emoji), n in st.accepted_by_key.items():
-            accepted[f"{stream}/{emoji}"] += n
+        latencies.extend(x * 1000 for x in st.ack_latencies_s)
         totals["accepted"] += st.accepted_taps
         totals["rate_limited"] += st.rate_limited_taps
-        totals["acked"] += st.acked_accepted + st.acked_duplicate
-        totals["rejected"] += st.acked_rejected
+        totals["acked"] += st.acks_accepted + st.acks_duplicate
+        totals["rejected"] += st.acks_rejected
         totals["reconnects"] += st.reconnects
         totals["resent"] += st.batches_resent
     taps = sum(sent.values())
@@ -148,7 +164,9 @@ async def _progress(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("load"), BarColumn(), TextColumn("{task.fields[taps]} taps, {task.fields[acked]} acked"),
+        TextColumn("load"),
+        BarColumn(),
+        TextColumn("{task.fields[taps]} taps, {task.fields[acked]} acked"),
         TimeRemainingColumn(),
     ) as bar:
         task = bar.add_task("load", total=duration, taps=0, acked=0)

@@ -65,6 +65,17 @@ class RegionPlan:
         second = {"region": self.region, "aggregator": agg[1], "gossip": dict(o.get("gossip", {}))}
         return {"main": main, "agg1": second}
 
+    def split_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """One process per role: "edge", "agg0", "agg1", "bcast" (for fault tests)."""
+        combined = self.process_configs(overrides)
+        main, region, gossip = combined["main"], self.region, combined["main"]["gossip"]
+        return {
+            "edge": {"region": region, "edge": main["edge"], "gossip": gossip},
+            "agg0": {"region": region, "aggregator": main["aggregator"], "gossip": gossip},
+            "agg1": combined["agg1"],
+            "bcast": {"region": region, "broadcaster": main["broadcaster"], "gossip": gossip},
+        }
+
 
 def plan(regions: Sequence[str], base_port: int, data_dir: Path) -> dict[str, RegionPlan]:
     """Ports: region i uses base+10i (edge), +1/+2 (aggregators), +3 (broadcaster)."""
@@ -132,6 +143,7 @@ class ProcessMesh:
     data_dir: Path | None = None
     overrides: Mapping[str, Mapping[str, Any]] | None = None
     log_dir: Path | None = None
+    layout: str = "combined"  # or "split": one process per role
     plans: dict[str, RegionPlan] = field(default_factory=dict)
     procs: dict[tuple[str, str], asyncio.subprocess.Process] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -143,11 +155,11 @@ class ProcessMesh:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
         for r, p in self.plans.items():
-            for name, cfg in p.process_configs(self.overrides).items():
+            configs = p.split_configs(self.overrides) if self.layout == "split" else p.process_configs(self.overrides)
+            for name, cfg in configs.items():
                 (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
-        for r in self.plans:
-            await self.start(r, "agg1")
-            await self.start(r, "main")
+            for name in configs:
+                await self.start(r, name)
         await self.wait_ready()
         return self
 
@@ -157,11 +169,11 @@ class ProcessMesh:
             self._tmp.cleanup()
 
     async def start(self, region: str, name: str) -> None:
-        """Start (or restart) process ``name`` ("main" or "agg1") of ``region``."""
+        """Start (or restart) process ``name`` of ``region`` ("main"/"agg1", or edge/agg0/agg1/bcast when split)."""
         assert self.data_dir is not None
-        target = "all" if name == "main" else "aggregator"
+        target = {"main": "all", "edge": "edge", "bcast": "broadcaster"}.get(name, "aggregator")
         log_dir = self.log_dir or self.data_dir
-        log = open(log_dir / f"{region}-{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(log_dir / f"{region}-{name}.log", "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         self.procs[(region, name)] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
