@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 
 import grpc
@@ -46,6 +47,8 @@ def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: d
 
 
 async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None:
+    # The live table is the demo's output; client reconnect chatter would scroll it away.
+    logging.getLogger("edge.client").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
     followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], stop)) for r, p in plans.items()]

@@ -94,30 +94,37 @@ async def drive(
         )
         stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
         clients.append((client, stream))
-    for client, _ in clients:
-        await client.start()
-    started = time.monotonic()
-    stop = stop or asyncio.Event()
+    try:
+        for client, _ in clients:
+            await client.start()
+        started = time.monotonic()
+        stop = stop or asyncio.Event()
 
-    async def viewer(client: ReactionClient, stream: str, r: random.Random) -> None:
-        end = started + duration_s
-        while not stop.is_set():
-            await asyncio.sleep(r.expovariate(taps_per_second))
-            if time.monotonic() >= end or stop.is_set():
-                return
-            emoji = emojis[min(len(emojis) - 1, int(r.expovariate(1.0)))]
-            client.tap(stream, emoji)
-            sent[(stream, emoji)] += 1
+        async def viewer(client: ReactionClient, stream: str, r: random.Random) -> None:
+            end = started + duration_s
+            while not stop.is_set():
+                await asyncio.sleep(r.expovariate(taps_per_second))
+                if time.monotonic() >= end or stop.is_set():
+                    return
+                emoji = emojis[min(len(emojis) - 1, int(r.expovariate(1.0)))]
+                client.tap(stream, emoji)
+                sent[(stream, emoji)] += 1
 
-    tasks = [asyncio.create_task(viewer(c, s, random.Random(rng.getrandbits(32)))) for c, s in clients]
-    progress_task = asyncio.create_task(_progress(clients, sent, started, duration_s)) if progress else None
-    await asyncio.gather(*tasks)
-    await asyncio.gather(*(c.flush(flush_timeout_s) for c, _ in clients))
-    elapsed = time.monotonic() - started
-    if progress_task is not None:
-        progress_task.cancel()
-    for client, _ in clients:
-        await client.close()
+        tasks = [asyncio.create_task(viewer(c, s, random.Random(rng.getrandbits(32)))) for c, s in clients]
+        progress_task = asyncio.create_task(_progress(clients, sent, started, duration_s)) if progress else None
+        try:
+            await asyncio.gather(*tasks)
+            await asyncio.gather(*(c.flush(flush_timeout_s) for c, _ in clients))
+        finally:
+            for t in tasks:
+                t.cancel()
+            if progress_task is not None:
+                progress_task.cancel()
+        elapsed = time.monotonic() - started
+    finally:
+        # Also on cancellation: closing stops every client's reconnect loop.
+        for client, _ in clients:
+            await client.close()
     return summarise(clients, sent, accepted, viewers, elapsed)
 
 
