@@ -28,3 +28,18 @@ class ConfigError(ValueError):
         super().__init__(f"config field {field!r}: expected {expected}, got {got!r}")
         self.field = field
         self.expected = expected
+
+
+class ClockDriftError(MergeError):
+    """Raised by ``HybridLogicalClock.update`` when a received timestamp's wall time is more than
+    ``max_drift_ms`` ahead of the local wall clock; the clock is left unchanged, so one replica
+    with a clock far in the future cannot drag every other clock forward."""
+
+    def __init__(self, received_wall_ms: int, local_wall_ms: int, max_drift_ms: int) -> None:
+        super().__init__(
+            f"received timestamp is {received_wall_ms - local_wall_ms} ms ahead of the local clock "
+            f"(wall {received_wall_ms} vs {local_wall_ms}; at most {max_drift_ms} ms allowed)"
+        )
+        self.received_wall_ms = received_wall_ms
+        self.local_wall_ms = local_wall_ms
+        self.max_drift_ms = max_drift_ms

@@ -32,14 +32,18 @@ _SEP = "\x1f"
 
 def encode_key(key: Key) -> str:
     """Encode a key tuple as text: each part tagged 's' (str) or 'i' (int), joined by 0x1f."""
+    if not key:
+        raise CRDTMisuse("a key needs at least one part")
     parts = []
     for part in key:
-        if isinstance(part, int):
-            parts.append(f"i{part}")
-        else:
+        if isinstance(part, str):
             if _SEP in part:
                 raise CRDTMisuse(f"key part {part!r} contains the separator 0x1f")
             parts.append(f"s{part}")
+        elif isinstance(part, int) and not isinstance(part, bool):
+            parts.append(f"i{int(part)}")
+        else:
+            raise CRDTMisuse(f"key part {part!r} is neither str nor int")
     return _SEP.join(parts)
 
 
@@ -171,6 +175,8 @@ class KeyedGCounter:
         With ``limit``, at most that many keys (the oldest changes first); the returned version
         then covers only what was included, so the caller can send the rest in later rounds.
         """
+        if limit is not None and limit < 0:
+            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
         changed: list[tuple[Key, int]] = []
         for key, v in reversed(self._touched.items()):
             if v <= version:
@@ -180,7 +186,7 @@ class KeyedGCounter:
         upto = self._version
         if limit is not None and len(changed) > limit:
             changed = changed[:limit]
-            upto = changed[-1][1]
+            upto = changed[-1][1] if changed else version
         delta = KeyedGCounter()
         for key, _ in changed:
             delta._slots[key] = dict(self._slots[key])
@@ -244,12 +250,14 @@ class KeyedGCounter:
             if len(entry.replica_index) != len(entry.counts):
                 raise DecodeError("keyed_gcounter body: replica_index and counts differ in length")
             key = decode_key(entry.key)
-            slots = out._slots.setdefault(key, {})
+            slots = out._slots.get(key) or {}
             for i, count in zip(entry.replica_index, entry.counts, strict=True):
                 if i >= len(replicas):
                     raise DecodeError(f"keyed_gcounter body: replica index {i} out of range")
                 replica = replicas[i]
                 if count > slots.get(replica, 0):
                     slots[replica] = count
-            out._touch(key)
+            if slots:  # a key with no positive count is the bottom: absent
+                out._slots[key] = slots
+                out._touch(key)
         return out

@@ -1,0 +1,320 @@
+"""Three replicas converge through a hostile network to what a sequential model says.
+
+Each state machine has three replicas that mutate and exchange state only as bytes made by the
+real encoder: eager deltas straight from the mutators, ``delta_since`` streams paced by
+acknowledgements (which travel the same network), and occasional full-state anti-entropy. The
+network reorders, duplicates and drops every kind of message. Invariants hold after every step;
+at the end (teardown) full states are exchanged and every replica must equal every other and the
+model: plain sums for keyed counters, maxima for MaxMap, and for poll votes the latest vote of
+each voter stamped before the earliest close (among its K latest votes, the documented bound).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from merge.hlc import HlcTimestamp, HybridLogicalClock
+from merge.keyed import Key, KeyedGCounter
+from merge.lww import LwwMap
+from merge.maxmap import MaxMap
+
+N = 3
+replica_ids = st.integers(0, N - 1)
+links = st.sampled_from([(src, dst) for src in range(N) for dst in range(N) if src != dst])
+picks = st.integers(0, 10_000)
+
+# (kind, src, dst, payload, upto); kind: "eager" (a mutator's delta), "delta" (delta_since), "ack".
+Message = tuple[str, int, int, bytes, int]
+
+
+class Exchange(RuleBasedStateMachine):
+    """Replicas, the lossy network and the delivery rules shared by every CRDT type."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replicas: list[Any] = [self.new_replica(i) for i in range(N)]
+        self.acked = [[0] * N for _ in range(N)]  # acked[src][dst]: version dst acknowledged
+        self.wire: list[Message] = []
+
+    # -- per-type hooks ----------------------------------------------------------------------
+
+    def new_replica(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def received(self, dst: int, state: Any) -> None:
+        """Called with every decoded payload before ``dst`` merges it."""
+
+    def check_replica(self, i: int) -> None:
+        raise NotImplementedError
+
+    def check_model(self, state: Any) -> None:
+        raise NotImplementedError
+
+    # -- the network -------------------------------------------------------------------------
+
+    def broadcast(self, src: int, delta: Any) -> None:
+        payload = delta.encode()
+        for dst in range(N):
+            if dst != src:
+                self.wire.append(("eager", src, dst, payload, 0))
+
+    @rule(link=links, limit=st.none() | st.integers(1, 3))
+    def send_unacknowledged_changes(self, link: tuple[int, int], limit: int | None) -> None:
+        src, dst = link
+        delta, upto = self.replicas[src].delta_since(self.acked[src][dst], limit)
+        if upto > self.acked[src][dst]:
+            self.wire.append(("delta", src, dst, delta.encode(), upto))
+
+    @precondition(lambda self: self.wire)
+    @rule(pick=picks)
+    def deliver(self, pick: int) -> None:
+        kind, src, dst, payload, upto = self.wire.pop(pick % len(self.wire))
+        if kind == "ack":
+            self.acked[dst][src] = max(self.acked[dst][src], upto)
+            return
+        state = self.decode(payload)
+        self.received(dst, state)
+        self.replicas[dst].merge(state)
+        if kind == "delta":
+            self.wire.append(("ack", dst, src, b"", upto))
+
+    @precondition(lambda self: self.wire)
+    @rule(pick=picks)
+    def duplicate(self, pick: int) -> None:
+        self.wire.append(self.wire[pick % len(self.wire)])
+
+    @precondition(lambda self: self.wire)
+    @rule(pick=picks)
+    def drop(self, pick: int) -> None:
+        self.wire.pop(pick % len(self.wire))
+
+    @rule(link=links)
+    def anti_entropy(self, link: tuple[int, int]) -> None:
+        src, dst = link
+        state = self.decode(self.replicas[src].encode())
+        self.received(dst, state)
+        self.replicas[dst].merge(state)
+
+    @invariant()
+    def replicas_stay_within_the_model(self) -> None:
+        for i in range(N):
+            self.check_replica(i)
+
+    def teardown(self) -> None:
+        for dst in range(N):
+            for src in range(N):
+                if src != dst:
+                    self.replicas[dst].merge(self.decode(self.replicas[src].encode()))
+        first = self.replicas[0]
+        for other in self.replicas[1:]:
+            assert other == first
+        self.check_model(first)
+
+
+# -- keyed G-counters ---------------------------------------------------------------------------
+
+COUNTER_KEYS: list[Key] = [("s1", "like"), ("s1", "love"), ("s2", "like", 1_700_000_000)]
+
+
+class KeyedCounterExchange(Exchange):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: Counter[Key] = Counter()
+        self.seen = [dict.fromkeys(COUNTER_KEYS, 0) for _ in range(N)]
+
+    def new_replica(self, i: int) -> KeyedGCounter:
+        return KeyedGCounter()
+
+    def decode(self, data: bytes) -> KeyedGCounter:
+        return KeyedGCounter.decode(data)
+
+    increments = st.tuples(replica_ids, st.sampled_from(COUNTER_KEYS), st.integers(1, 5))
+
+    @initialize(ops=st.lists(increments, min_size=1, max_size=6))
+    def start_with_increments(self, ops: list[tuple[int, Key, int]]) -> None:
+        for op in ops:
+            self.increment(*op)
+
+    @rule(op=increments)
+    def increment_somewhere(self, op: tuple[int, Key, int]) -> None:
+        self.increment(*op)
+
+    def increment(self, i: int, key: Key, n: int) -> None:
+        self.model[key] += n
+        self.broadcast(i, self.replicas[i].increment(key, f"r{i}", n))
+
+    def check_replica(self, i: int) -> None:
+        for key in COUNTER_KEYS:
+            value = self.replicas[i].value(key)
+            assert self.seen[i][key] <= value <= self.model[key]
+            self.seen[i][key] = value
+
+    def check_model(self, state: KeyedGCounter) -> None:
+        assert {k: state.value(k) for k in COUNTER_KEYS} == {k: self.model[k] for k in COUNTER_KEYS}
+
+
+# -- max maps -----------------------------------------------------------------------------------
+
+WATERMARK_KEYS: list[bytes | str] = [b"\x01" * 16, b"\x02" * 16, "edge-1"]
+
+
+class MaxMapExchange(Exchange):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[bytes | str, int] = dict.fromkeys(WATERMARK_KEYS, 0)
+        self.seen = [dict.fromkeys(WATERMARK_KEYS, 0) for _ in range(N)]
+
+    def new_replica(self, i: int) -> MaxMap:
+        return MaxMap()
+
+    def decode(self, data: bytes) -> MaxMap:
+        return MaxMap.decode(data)
+
+    writes = st.tuples(replica_ids, st.sampled_from(WATERMARK_KEYS), st.integers(0, 50))
+
+    @initialize(ops=st.lists(writes, min_size=1, max_size=6))
+    def start_with_watermarks(self, ops: list[tuple[int, bytes | str, int]]) -> None:
+        for op in ops:
+            self.raise_watermark(*op)
+
+    @rule(op=writes)
+    def raise_watermark_somewhere(self, op: tuple[int, bytes | str, int]) -> None:
+        self.raise_watermark(*op)
+
+    def raise_watermark(self, i: int, key: bytes | str, value: int) -> None:
+        self.model[key] = max(self.model[key], value)
+        self.broadcast(i, self.replicas[i].set(key, value))
+
+    def check_replica(self, i: int) -> None:
+        for key in WATERMARK_KEYS:
+            value = self.replicas[i].get(key)
+            assert self.seen[i][key] <= value <= self.model[key]
+            self.seen[i][key] = value
+
+    def check_model(self, state: MaxMap) -> None:
+        assert state.value() == {k: v for k, v in self.model.items() if v}
+
+
+# -- poll votes ---------------------------------------------------------------------------------
+
+VOTERS = ["alice", "bob", "carol"]
+HISTORY = 2  # small, so that the bound is exercised
+
+
+class SteppedClock:
+    """A wall clock the test moves by hand (all a HybridLogicalClock reads)."""
+
+    def __init__(self, wall_ms: int) -> None:
+        self.now_ms = wall_ms
+
+    def wall_ms(self) -> int:
+        return self.now_ms
+
+    def monotonic(self) -> float:
+        return self.now_ms / 1000
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("not used by these tests")
+
+
+class PollExchange(Exchange):
+    def __init__(self) -> None:
+        # Skewed wall clocks, so that stamp order differs from the order of the test's steps.
+        self.clocks = [SteppedClock(1_700_000_000_000 + skew) for skew in (0, 4, -3)]
+        self.hlcs = [HybridLogicalClock(f"r{i}", clock) for i, clock in enumerate(self.clocks)]
+        super().__init__()
+        self.writes: dict[str, set[tuple[HlcTimestamp, int]]] = {}
+        self.closes: list[HlcTimestamp] = []
+
+    def new_replica(self, i: int) -> LwwMap:
+        return LwwMap(history=HISTORY)
+
+    def decode(self, data: bytes) -> LwwMap:
+        return LwwMap.decode(data, history=HISTORY)
+
+    def received(self, dst: int, state: LwwMap) -> None:
+        latest = state.latest_stamp()
+        if latest is not None:
+            self.hlcs[dst].update(latest)
+
+    ballots = st.lists(st.tuples(replica_ids, st.sampled_from(VOTERS), st.integers(0, 2)), min_size=1, max_size=4)
+
+    @initialize(votes=ballots)
+    def start_with_votes(self, votes: list[tuple[int, str, int]]) -> None:
+        for vote in votes:
+            self.vote(*vote)
+
+    @rule(votes=ballots)
+    def vote_somewhere(self, votes: list[tuple[int, str, int]]) -> None:
+        for vote in votes:
+            self.vote(*vote)
+
+    def vote(self, i: int, voter: str, option: int) -> None:
+        stamp = self.hlcs[i].now()
+        replica = self.replicas[i]
+        if replica.counts(stamp):  # a replica that knows of the close refuses the vote
+            self.writes.setdefault(voter, set()).add((stamp, option))
+        self.broadcast(i, replica.set(voter, option, stamp))
+
+    @precondition(lambda self: len(self.closes) < 2)
+    @rule(i=replica_ids)
+    def close(self, i: int) -> None:
+        stamp = self.hlcs[i].now()
+        self.closes.append(stamp)
+        self.broadcast(i, self.replicas[i].close(stamp))
+
+    @rule(i=replica_ids, ms=st.integers(1, 5))
+    def tick(self, i: int, ms: int) -> None:
+        self.clocks[i].now_ms += ms
+
+    def check_replica(self, i: int) -> None:
+        replica: LwwMap = self.replicas[i]
+        closed = replica.closed_at
+        if self.closes:
+            assert closed is None or closed >= min(self.closes)
+        else:
+            assert closed is None
+        votes = replica.value()
+        assert sum(replica.tally().values()) == len(votes) <= len(self.writes)
+        for voter in replica:
+            assert set(replica.history(voter)) <= self.writes[voter]  # nothing invented
+        for voter, option in votes.items():
+            counted = [(s, v) for s, v in replica.history(voter) if closed is None or s < closed]
+            assert counted and counted[0][1] == option
+
+    def model(self) -> dict[str, int]:
+        close = min(self.closes) if self.closes else None
+        out: dict[str, int] = {}
+        for voter, pairs in self.writes.items():
+            for stamp, option in sorted(pairs, reverse=True)[:HISTORY]:
+                if close is None or stamp < close:
+                    out[voter] = option
+                    break
+        return out
+
+    def check_model(self, state: LwwMap) -> None:
+        assert state.closed_at == (min(self.closes) if self.closes else None)
+        expected = self.model()
+        assert state.value() == expected
+        assert state.tally() == dict(Counter(expected.values()))
+
+
+# Each example is a run of up to 50 steps, so a third of the profile's examples keeps the suite
+# within seconds; the "thorough" profile scales this up too.
+_PROFILE = settings()
+RUNS = settings(_PROFILE, max_examples=max(30, _PROFILE.max_examples // 3))
+
+TestKeyedCountersConvergeThroughALossyNetwork = KeyedCounterExchange.TestCase
+TestKeyedCountersConvergeThroughALossyNetwork.settings = RUNS
+TestMaxMapsConvergeThroughALossyNetwork = MaxMapExchange.TestCase
+TestMaxMapsConvergeThroughALossyNetwork.settings = RUNS
+TestPollVotesConvergeThroughALossyNetwork = PollExchange.TestCase
+TestPollVotesConvergeThroughALossyNetwork.settings = RUNS
