@@ -22,13 +22,13 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from reactmesh.v1 import gossip_pb2
 
+from merge import digest
 from merge.clock import Clock
 from merge.errors import ConfigError, DecodeError, MergeError
-from merge.keyed import KeyedGCounter
 from merge.replica import ReplicaState
 
 
@@ -49,6 +49,11 @@ class GossipConfig:
     max_keys_per_delta: int = 2000
     max_inflight_deltas: int = 8
     poll_interval_s: float = 0.01
+    # Anti-entropy: every digest_interval_s (0 disables) a receiver sends bucket digests of these
+    # collections; the sender answers every differing bucket with its state for that bucket.
+    digest_interval_s: float = 15.0
+    digest_buckets: int = 64
+    digest_collections: tuple[str, ...] = ("totals", "watermarks")
 
     def __post_init__(self) -> None:
         if self.max_keys_per_delta < 1:
@@ -57,6 +62,10 @@ class GossipConfig:
             raise ConfigError("gossip.max_inflight_deltas", "an integer >= 1", self.max_inflight_deltas)
         if not 0 < self.poll_interval_s <= 1:
             raise ConfigError("gossip.poll_interval_s", "seconds in (0, 1]", self.poll_interval_s)
+        if self.digest_interval_s < 0:
+            raise ConfigError("gossip.digest_interval_s", "seconds >= 0 (0 disables digests)", self.digest_interval_s)
+        if not 1 <= self.digest_buckets <= 4096:
+            raise ConfigError("gossip.digest_buckets", "an integer in 1..4096", self.digest_buckets)
 
 
 @dataclass
@@ -78,6 +87,9 @@ class GossipStats:
     bytes_received: int = 0
     keys_grown: int = 0
     sessions: int = 0
+    digests_sent: int = 0
+    digest_repairs: int = 0
+    full_state_transfers: int = 0
     # peer region -> last observed replication lag, milliseconds
     lag_ms: dict[str, int] = field(default_factory=dict)
 
@@ -86,11 +98,21 @@ LagObserver = Callable[[str, int], None]
 """Called as observer(peer_region, lag_ms) for every merged Delta."""
 
 
-def default_sends_to(my_role: str, peer_role: str) -> bool:
-    """Aggregators feed everyone; broadcasters feed other broadcasters (region gateways)."""
+Route = frozenset[str] | None
+"""The collections one node sends another: None means all of them, an empty set none."""
+
+NOTHING: Route = frozenset()
+
+
+def default_route(my_role: str, peer_role: str) -> Route:
+    """Aggregators feed everyone everything; broadcasters (region gateways) feed other broadcasters
+    everything and their own region's aggregators the session watermarks, so an aggregator can
+    recognise a batch that another region already counted when a client fails over."""
     if my_role == "aggregator":
-        return True
-    return my_role == "broadcaster" and peer_role == "broadcaster"
+        return None
+    if my_role == "broadcaster":
+        return None if peer_role == "broadcaster" else frozenset({"watermarks"})
+    return NOTHING
 
 
 class GossipNode:
@@ -104,7 +126,7 @@ class GossipNode:
         state: ReplicaState,
         clock: Clock,
         config: GossipConfig | None = None,
-        sends_to: Callable[[str, str], bool] = default_sends_to,
+        route: Callable[[str, str], Route] = default_route,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
@@ -113,7 +135,7 @@ class GossipNode:
         self.state = state
         self.clock = clock
         self.config = config or GossipConfig()
-        self._sends_to = sends_to
+        self._route = route
         self.incarnation = (rng or random.SystemRandom()).getrandbits(63) or 1
         self.peers: dict[str, PeerRecord] = {}
         self.stats = GossipStats()
@@ -152,12 +174,14 @@ class GossipNode:
             await write(self.hello())
         peer = self._peer(first.hello)
         self.stats.sessions += 1
-        sender = _Sender(self, peer, write)
-        send_task = (
-            asyncio.create_task(sender.run(), name=f"gossip-send-{peer.node_id}")
-            if self._sends_to(self.role, peer.role)
-            else None
-        )
+        outbound = self._route(self.role, peer.role)
+        inbound = self._route(peer.role, self.role)
+        sender = _Sender(self, peer, write, outbound)
+        tasks: list[asyncio.Task[None]] = []
+        if outbound != NOTHING:
+            tasks.append(asyncio.create_task(sender.run(), name=f"gossip-send-{peer.node_id}"))
+        if inbound != NOTHING and self.config.digest_interval_s > 0:
+            tasks.append(asyncio.create_task(self._digests(write, inbound), name=f"gossip-digest-{peer.node_id}"))
         try:
             while True:
                 msg = await transport.read()
@@ -169,23 +193,42 @@ class GossipNode:
                     await write(gossip_pb2.GossipMessage(delta_ack=gossip_pb2.DeltaAck(seq=msg.delta.seq)))
                 elif kind == "delta_ack":
                     sender.on_ack(msg.delta_ack.seq)
+                elif kind == "digest":
+                    if outbound != NOTHING:
+                        await sender.repair(msg.digest)
                 elif kind == "hello":
                     raise ProtocolError("Hello sent twice in one session")
-                # Digests and full-state chunks are answered by later protocol versions; ignoring
-                # them is safe because every repair is also reachable through deltas.
+                # FullStateChunk and FullStateRequest are not sent by this version: full state travels
+                # as a run of bounded Deltas from version 0 (see _Sender); ignoring them is safe.
         finally:
-            if send_task is not None:
-                send_task.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await send_task
+                    await task
+
+    async def _digests(self, write: Callable[[gossip_pb2.GossipMessage], Any], inbound: Route) -> None:
+        """Periodically send the digests of what this peer feeds us."""
+        cfg = self.config
+        rounds = 0
+        while True:
+            await self.clock.sleep(cfg.digest_interval_s)
+            rounds += 1
+            msg = gossip_pb2.GossipMessage(digest=gossip_pb2.Digest(round=rounds))
+            for name in cfg.digest_collections:
+                coll = self.state.collections.get(name)
+                if coll is None or not digest.supports(coll) or (inbound is not None and name not in inbound):
+                    continue
+                for i, h in enumerate(digest.bucket_hashes(coll, cfg.digest_buckets)):  # type: ignore[arg-type]
+                    msg.digest.buckets.add(collection=name, bucket=i, of=cfg.digest_buckets, hash=h)
+            if len(msg.digest.buckets):
+                await write(msg)
+                self.stats.digests_sent += 1
 
     def _merge_delta(self, delta: gossip_pb2.Delta, peer: PeerRecord) -> None:
-        decoded: list[tuple[str, KeyedGCounter]] = []
+        decoded: list[tuple[str, Any]] = []
         try:
             for part in delta.parts:
-                if part.collection not in self.state.collections:
-                    raise DecodeError(f"unknown collection {part.collection!r}")
-                decoded.append((part.collection, KeyedGCounter.decode(part.envelope)))
+                decoded.append((part.collection, self.state.decode_part(part.collection, part.envelope)))
         except DecodeError as exc:
             raise ProtocolError(f"undecodable delta from {peer.node_id}: {exc}") from exc
         self.stats.deltas_received += 1
@@ -203,10 +246,13 @@ class GossipNode:
 class _Sender:
     """Streams unacknowledged deltas to one peer."""
 
-    def __init__(self, node: GossipNode, peer: PeerRecord, write: Callable[[gossip_pb2.GossipMessage], object]) -> None:
+    def __init__(
+        self, node: GossipNode, peer: PeerRecord, write: Callable[[gossip_pb2.GossipMessage], Any], route: Route
+    ) -> None:
         self.node = node
         self.peer = peer
         self.write = write
+        self.route = route
         self.sent: dict[str, int] = dict(peer.acked)
         self.inflight: OrderedDict[int, dict[str, int]] = OrderedDict()
         self.seq = 0
@@ -218,25 +264,56 @@ class _Sender:
                 break
             self.peer.acked = self.inflight.pop(first)
 
+    async def _send(self, parts: list[tuple[str, bytes]], upto: dict[str, int]) -> None:
+        node = self.node
+        self.seq += 1
+        msg = gossip_pb2.GossipMessage(
+            delta=gossip_pb2.Delta(
+                seq=self.seq,
+                parts=[gossip_pb2.Part(collection=c, envelope=e) for c, e in parts],
+                origin_time_ms=node.clock.wall_ms(),
+                origin_region=node.region,
+            )
+        )
+        await self.write(msg)
+        node.stats.deltas_sent += 1
+        node.stats.bytes_sent += msg.ByteSize()
+        self.inflight[self.seq] = upto
+
     async def run(self) -> None:
         node, cfg = self.node, self.node.config
+        if not any(self.sent.values()):
+            node.stats.full_state_transfers += 1  # a new peer incarnation: everything, in bounded deltas
         while True:
             if len(self.inflight) < cfg.max_inflight_deltas:
-                parts, upto = node.state.delta_since(self.sent, cfg.max_keys_per_delta)
+                parts, upto = node.state.delta_since(self.sent, cfg.max_keys_per_delta, self.route)
                 if parts:
-                    self.seq += 1
-                    msg = gossip_pb2.GossipMessage(
-                        delta=gossip_pb2.Delta(
-                            seq=self.seq,
-                            parts=[gossip_pb2.Part(collection=c, envelope=e) for c, e in parts],
-                            origin_time_ms=node.clock.wall_ms(),
-                            origin_region=node.region,
-                        )
-                    )
-                    await self.write(msg)  # type: ignore[misc]
-                    node.stats.deltas_sent += 1
-                    node.stats.bytes_sent += msg.ByteSize()
-                    self.inflight[self.seq] = upto
+                    await self._send(parts, upto)
                     self.sent = upto
                     continue
             await node.clock.sleep(cfg.poll_interval_s)
+
+    async def repair(self, received: gossip_pb2.Digest) -> None:
+        """Answer a peer's digest with our state for every bucket that differs."""
+        node = self.node
+        by_collection: dict[str, dict[int, tuple[int, int]]] = {}
+        for b in received.buckets:
+            by_collection.setdefault(b.collection, {})[b.bucket] = (b.of, b.hash)
+        parts: list[tuple[str, bytes]] = []
+        for name, buckets in by_collection.items():
+            coll = node.state.collections.get(name)
+            if coll is None or not digest.supports(coll) or (self.route is not None and name not in self.route):
+                continue
+            of = {v[0] for v in buckets.values()}
+            if len(of) != 1 or not 1 <= (n := of.pop()) <= 4096:
+                raise ProtocolError(f"digest of {name!r} mixes or misstates bucket counts")
+            mine = digest.bucket_hashes(coll, n)  # type: ignore[arg-type]
+            differing = {i for i, (_, h) in buckets.items() if i < n and mine[i] != h}
+            if differing:
+                sub = digest.bucket_subset(coll, n, differing)  # type: ignore[arg-type]
+                if len(sub):
+                    parts.append((name, sub.encode()))
+        if parts:
+            node.stats.digest_repairs += 1
+            # A repair changes no version: it is acked like any delta but moves nothing forward.
+            await self._send(parts, dict(self.sent))

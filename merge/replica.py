@@ -1,41 +1,79 @@
 """A node's replicated state: named CRDT collections, read as deltas and merged from peers.
 
 ``totals`` (keys (stream, emoji)) and ``windows`` (keys (stream, emoji, window_start_s)) are
-KeyedGCounters. The gossip protocol reads ``delta_since(versions)`` for each peer and merges what
-peers send with ``merge_part``; listeners hear which keys grew, which is how the broadcaster learns
-true deltas. Only committed state may enter a ReplicaState that others read: an aggregator merges
-its own increments here after they are durable, never before.
+KeyedGCounters; ``watermarks`` (session id -> highest applied seq) is a MaxMap, so an aggregator
+in another region can tell a batch counted here from a new one after a client fails over. More
+collections (polls) may be registered by the roles that use them. The gossip protocol reads
+``delta_since(versions)`` for each peer and merges what peers send with ``merge_part``; listeners
+hear which keys grew, which is how the broadcaster learns true deltas.
+
+Only committed state may enter a ReplicaState that others read: an aggregator merges its own
+increments here after they are durable, never before (a G-counter slot must never go back).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol, Self
 
 from merge.errors import DecodeError
-from merge.keyed import Key, KeyedGCounter
+from merge.keyed import KeyedGCounter
+from merge.maxmap import MaxMap
 
 TOTALS = "totals"
 WINDOWS = "windows"
-COLLECTIONS = (TOTALS, WINDOWS)
+WATERMARKS = "watermarks"
+COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS)
 
-Listener = Callable[[str, KeyedGCounter, list[Key]], None]
+
+class Replicated(Protocol):
+    """What gossip needs of a collection: the shared CRDT interface plus versioned deltas."""
+
+    @property
+    def version(self) -> int: ...
+
+    def merge(self, other: Any) -> Sequence[Any]: ...
+
+    def delta_since(self, version: int, limit: int | None = None) -> tuple[Self, int]: ...
+
+    def encode(self) -> bytes: ...
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self: ...
+
+    def __len__(self) -> int: ...
+
+
+Listener = Callable[[str, Any, Any], None]
 """Called as listener(collection, merged_state, grown_keys) after every merge that grew keys."""
 
 
 class ReplicaState:
     """The CRDT collections of one node."""
 
-    def __init__(self) -> None:
-        self.collections: dict[str, KeyedGCounter] = {name: KeyedGCounter() for name in COLLECTIONS}
+    def __init__(self, extra: Mapping[str, Replicated] | None = None) -> None:
+        self.collections: dict[str, Replicated] = {
+            TOTALS: KeyedGCounter(),
+            WINDOWS: KeyedGCounter(),
+            WATERMARKS: MaxMap(),
+        }
+        for name, coll in (extra or {}).items():
+            if name in self.collections:
+                raise ValueError(f"collection {name!r} already exists")
+            self.collections[name] = coll
         self._listeners: list[Listener] = []
 
     @property
     def totals(self) -> KeyedGCounter:
-        return self.collections[TOTALS]
+        return self.collections[TOTALS]  # type: ignore[return-value]
 
     @property
     def windows(self) -> KeyedGCounter:
-        return self.collections[WINDOWS]
+        return self.collections[WINDOWS]  # type: ignore[return-value]
+
+    @property
+    def watermarks(self) -> MaxMap:
+        return self.collections[WATERMARKS]  # type: ignore[return-value]
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -44,37 +82,49 @@ class ReplicaState:
         return {name: c.version for name, c in self.collections.items()}
 
     def delta_since(
-        self, versions: Mapping[str, int], limit_keys: int | None = None
+        self,
+        versions: Mapping[str, int],
+        limit_keys: int | None = None,
+        only: Collection[str] | None = None,
     ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
         """Encoded parts holding every change after ``versions``, and the versions they cover.
 
-        ``limit_keys`` bounds the keys per collection, so one round's bandwidth is bounded.
+        ``limit_keys`` bounds the keys per collection, so one message's size is bounded;
+        ``only`` restricts the collections considered.
         """
         parts: list[tuple[str, bytes]] = []
-        upto: dict[str, int] = {}
+        upto: dict[str, int] = dict(versions)
         for name, coll in self.collections.items():
+            if only is not None and name not in only:
+                continue
             since = versions.get(name, 0)
             if coll.version <= since:
-                upto[name] = since
                 continue
             delta, upto[name] = coll.delta_since(since, limit_keys)
             if len(delta):
                 parts.append((name, delta.encode()))
         return parts, upto
 
-    def merge(self, collection: str, delta: KeyedGCounter) -> list[Key]:
+    def decode_part(self, collection: str, envelope: bytes) -> Replicated:
+        """Decode one gossip part for ``collection``; DecodeError for garbage or an unknown collection."""
+        coll = self.collections.get(collection)
+        if coll is None:
+            raise DecodeError(f"unknown collection {collection!r} (known: {', '.join(self.collections)})")
+        return type(coll).decode(envelope)
+
+    def merge(self, collection: str, delta: Any) -> Sequence[Any]:
         """Merge a decoded delta or state into ``collection``; return the keys that grew."""
         coll = self.collections.get(collection)
         if coll is None:
             raise DecodeError(f"unknown collection {collection!r} (known: {', '.join(self.collections)})")
+        if type(delta) is not type(coll):
+            raise TypeError(f"collection {collection!r} holds {type(coll).__name__}, not {type(delta).__name__}")
         grown = coll.merge(delta)
         if grown:
             for listener in self._listeners:
                 listener(collection, coll, grown)
         return grown
 
-    def merge_part(self, collection: str, envelope: bytes) -> list[Key]:
+    def merge_part(self, collection: str, envelope: bytes) -> Sequence[Any]:
         """Decode and merge one gossip part; DecodeError for garbage or an unknown collection."""
-        if collection not in self.collections:
-            raise DecodeError(f"unknown collection {collection!r} (known: {', '.join(self.collections)})")
-        return self.merge(collection, KeyedGCounter.decode(envelope))
+        return self.merge(collection, self.decode_part(collection, envelope))
