@@ -1,0 +1,619 @@
+"""The aggregator: counts forwarded client batches exactly once and acks the edge only after commit.
+
+Contract (protos/reactmesh/v1/aggregator.proto): an edge keeps one ordered ``Forward`` stream per
+aggregator and gets one EdgeAck per EdgeBatch, in batch order, with one outcome per entry.
+
+Guarantees:
+
+- An entry is APPLIED iff its seq is above its session's watermark; the in-memory watermark moves
+  at once, so a duplicate inside the same tick is caught. Anything else valid is DUPLICATE; an entry
+  with bad fields (session id not 16 bytes, seq 0, stream or emoji malformed, a count of 0 or above
+  ``max_count``, no counts, or a batch of more than ``max_entries_per_batch`` entries) is REFUSED
+  and nothing of it is counted.
+- ``tick()`` commits everything pending in ONE SQLite transaction (watermarks, this replica's new
+  totals and window slots), THEN merges those slots into ``state``, THEN sends the acks of every
+  EdgeBatch received before the tick. So an ack always follows the commit that made its entries
+  durable (a DUPLICATE too: its original may have been in the same commit), and ``state`` only ever
+  holds committed counts: peers replicate from it, and a G-counter slot seen by a peer must never go
+  back.
+- If a commit fails, nothing is acked; every uncommitted watermark is rolled back and every open
+  Forward stream ends with UNAVAILABLE, so edges resend their unacked batches and those are applied
+  again. (A stream cannot skip a batch: acks are in order.) Slots are written as absolute values
+  computed from committed state, so a commit that did reach the disk before failing is harmless.
+- Replica id is ``f"{node_id}~{generation}"``, the generation being a random id created with the
+  database file. A G-counter replica's slot must never go back; a node that lost its disk no longer
+  knows its slot values, so it takes a new replica id instead of restarting its old slots at zero
+  (which peers would ignore under max-merge, silently dropping the new counts).
+- On start the watermarks, the slots (all of them, as stored) and the windows within retention are
+  reloaded from SQLite into memory and into ``state``.
+- Retention: window rows older than ``window_retention_s`` are dropped from memory and disk (checked
+  every minute: pruning a KeyedGCounter scans its keys). Watermarks of sessions silent for longer
+  than ``watermark_ttl_s`` are dropped every second; such a session that then resends a batch that
+  was committed but never acked is counted twice. Clients resend within seconds to minutes, so the
+  default of 7 days is a wide margin; the cost is memory (~200 bytes per session seen in the TTL),
+  so a node with many short sessions may lower it.
+
+Windows are per second, from the edge's ``accepted_at_ms``, or from this node's clock when that is
+missing or more than 60 s away from it. ``add_commit_listener`` is the seam for replication (told
+after each commit that changed ``state``) and for metrics (each call carries a CommitFacts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
+
+from edge.errors import ServiceError, abort_with, invalid_argument
+from merge.clock import Clock
+from merge.errors import ConfigError
+from merge.keyed import KeyedGCounter
+from merge.replica import TOTALS, WINDOWS, ReplicaState
+from region_node.store import Slot, Store, Synchronous
+
+log = logging.getLogger(__name__)
+
+APPLIED = aggregator_pb2.EdgeAck.APPLIED
+DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
+REFUSED = aggregator_pb2.EdgeAck.REFUSED
+
+SESSION_ID_BYTES = 16
+ACCEPTED_AT_TOLERANCE_MS = 60_000
+_MAX_SEQ = 2**63 - 1  # SQLite INTEGER
+_WATERMARK_EXPIRY_EVERY_S = 1.0
+_WINDOW_EXPIRY_EVERY_S = 60.0
+_NAME_CACHE_LIMIT = 100_000
+_NEVER_MS = 2**63
+
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def _int_field(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(name, f"an integer in {low}..{high}", value)
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """Settings of one aggregator; validated at construction (ConfigError names the field)."""
+
+    node_id: str
+    """Stable node id "<region>/<name>", e.g. "a/agg-0"."""
+    region: str
+    db_path: str
+    """This node's SQLite file (created if missing). One file per node, never shared."""
+    tick_ms: int = 100
+    """Group-commit period: acks wait for at most one tick plus the commit."""
+    window_retention_s: int = 7 * 86_400
+    """Per-second windows older than this are dropped (history range of the query service)."""
+    watermark_ttl_s: int = 7 * 86_400
+    """A session silent longer than this is forgotten; if it then resends an already committed but
+    unacked batch, that batch is counted twice."""
+    max_entries_per_batch: int = 4096
+    max_count: int = 1_000_000
+    """Largest count of one emoji in one entry (the edge's per-entry cap is lower)."""
+    synchronous: Synchronous = "FULL"
+    """SQLite synchronous mode: FULL survives power loss, NORMAL only a process crash."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
+            raise ConfigError("region", "1..32 chars of [a-z0-9-], e.g. 'a'", self.region)
+        node_id = self.node_id
+        if (
+            not isinstance(node_id, str)
+            or not node_id.startswith(f"{self.region}/")
+            or not _NODE_NAME.fullmatch(node_id[len(self.region) + 1 :])
+        ):
+            raise ConfigError(
+                "node_id", f"'{self.region}/<name>' with a name of [A-Za-z0-9._-], e.g. 'a/agg-0'", node_id
+            )
+        if not isinstance(self.db_path, str) or not self.db_path or self.db_path == ":memory:":
+            raise ConfigError("db_path", "a file path (the store must survive a restart)", self.db_path)
+        _int_field("tick_ms", self.tick_ms, 1, 10_000)
+        min_retention = 2 * ACCEPTED_AT_TOLERANCE_MS // 1000
+        _int_field("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
+        _int_field("watermark_ttl_s", self.watermark_ttl_s, 60, 10 * 365 * 86_400)
+        _int_field("max_entries_per_batch", self.max_entries_per_batch, 1, 1_000_000)
+        _int_field("max_count", self.max_count, 1, 2**31)
+        if self.synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError("synchronous", "'FULL' or 'NORMAL'", self.synchronous)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFacts:
+    """What one commit did; given to every commit listener."""
+
+    committed_at_ms: int
+    commit_seconds: float
+    entries: int
+    taps: int
+    sessions: int
+    oldest_accepted_at_ms: int
+    """Smallest accepted_at_ms (edge clock, or ours when it was unusable) among the entries."""
+    mean_accepted_at_ms: float
+
+
+CommitListener = Callable[[CommitFacts], None]
+
+
+class _Forward:
+    """One open Forward call: its outgoing queue and its reader task."""
+
+    __slots__ = ("dead", "out", "reader", "unacked")
+
+    def __init__(self) -> None:
+        # An EdgeAck to send, None to end the call with OK, a ServiceError to end it with that status.
+        self.out: asyncio.Queue[aggregator_pb2.EdgeAck | ServiceError | None] = asyncio.Queue()
+        self.dead = False
+        self.unacked = 0
+        self.reader: asyncio.Task[None] | None = None
+
+
+class _Pending:
+    """Everything applied since the last commit."""
+
+    __slots__ = ("acc_min", "acc_sum", "acks", "entries", "prev_wm", "taps", "windows")
+
+    def __init__(self) -> None:
+        # session -> its watermark before this tick's first entry (restored if the commit fails).
+        self.prev_wm: dict[bytes, int] = {}
+        # (stream, window_start_s) -> emoji -> taps.
+        self.windows: dict[tuple[str, int], dict[str, int]] = {}
+        # Acks to send after the commit, in arrival order; None ends the call (the edge half-closed).
+        self.acks: list[tuple[_Forward, aggregator_pb2.EdgeAck | None]] = []
+        self.entries = 0
+        self.taps = 0
+        self.acc_sum = 0
+        self.acc_min = _NEVER_MS
+
+
+class Aggregator:
+    """Exactly-once counting of forwarded batches with group commit. ``await start()`` before use."""
+
+    def __init__(self, config: AggregatorConfig, clock: Clock) -> None:
+        self.config = config
+        self.state = ReplicaState()
+        self._clock = clock
+        self._store: Store | None = None
+        self._replica = ""
+        self._wm: dict[bytes, int] = {}
+        # session -> wall ms of its last committed update, least recent first.
+        self._touched: dict[bytes, int] = {}
+        self._pending = _Pending()
+        self._streams: set[_Forward] = set()
+        self._listeners: list[CommitListener] = []
+        self._tick_lock = asyncio.Lock()
+        self._run_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._next_wm_expiry = 0.0
+        self._next_window_expiry = 0.0
+        self._streams_ok: set[str] = set()
+        self._emojis_ok: set[str] = set()
+        self._stats = {
+            "entries_applied": 0,
+            "entries_duplicate": 0,
+            "entries_refused": 0,
+            "taps_applied": 0,
+            "commits": 0,
+            "commit_failures": 0,
+            "windows_expired": 0,
+            "watermarks_expired": 0,
+        }
+        self._last_commit_seconds = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def replica_id(self) -> str:
+        """This node's G-counter replica id (set by ``start()``)."""
+        return self._replica
+
+    async def start(self) -> None:
+        """Open the store and recover watermarks, slots and windows within retention."""
+        if self._store is not None:
+            raise RuntimeError("Aggregator.start() called twice")
+        cfg = self.config
+        store = await Store.open(cfg.db_path, synchronous=cfg.synchronous)
+        try:
+            self._replica = f"{cfg.node_id}~{store.node_generation()}"
+            now_ms = self._clock.wall_ms()
+            window_cutoff_s = now_ms // 1000 - cfg.window_retention_s
+            await store.prune_watermarks(now_ms - cfg.watermark_ttl_s * 1000)
+            await store.prune_windows(window_cutoff_s)
+            for session, seq, updated_ms in await store.load_watermarks():
+                self._wm[session] = seq
+                self._touched[session] = updated_ms
+            for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
+                if isinstance(self.state.collections.get(name), KeyedGCounter):
+                    self.state.merge(name, coll)
+                else:
+                    log.warning("%s: ignoring stored collection %r unknown to this build", cfg.db_path, name)
+        except BaseException:
+            await store.close()
+            raise
+        self._store = store
+        now = self._clock.monotonic()
+        self._next_wm_expiry = now + _WATERMARK_EXPIRY_EVERY_S
+        self._next_window_expiry = now + _WINDOW_EXPIRY_EVERY_S
+        log.info(
+            "aggregator %s: replica %s, %d sessions, %d totals keys recovered from %s",
+            cfg.node_id,
+            self._replica,
+            len(self._wm),
+            len(self.state.totals),
+            cfg.db_path,
+        )
+
+    async def run(self) -> None:
+        """Tick every ``tick_ms`` of the clock until ``close()``."""
+        self._run_task = asyncio.current_task()
+        period = self.config.tick_ms / 1000
+        try:
+            while True:
+                await self._clock.sleep(period)
+                if self._closing:
+                    return
+                # Shielded: cancelling run() must not interrupt a commit halfway.
+                tick = asyncio.ensure_future(self.tick())
+                tick.add_done_callback(_log_tick_failure)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(tick)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise  # close() stops the loop by cancelling it; that is a normal end
+
+    async def close(self) -> None:
+        """Stop accepting, commit and ack what is pending, end every Forward call, close the store."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._run_task is not None and self._run_task is not asyncio.current_task():
+            self._run_task.cancel()
+        for fwd in self._streams:
+            if fwd.reader is not None:
+                fwd.reader.cancel()
+        try:
+            if self._store is not None:
+                await self.tick()
+        finally:
+            self._closed = True
+            bye = ServiceError(grpc.StatusCode.UNAVAILABLE, "aggregator is shutting down; resend unacked batches")
+            for fwd in self._streams:
+                fwd.dead = True
+                fwd.out.put_nowait(bye)
+            if self._store is not None:
+                await self._store.close()
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(facts)`` after every commit (each one grows ``state``), before acks go out."""
+        self._listeners.append(listener)
+
+    def statistics(self) -> dict[str, int | float]:
+        """Counters since start: entries applied (committed) / duplicate / refused, taps applied,
+        commits, commit failures, windows and watermarks expired; gauges: last commit seconds,
+        pending entries, sessions tracked, open Forward streams."""
+        out: dict[str, int | float] = dict(self._stats)
+        out["last_commit_seconds"] = self._last_commit_seconds
+        out["pending_entries"] = self._pending.entries
+        out["sessions_tracked"] = len(self._wm)
+        out["streams_open"] = len(self._streams)
+        return out
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def _apply(self, fwd: _Forward, batch: aggregator_pb2.EdgeBatch) -> None:
+        """Apply one EdgeBatch to the pending tick and queue its ack (sent after the next commit)."""
+        p = self._pending
+        entries = batch.entries
+        n = len(entries)
+        fwd.unacked += 1
+        if n > self.config.max_entries_per_batch:
+            self._stats["entries_refused"] += n
+            p.acks.append((fwd, aggregator_pb2.EdgeAck(batch_id=batch.batch_id, outcomes=[REFUSED] * n)))
+            return
+        now_ms = self._clock.wall_ms()
+        acc_lo = now_ms - ACCEPTED_AT_TOLERANCE_MS
+        acc_hi = now_ms + ACCEPTED_AT_TOLERANCE_MS
+        max_count = self.config.max_count
+        wm = self._wm
+        wm_get = wm.get
+        prev = p.prev_wm
+        windows = p.windows
+        streams_ok = self._streams_ok
+        emojis_ok = self._emojis_ok
+        outcomes: list[aggregator_pb2.EdgeAck.EntryOutcome] = []
+        append = outcomes.append
+        applied = duplicate = refused = taps = acc_sum = 0
+        acc_min = p.acc_min
+        for e in entries:
+            stream = e.stream_id
+            session = e.session_id
+            seq = e.seq
+            counts = e.counts
+            valid = (
+                (stream in streams_ok or self._admit(stream, _STREAM_ID, streams_ok))
+                and len(session) == SESSION_ID_BYTES
+                and 0 < seq <= _MAX_SEQ
+                and len(counts) > 0
+            )
+            if valid:
+                for c in counts:
+                    emoji = c.emoji
+                    if not 0 < c.count <= max_count or (
+                        emoji not in emojis_ok and not self._admit(emoji, _EMOJI, emojis_ok)
+                    ):
+                        valid = False
+                        break
+            if not valid:
+                append(REFUSED)
+                refused += 1
+                continue
+            seen = wm_get(session, 0)
+            if seq <= seen:
+                append(DUPLICATE)
+                duplicate += 1
+                continue
+            wm[session] = seq
+            if session not in prev:
+                prev[session] = seen
+            acc = e.accepted_at_ms
+            if not acc_lo <= acc <= acc_hi:
+                acc = now_ms
+            acc_sum += acc
+            if acc < acc_min:
+                acc_min = acc
+            wkey = (stream, acc // 1000)
+            bucket = windows.get(wkey)
+            if bucket is None:
+                bucket = windows[wkey] = {}
+            for c in counts:
+                k = c.count
+                emoji = c.emoji
+                bucket[emoji] = bucket.get(emoji, 0) + k
+                taps += k
+            append(APPLIED)
+            applied += 1
+        p.entries += applied
+        p.taps += taps
+        p.acc_sum += acc_sum
+        p.acc_min = acc_min
+        stats = self._stats
+        stats["entries_duplicate"] += duplicate
+        stats["entries_refused"] += refused
+        p.acks.append((fwd, aggregator_pb2.EdgeAck(batch_id=batch.batch_id, outcomes=outcomes)))
+
+    @staticmethod
+    def _admit(name: str, pattern: re.Pattern[str], cache: set[str]) -> bool:
+        if not pattern.fullmatch(name):
+            return False
+        if len(cache) >= _NAME_CACHE_LIMIT:
+            cache.clear()
+        cache.add(name)
+        return True
+
+    # -- committing --------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Commit what is pending, publish it to ``state``, send the acks; return entries committed.
+
+        Raises what the store raised when the commit fails (after rolling back and ending the
+        Forward calls, see the module docstring).
+        """
+        if self._store is None:
+            raise RuntimeError("Aggregator.tick() before start()")
+        async with self._tick_lock:
+            if self._closed:
+                return 0
+            committed = await self._commit_pending()
+            await self._expire()
+            return committed
+
+    async def _commit_pending(self) -> int:
+        assert self._store is not None
+        p = self._pending
+        if not p.prev_wm and not p.acks:
+            return 0
+        self._pending = _Pending()
+        facts: CommitFacts | None = None
+        if p.prev_wm:
+            wm = self._wm
+            now_ms = self._clock.wall_ms()
+            watermarks = {s: wm[s] for s in p.prev_wm}
+            slots = self._new_slots(p)
+            started = time.perf_counter()
+            try:
+                await self._store.commit(watermarks, slots, now_ms)
+            except BaseException as exc:
+                self._fail(p, exc)
+                raise
+            seconds = time.perf_counter() - started
+            self._publish(slots)
+            touched = self._touched
+            for s in watermarks:
+                touched.pop(s, None)
+                touched[s] = now_ms
+            stats = self._stats
+            stats["commits"] += 1
+            stats["entries_applied"] += p.entries
+            stats["taps_applied"] += p.taps
+            self._last_commit_seconds = seconds
+            facts = CommitFacts(
+                committed_at_ms=now_ms,
+                commit_seconds=seconds,
+                entries=p.entries,
+                taps=p.taps,
+                sessions=len(watermarks),
+                oldest_accepted_at_ms=p.acc_min,
+                mean_accepted_at_ms=p.acc_sum / p.entries,
+            )
+            for listener in self._listeners:
+                try:
+                    listener(facts)
+                except Exception:
+                    log.exception("commit listener %r failed", listener)
+        for fwd, ack in p.acks:
+            if not fwd.dead:
+                if ack is not None:
+                    fwd.unacked -= 1
+                fwd.out.put_nowait(ack)
+        return p.entries
+
+    def _new_slots(self, p: _Pending) -> list[Slot]:
+        """This replica's slot values after adding ``p``: committed value + pending increments."""
+        replica = self._replica
+        win_state = self.state.windows
+        tot_state = self.state.totals
+        slots: list[Slot] = []
+        totals: dict[tuple[str, str], int] = {}
+        for (stream, start_s), bucket in p.windows.items():
+            for emoji, inc in bucket.items():
+                wkey = (stream, emoji, start_s)
+                slots.append((WINDOWS, wkey, replica, win_state.slots(wkey).get(replica, 0) + inc))
+                tkey = (stream, emoji)
+                totals[tkey] = totals.get(tkey, 0) + inc
+        for tkey, inc in totals.items():
+            slots.append((TOTALS, tkey, replica, tot_state.slots(tkey).get(replica, 0) + inc))
+        return slots
+
+    def _publish(self, slots: list[Slot]) -> None:
+        """Merge committed slot values into ``state`` (listeners hear the grown keys)."""
+        deltas = {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter()}
+        for collection, key, replica, count in slots:
+            deltas[collection].increment(key, replica, count)
+        self.state.merge(TOTALS, deltas[TOTALS])
+        self.state.merge(WINDOWS, deltas[WINDOWS])
+
+    def _fail(self, failed: _Pending, exc: BaseException) -> None:
+        """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
+        self._stats["commit_failures"] += 1
+        log.error("aggregator %s: commit failed, ending every Forward call: %r", self.config.node_id, exc)
+        newer, self._pending = self._pending, _Pending()
+        wm = self._wm
+        # Newest first: ``failed`` holds the committed value of every session it touched.
+        for p in (newer, failed):
+            for session, seen in p.prev_wm.items():
+                if seen:
+                    wm[session] = seen
+                else:
+                    wm.pop(session, None)
+        err = ServiceError(
+            grpc.StatusCode.UNAVAILABLE, "aggregator commit failed; resend unacked batches", retry_after_ms=1000
+        )
+        for fwd in self._streams:
+            fwd.dead = True
+            fwd.out.put_nowait(err)
+
+    async def _expire(self) -> None:
+        assert self._store is not None
+        now = self._clock.monotonic()
+        if now < self._next_wm_expiry and now < self._next_window_expiry:
+            return
+        now_ms = self._clock.wall_ms()
+        try:
+            if now >= self._next_wm_expiry:
+                self._next_wm_expiry = now + _WATERMARK_EXPIRY_EVERY_S
+                cutoff_ms = now_ms - self.config.watermark_ttl_s * 1000
+                doomed: list[bytes] = []
+                active = self._pending.prev_wm  # applied since the last commit: keep
+                for session, updated_ms in self._touched.items():
+                    if updated_ms >= cutoff_ms:
+                        break
+                    if session not in active:
+                        doomed.append(session)
+                if doomed:
+                    for session in doomed:
+                        del self._touched[session]
+                        self._wm.pop(session, None)
+                    self._stats["watermarks_expired"] += len(doomed)
+                    await self._store.prune_watermarks(cutoff_ms, doomed)
+            if now >= self._next_window_expiry:
+                self._next_window_expiry = now + _WINDOW_EXPIRY_EVERY_S
+                cutoff_s = now_ms // 1000 - self.config.window_retention_s
+                self._stats["windows_expired"] += self.state.windows.prune(
+                    lambda key: isinstance(key[2], int) and key[2] < cutoff_s
+                )
+                await self._store.prune_windows(cutoff_s)
+        except Exception:
+            log.exception("aggregator %s: expiry failed (retried later)", self.config.node_id)
+
+    # -- gRPC --------------------------------------------------------------------------------
+
+    async def _forward(
+        self, requests: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext
+    ) -> None:
+        if self._closing or self._store is None:
+            await abort_with(
+                context,
+                ServiceError(grpc.StatusCode.UNAVAILABLE, "aggregator is not serving", retry_after_ms=1000),
+            )
+            return
+        fwd = _Forward()
+        fwd.reader = asyncio.create_task(self._read(fwd, requests))
+        self._streams.add(fwd)
+        try:
+            out = fwd.out
+            while True:
+                item = await out.get()
+                if item is None:
+                    return
+                if isinstance(item, ServiceError):
+                    await abort_with(context, item)
+                    return
+                await context.write(item)
+        finally:
+            fwd.dead = True
+            fwd.reader.cancel()
+            self._streams.discard(fwd)
+
+    async def _read(self, fwd: _Forward, requests: AsyncIterator[aggregator_pb2.EdgeBatch]) -> None:
+        try:
+            async for batch in requests:
+                if fwd.dead or self._closing:
+                    return
+                self._apply(fwd, batch)
+            if fwd.dead:
+                return
+            if fwd.unacked:
+                self._pending.acks.append((fwd, None))  # end the call once every ack is out
+            else:
+                fwd.out.put_nowait(None)
+        except ProtobufDecodeError as exc:
+            fwd.out.put_nowait(invalid_argument(f"undecodable EdgeBatch: {exc}"))
+        except Exception as exc:
+            log.exception("aggregator %s: Forward reader failed", self.config.node_id)
+            fwd.out.put_nowait(ServiceError(grpc.StatusCode.INTERNAL, f"aggregator failed reading: {exc!r}"))
+
+    def servicer(self) -> aggregator_pb2_grpc.AggregatorServicer:
+        """The reactmesh.v1.Aggregator servicer backed by this aggregator."""
+        return _Servicer(self)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        aggregator_pb2_grpc.add_AggregatorServicer_to_server(self.servicer(), server)
+
+
+class _Servicer(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore[misc]
+    def __init__(self, aggregator: Aggregator) -> None:
+        self._aggregator = aggregator
+
+    async def Forward(
+        self, request_iterator: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._aggregator._forward(request_iterator, context)
+
+
+def _log_tick_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("aggregator tick failed", exc_info=task.exception())
