@@ -45,7 +45,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,8 @@ from edge.errors import ServiceError, abort_with, invalid_argument
 from merge.clock import Clock
 from merge.errors import ConfigError
 from merge.keyed import KeyedGCounter
-from merge.replica import TOTALS, WINDOWS, ReplicaState
+from merge.maxmap import MaxMap
+from merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
 from region_node.store import Slot, Store, Synchronous
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ class Aggregator:
             for session, seq, updated_ms in await store.load_watermarks():
                 self._wm[session] = seq
                 self._touched[session] = updated_ms
+            self.state.merge(WATERMARKS, _maxmap(self._wm))
             for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
                     self.state.merge(name, coll)
@@ -330,6 +332,9 @@ class Aggregator:
         max_count = self.config.max_count
         wm = self._wm
         wm_get = wm.get
+        # Watermarks committed anywhere (other regions' arrive by gossip): a batch counted in another
+        # region before its client failed over here is a duplicate here too.
+        known_get = self.state.watermarks.get
         prev = p.prev_wm
         windows = p.windows
         streams_ok = self._streams_ok
@@ -362,7 +367,7 @@ class Aggregator:
                 refused += 1
                 continue
             seen = wm_get(session, 0)
-            if seq <= seen:
+            if seq <= seen or seq <= known_get(session, 0):
                 append(DUPLICATE)
                 duplicate += 1
                 continue
@@ -440,7 +445,7 @@ class Aggregator:
                 self._fail(p, exc)
                 raise
             seconds = time.perf_counter() - started
-            self._publish(slots)
+            self._publish(slots, watermarks)
             touched = self._touched
             for s in watermarks:
                 touched.pop(s, None)
@@ -488,13 +493,15 @@ class Aggregator:
             slots.append((TOTALS, tkey, replica, tot_state.slots(tkey).get(replica, 0) + inc))
         return slots
 
-    def _publish(self, slots: list[Slot]) -> None:
-        """Merge committed slot values into ``state`` (listeners hear the grown keys)."""
+    def _publish(self, slots: list[Slot], watermarks: Mapping[bytes, int] | None = None) -> None:
+        """Merge committed slot values and session watermarks into ``state`` (listeners hear the grown keys)."""
         deltas = {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter()}
         for collection, key, replica, count in slots:
             deltas[collection].increment(key, replica, count)
         self.state.merge(TOTALS, deltas[TOTALS])
         self.state.merge(WINDOWS, deltas[WINDOWS])
+        if watermarks:
+            self.state.merge(WATERMARKS, _maxmap(watermarks))
 
     def _fail(self, failed: _Pending, exc: BaseException) -> None:
         """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
@@ -617,3 +624,10 @@ class _Servicer(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore[misc]
 def _log_tick_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("aggregator tick failed", exc_info=task.exception())
+
+
+def _maxmap(items: Mapping[bytes, int]) -> MaxMap:
+    out = MaxMap()
+    for key, value in items.items():
+        out.set(key, value)
+    return out

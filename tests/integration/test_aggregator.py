@@ -21,6 +21,7 @@ from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
 
 from merge.clock import FakeClock
 from merge.errors import ConfigError
+from merge.maxmap import MaxMap
 from region_node.aggregator import Aggregator, AggregatorConfig, CommitFacts
 from region_node.store import Store
 from tests.helpers import eventually
@@ -288,7 +289,7 @@ async def test_state_holds_only_committed_counts(config: AggregatorConfig, clock
         assert total(node.agg) == 2 and total(node.agg, emoji="wow") == 1
         assert node.agg.state.windows.value(("s1", "like", accepted // 1000)) == 2
         assert dict(node.agg.state.totals.slots(("s1", "like"))) == {node.agg.replica_id: 2}
-        assert sorted(name for name, _ in grown) == ["totals", "windows"]
+        assert sorted(name for name, _ in grown) == ["totals", "watermarks", "windows"]
         [f] = facts
         assert (f.entries, f.taps, f.sessions) == (1, 3, 1)
         assert f.oldest_accepted_at_ms == accepted and f.mean_accepted_at_ms == accepted
@@ -528,3 +529,23 @@ def test_config_names_the_bad_field(config: AggregatorConfig, field: str, value:
     with pytest.raises(ConfigError) as err:
         replace(config, **changes)
     assert err.value.field == field
+
+
+async def test_batch_counted_in_another_region_is_duplicate_after_failover(
+    config: AggregatorConfig, clock: FakeClock
+) -> None:
+    """Watermarks travel with gossip: once another region's watermark for a session reached this
+    aggregator, a resend of that session's batches (its client failed over) is not counted again."""
+    async with serving(config, clock) as node:
+        remote = MaxMap()
+        remote.set(session(1), 5)  # region b committed this session's batches up to seq 5
+        node.agg.state.merge("watermarks", remote)
+        call = node.forward()
+        await call.write(batch(1, entry(session(1), 4), entry(session(1), 5), entry(session(1), 6)))
+        await node.received(applied=1, duplicate=2)
+        await node.agg.tick()
+        ack = await call.read()
+        assert list(ack.outcomes) == [DUPLICATE, DUPLICATE, APPLIED]
+        assert node.agg.state.totals.value(("s1", "like")) == 1
+        assert node.agg.state.watermarks.get(session(1)) == 6
+        await call.done_writing()
