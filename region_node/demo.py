@@ -65,6 +65,21 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None
                 live.update(_table(plans, views, exact))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
+        # Taps stopped with `stop`: let the clients get their last acks, then wait (briefly) for the
+        # regions to agree, and print one plain line a script can read.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(load, 15.0)
+        for _ in range(40):
+            for r, p in plans.items():
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    exact[r] = await _totals(p.broadcaster, HOT)
+            if len({tuple(sorted(exact.get(r, {}).items())) for r in plans}) == 1:
+                break
+            await asyncio.sleep(0.25)
+        summary = "  ".join(
+            f"{r}={sum(exact.get(r, {}).values())} (shown {sum(views[r].totals.values())})" for r in plans
+        )
+        print(f"\ndemo totals of {HOT}, exact merged per region: {summary}", flush=True)
     finally:
         for t in [*followers, load]:
             t.cancel()

@@ -291,10 +291,15 @@ async def run_up(args: argparse.Namespace) -> int:
 
             tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
         await stop.wait()
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=30)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    print(f"demo failed: {t.exception()!r}", file=sys.stderr)
+            for t in pending:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
         print("stopping...", flush=True)
     print("stopped.")
     return 0
