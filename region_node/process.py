@@ -34,6 +34,7 @@ from merge.replica import ReplicaState
 from region_node.aggregator import Aggregator
 from region_node.broadcaster import Broadcaster
 from region_node.config import ROLES, NodeConfig
+from region_node.metrics import NodeMetrics
 from region_node.query import QueryServicer
 from region_node.replication import Dialer, GossipServicer
 
@@ -63,7 +64,7 @@ class _RoleServer:
 
 
 class Node:
-    """The roles of one process. ``addresses`` holds each role's bound "host:port"."""
+    """The roles of one process. ``addresses`` holds each role's bound "host:port", and "metrics" when served."""
 
     def __init__(self, config: NodeConfig, targets: frozenset[str], clock: Clock | None = None) -> None:
         unknown = targets - set(ROLES)
@@ -81,6 +82,7 @@ class Node:
         self.replica: ReplicaState | None = None
         self.edge: Edge | None = None
         self.dialers: list[Dialer] = []
+        self.metrics = NodeMetrics(config.region, self.clock) if config.metrics_listen is not None else None
         self._servers: dict[str, _RoleServer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -116,6 +118,8 @@ class Node:
             self.aggregator = agg
             gossip = GossipNode(agg.config.node_id, cfg.region, "aggregator", agg.state, self.clock, cfg.gossip)
             self.aggregator_gossip = gossip
+            if self.metrics is not None:
+                self.metrics.watch_aggregator(agg, gossip)
             await self._serve(
                 "aggregator",
                 cfg.aggregator.listen,
@@ -126,10 +130,13 @@ class Node:
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
             section = cfg.broadcaster
             self.replica = ReplicaState()
-            bc = Broadcaster(section.config, self.clock, self.replica)
+            hooks = self.metrics.broadcast_hooks if self.metrics is not None else None
+            bc = Broadcaster(section.config, self.clock, self.replica, hooks=hooks)
             self.broadcaster = bc
             gossip = GossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
             self.broadcaster_gossip = gossip
+            if self.metrics is not None:
+                self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             await self._serve(
                 "broadcaster",
                 section.listen,
@@ -149,7 +156,12 @@ class Node:
             edge = Edge(cfg.edge.config, self.clock)
             await edge.start()
             self.edge = edge
+            if self.metrics is not None:
+                self.metrics.watch_edge(edge)
             await self._serve("edge", cfg.edge.listen, [_service_name(ingest_pb2, "Ingest")], [edge.add_to_server])
+        if self.metrics is not None and cfg.metrics_listen is not None:
+            self.addresses["metrics"] = await self.metrics.serve(cfg.metrics_listen)
+            log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful stop: edge (stop accepting, flush), aggregator (last commit), broadcaster."""
@@ -172,6 +184,8 @@ class Node:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.metrics is not None:
+            await self.metrics.close()
 
     def statistics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"addresses": dict(self.addresses)}
