@@ -1,0 +1,236 @@
+"""Benchmark load generator: simulated viewers through the client SDK, open loop, one process.
+
+``python -m bench.loader --edge HOST:PORT --viewers N --rate R --duration D`` runs N
+``edge.client.ReactionClient`` sessions (each its own Ingest stream, over a few shared channels) and closes
+one batch per viewer every N/R seconds, whether or not earlier ones were acked (viewers do not wait). Each
+batch holds ``--taps-per-batch`` taps over one to three emojis of the viewer's stream; viewers pick streams
+with a hot share on stream 0 and a Zipf(1) spread over the rest. Unlike ``reactmesh load`` it does no
+per-tap work: a batch is ``tap(stream, emoji, n)`` calls then ``tick()``.
+
+Acks counted and ack latencies (``client_time_ms`` of the batch, set when the SDK closed it, to the ack's
+arrival) are taken only inside the measurement window ``[start_at + warmup, start_at + warmup + duration)``
+on the wall clock, so several loader processes share one window. Afterwards the loader flushes every client
+and prints one JSON line: window figures, totals, and the accepted taps per "stream/emoji" (ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from reactmesh.v1 import ingest_pb2
+
+from bench.common import run_loop
+from edge.client import ReactionClient
+from edge.config import DEFAULT_REACTIONS
+
+_ACCEPTED = ingest_pb2.BatchAck.ACCEPTED
+_DUPLICATE = ingest_pb2.BatchAck.DUPLICATE
+_MAX_SAMPLES = 50_000
+
+
+def stream_of(rng: random.Random, streams: int, hot_share: float) -> int:
+    if streams <= 1 or rng.random() < hot_share:
+        return 0
+    weights = [1 / k for k in range(1, streams)]
+    return 1 + rng.choices(range(streams - 1), weights)[0]
+
+
+def batch_patterns(rng: random.Random, taps: int, count: int) -> list[list[tuple[str, int]]]:
+    """``count`` ways to split ``taps`` taps over one to three emojis (skewed towards the first ones)."""
+    emojis = list(DEFAULT_REACTIONS)
+    out = []
+    for _ in range(count):
+        kinds = min(taps, rng.choice((1, 1, 2, 3)))
+        chosen = rng.sample(emojis[:4], kinds)
+        cuts = sorted(rng.sample(range(1, taps), kinds - 1)) if kinds > 1 else []
+        bounds = [0, *cuts, taps]
+        out.append([(e, bounds[i + 1] - bounds[i]) for i, e in enumerate(chosen)])
+    return out
+
+
+def _always(channel: Any) -> Callable[[str], Any]:
+    return lambda _address: channel
+
+
+class Window:
+    """Acks and latencies inside the measurement window."""
+
+    def __init__(self, begin: float, end: float, rng: random.Random) -> None:
+        self.begin_ms = begin * 1000
+        self.end_ms = end * 1000
+        self.batches = 0
+        self.taps = 0
+        self.latencies: list[float] = []
+        self.seen = 0
+        self.rng = rng
+        self.accepted: Counter[str] = Counter()
+        self.acked = 0
+        self.accepted_taps = 0
+        self.rate_limited = 0
+
+    def on_ack(self, batch: ingest_pb2.ClientBatch, ack: ingest_pb2.BatchAck) -> None:
+        outcome = ack.outcome
+        if outcome == _ACCEPTED:
+            self.acked += 1
+            self.accepted_taps += ack.accepted_taps
+            if ack.rate_limited_taps:
+                self.rate_limited += ack.rate_limited_taps
+                self.accepted[f"{batch.stream_id}/*"] += ack.accepted_taps
+            else:
+                for c in batch.counts:
+                    self.accepted[f"{batch.stream_id}/{c.emoji}"] += c.count
+        elif outcome == _DUPLICATE:
+            self.acked += 1
+            for c in batch.counts:
+                self.accepted[f"{batch.stream_id}/{c.emoji}"] += c.count
+        else:
+            return
+        now_ms = time.time() * 1000
+        if self.begin_ms <= now_ms < self.end_ms:
+            self.batches += 1
+            self.taps += ack.accepted_taps
+            # Reservoir sample of the latencies.
+            self.seen += 1
+            latency = now_ms - batch.client_time_ms
+            if len(self.latencies) < _MAX_SAMPLES:
+                self.latencies.append(latency)
+            else:
+                j = self.rng.randrange(self.seen)
+                if j < _MAX_SAMPLES:
+                    self.latencies[j] = latency
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    start_at = args.start_at or time.time() + 1.0
+    window = Window(start_at + args.warmup, start_at + args.warmup + args.duration, random.Random(args.seed + 1))
+    options = (("grpc.max_receive_message_length", 16 * 1024 * 1024),)
+    channels = [grpc.aio.insecure_channel(args.edge, options=options) for _ in range(args.channels)]
+    clients: list[ReactionClient] = []
+    streams: list[str] = []
+    for v in range(args.viewers):
+        channel = channels[v % len(channels)]
+        clients.append(
+            ReactionClient(
+                [args.edge],
+                viewer_id=f"bench-{args.seed}-{v}",
+                batch_interval_s=3600.0,  # batches are closed by tick() below, not by the SDK's timer
+                max_unacked_batches=args.max_unacked,
+                ack_timeout_s=30.0,
+                rng=random.Random(rng.getrandbits(32)),
+                on_ack=window.on_ack,
+                channel_factory=_always(channel),
+            )
+        )
+        streams.append(f"{args.stream_prefix}-{stream_of(rng, args.streams, args.hot_share)}")
+    patterns = batch_patterns(rng, args.taps_per_batch, 64)
+    for client in clients:
+        await client.start()
+
+    period = args.viewers / args.rate  # seconds between two batches of one viewer
+    slices = max(1, min(args.viewers, int(period / 0.005)))  # wake about every 5 ms
+    per_slice = [list(range(i, args.viewers, slices)) for i in range(slices)]
+    loop = asyncio.get_running_loop()
+    wall_to_loop = loop.time() - time.time()
+    begin = start_at + wall_to_loop
+    end = start_at + args.warmup + args.duration + args.cooldown + wall_to_loop
+    made = 0
+    k = 0
+    lag_max = 0.0
+    while True:
+        due = begin + k * period / slices
+        if due >= end:
+            break
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            lag_max = max(lag_max, -delay)
+        for v in per_slice[k % slices]:
+            client = clients[v]
+            stream = streams[v]
+            for emoji, n in patterns[(made + v) & 63]:
+                client.tap(stream, emoji, n)
+            client.tick()
+            made += 1
+        k += 1
+    tapping_ended = time.time()
+    flushed = True
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.flush(args.flush_timeout) for c in clients)), args.flush_timeout + 5)
+    except Exception:
+        flushed = False
+    drained_s = time.time() - tapping_ended
+    totals = Counter[str]()
+    for client in clients:
+        st = client.statistics()
+        totals["batches"] += st.batches
+        totals["resent"] += st.batches_resent
+        totals["reconnects"] += st.reconnects
+        totals["unacked"] += st.unacked_batches
+        totals["rejected"] += st.acks_rejected
+    for client in clients:
+        await client.close()
+    for channel in channels:
+        await channel.close()
+    return {
+        "viewers": args.viewers,
+        "offered_batches_per_s": args.rate,
+        "window_s": args.duration,
+        "window_batches": window.batches,
+        "window_taps": window.taps,
+        "latencies_ms": window.latencies,
+        "batches_made": made,
+        "batches_acked": window.acked,
+        "taps_accepted": window.accepted_taps,
+        "taps_rate_limited": window.rate_limited,
+        "batches_resent": totals["resent"],
+        "reconnects": totals["reconnects"],
+        "batches_unacked": totals["unacked"],
+        "batches_rejected": totals["rejected"],
+        "flushed": flushed,
+        "drain_s": round(drained_s, 3),
+        "schedule_lag_max_s": round(lag_max, 3),
+        "accepted": dict(window.accepted),
+    }
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__.split("\n\n")[0])
+    p.add_argument("--edge", required=True)
+    p.add_argument("--viewers", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=4000.0, help="client batches per second, this process")
+    p.add_argument("--taps-per-batch", type=int, default=10)
+    p.add_argument("--streams", type=int, default=50)
+    p.add_argument("--hot-share", type=float, default=0.3)
+    p.add_argument("--stream-prefix", default="bench")
+    p.add_argument("--channels", type=int, default=4)
+    p.add_argument(
+        "--max-unacked", type=int, default=1024, help="batches a viewer may have unacked (small: closed loop)"
+    )
+    p.add_argument("--start-at", type=float, default=0.0, help="wall clock (Unix s) when tapping starts")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--cooldown", type=float, default=0.5, help="keep tapping this long after the window")
+    p.add_argument("--flush-timeout", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    result = run_loop(lambda: run(args))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
