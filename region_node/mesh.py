@@ -49,8 +49,10 @@ class RegionPlan:
             }
             for i, address in enumerate(self.aggregators)
         ]
+        port = int(self.edge.rsplit(":", 1)[1])
         main = {
             "region": self.region,
+            "metrics_listen": f"127.0.0.1:{port + 5}",
             "edge": {"listen": self.edge, "aggregators": list(self.aggregators), **o.get("edge", {})},
             "aggregator": agg[0],
             "broadcaster": {
@@ -62,23 +64,44 @@ class RegionPlan:
             },
             "gossip": dict(o.get("gossip", {})),
         }
-        second = {"region": self.region, "aggregator": agg[1], "gossip": dict(o.get("gossip", {}))}
+        second = {
+            "region": self.region,
+            "metrics_listen": f"127.0.0.1:{port + 6}",
+            "aggregator": agg[1],
+            "gossip": dict(o.get("gossip", {})),
+        }
         return {"main": main, "agg1": second}
 
     def split_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
         """One process per role: "edge", "agg0", "agg1", "bcast" (for fault tests)."""
         combined = self.process_configs(overrides)
         main, region, gossip = combined["main"], self.region, combined["main"]["gossip"]
+        port = int(self.edge.rsplit(":", 1)[1])
         return {
-            "edge": {"region": region, "edge": main["edge"], "gossip": gossip},
-            "agg0": {"region": region, "aggregator": main["aggregator"], "gossip": gossip},
+            "edge": {
+                "region": region,
+                "metrics_listen": main["metrics_listen"],
+                "edge": main["edge"],
+                "gossip": gossip,
+            },
+            "agg0": {
+                "region": region,
+                "metrics_listen": f"127.0.0.1:{port + 7}",
+                "aggregator": main["aggregator"],
+                "gossip": gossip,
+            },
             "agg1": combined["agg1"],
-            "bcast": {"region": region, "broadcaster": main["broadcaster"], "gossip": gossip},
+            "bcast": {
+                "region": region,
+                "metrics_listen": f"127.0.0.1:{port + 8}",
+                "broadcaster": main["broadcaster"],
+                "gossip": gossip,
+            },
         }
 
 
 def plan(regions: Sequence[str], base_port: int, data_dir: Path) -> dict[str, RegionPlan]:
-    """Ports: region i uses base+10i (edge), +1/+2 (aggregators), +3 (broadcaster)."""
+    """Ports: region i uses base+10i (edge), +1/+2 (aggregators), +3 (broadcaster), +5..+8 (metrics)."""
     out: dict[str, RegionPlan] = {}
     bcast = {r: f"127.0.0.1:{base_port + 10 * i + 3}" for i, r in enumerate(regions)}
     for i, r in enumerate(regions):
@@ -278,9 +301,10 @@ async def run_up(args: argparse.Namespace) -> int:
     async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir) as mesh:
         print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
         for r, p in mesh.plans.items():
+            metrics = int(p.edge.rsplit(":", 1)[1]) + 5
             print(
                 f"  region {r}: edge {p.edge}  aggregators {', '.join(p.aggregators)}  "
-                f"broadcaster+query {p.broadcaster}"
+                f"broadcaster+query {p.broadcaster}  metrics :{metrics} :{metrics + 1}"
             )
         print("Ctrl-C stops every process.", flush=True)
         tasks: list[asyncio.Task[Any]] = []
