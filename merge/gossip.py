@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +29,7 @@ from reactmesh.v1 import gossip_pb2
 from merge import digest
 from merge.clock import Clock
 from merge.errors import ConfigError, DecodeError, MergeError
-from merge.replica import ReplicaState
+from merge.replica import TOTALS, ReplicaState
 
 
 class ProtocolError(MergeError):
@@ -140,6 +140,27 @@ class GossipNode:
         self.peers: dict[str, PeerRecord] = {}
         self.stats = GossipStats()
         self.lag_observers: list[LagObserver] = []
+        # (totals version, origin commit ms, origin region) of every growth of totals, oldest first,
+        # so each Delta can say when and where its oldest update was committed, across relays too.
+        self._origins: deque[tuple[int, int, str]] = deque(maxlen=100_000)
+        self._merging: tuple[int, str] | None = None
+        state.add_listener(self._on_grow)
+
+    def _on_grow(self, collection: str, coll: Any, grown: Any) -> None:
+        if collection != TOTALS:
+            return
+        origin_ms, region = self._merging or (self.clock.wall_ms(), self.region)
+        self._origins.append((coll.version, origin_ms, region))
+
+    def origin_of(self, since_version: int, upto_version: int) -> tuple[int, str]:
+        """Commit time and region of the oldest update among totals versions (since, upto]."""
+        best: tuple[int, str] | None = None
+        for version, origin_ms, region in reversed(self._origins):
+            if version <= since_version:
+                break
+            if version <= upto_version and (best is None or origin_ms < best[0]):
+                best = (origin_ms, region)
+        return best or (self.clock.wall_ms(), self.region)
 
     def hello(self) -> gossip_pb2.GossipMessage:
         return gossip_pb2.GossipMessage(
@@ -233,8 +254,12 @@ class GossipNode:
             raise ProtocolError(f"undecodable delta from {peer.node_id}: {exc}") from exc
         self.stats.deltas_received += 1
         self.stats.bytes_received += delta.ByteSize()
-        for collection, d in decoded:
-            self.stats.keys_grown += len(self.state.merge(collection, d))
+        self._merging = (delta.origin_time_ms or self.clock.wall_ms(), delta.origin_region or peer.region)
+        try:
+            for collection, d in decoded:
+                self.stats.keys_grown += len(self.state.merge(collection, d))
+        finally:
+            self._merging = None
         if delta.origin_time_ms:
             lag = max(0, self.clock.wall_ms() - delta.origin_time_ms)
             region = delta.origin_region or peer.region
@@ -267,12 +292,13 @@ class _Sender:
     async def _send(self, parts: list[tuple[str, bytes]], upto: dict[str, int]) -> None:
         node = self.node
         self.seq += 1
+        origin_ms, origin_region = node.origin_of(self.sent.get(TOTALS, 0), upto.get(TOTALS, 0))
         msg = gossip_pb2.GossipMessage(
             delta=gossip_pb2.Delta(
                 seq=self.seq,
                 parts=[gossip_pb2.Part(collection=c, envelope=e) for c, e in parts],
-                origin_time_ms=node.clock.wall_ms(),
-                origin_region=node.region,
+                origin_time_ms=origin_ms,
+                origin_region=origin_region,
             )
         )
         await self.write(msg)

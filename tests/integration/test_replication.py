@@ -192,3 +192,27 @@ async def test_broadcaster_sends_aggregators_only_session_watermarks(aggregator:
         assert len(agg.state.totals) == 0
     finally:
         await dialer.close()
+
+
+async def test_relayed_deltas_keep_their_origin_region_and_commit_time(aggregator: tuple[GossipNode, str]) -> None:
+    agg, address = aggregator  # region "a"
+    relay = GossipNode("r/bcast-0", "r", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    relay_server, relay_address = await serve(relay)
+    final = GossipNode("z/bcast-0", "z", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    lags: list[tuple[str, int]] = []
+    final.lag_observers.append(lambda region, lag: lags.append((region, lag)))
+    dialers = [Dialer(relay, address, SystemClock()), Dialer(final, relay_address, SystemClock())]
+    for d in dialers:
+        d.start()
+    try:
+        commit(agg.state, "a/agg-0~1", ("s", "like"), 2)
+        await eventually(lambda: final.state.totals.value(("s", "like")) == 2)
+        assert {region for region, _ in lags} == {"a"}
+        # The growth is stamped with the commit time in region a at every hop, not a relay's send time.
+        _, committed_ms, _ = agg._origins[-1]
+        assert relay._origins[-1][1:] == (committed_ms, "a")
+        assert final._origins[-1][1:] == (committed_ms, "a")
+    finally:
+        for d in dialers:
+            await d.close()
+        await relay_server.stop(None)
