@@ -1,0 +1,1 @@
+"""Benchmark suite checks: every scenario runs and reports (no timed assertions)."""

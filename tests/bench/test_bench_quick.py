@@ -1,0 +1,119 @@
+"""The benchmark suite keeps working: scenarios run in quick mode and write their JSON figures.
+
+Nothing here asserts how fast anything is; a benchmark's numbers belong in BENCHMARKS.md, not in a test.
+The full ``all --quick`` run starts real process meshes and takes about two minutes, so it is marked slow;
+the fast tests cover the two in-process scenarios, the report arithmetic and the delay proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.common import Options, Report
+from bench.delay_proxy import DelayProxy
+from bench.run import SCENARIOS, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(out: Path, scenario: str) -> dict[str, object]:
+    data = json.loads((out / f"{scenario}.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _assert_reported(data: dict[str, object], scenario: str) -> None:
+    assert data["scenario"] == scenario
+    machine = data["machine"]
+    assert isinstance(machine, dict) and machine["cores"] and machine["python"]
+    figures = data["figures"]
+    assert isinstance(figures, dict) and figures, f"{scenario} reported no figures"
+    for name, summary in figures.items():
+        assert set(summary) >= {"median", "min", "max", "n"}, name
+        assert summary["min"] <= summary["median"] <= summary["max"] or summary["median"] != summary["median"], name
+    runs = data["runs"]
+    assert isinstance(runs, list) and runs
+
+
+def test_report_gives_median_min_max_per_figure_and_judges_targets(tmp_path: Path) -> None:
+    from bench.common import Target
+
+    report = Report("x", "x", Options(quick=True, runs=3, out=tmp_path))
+    for v in (3.0, 1.0, 2.0):
+        report.add_run({"rate": v})
+    report.targets = [Target("rate >= 2", "rate", ">=", 2.0), Target("rate <= 1", "rate", "<=", 1.0)]
+    assert report.summary()["rate"] == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert [v["met"] for v in report.verdicts()] == [True, False]
+    path = report.write()
+    assert json.loads(path.read_text())["figures"]["rate"]["median"] == 2.0
+    assert "| rate | 2.00 | 1.00 | 3.00 |" in report.table()
+
+
+def test_core_and_memory_scenarios_run_quick_and_write_figures(tmp_path: Path) -> None:
+    assert main(["core", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["memory", "--quick", "--out", str(tmp_path)]) == 0
+    core = _load(tmp_path, "core")
+    _assert_reported(core, "core")
+    assert "ours_entries_per_s" in core["figures"]  # type: ignore[operator]
+    memory = _load(tmp_path, "memory")
+    _assert_reported(memory, "memory")
+    assert "bytes_per_session_tracemalloc" in memory["figures"]  # type: ignore[operator]
+
+
+async def _echo_server() -> asyncio.Server:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(echo, "127.0.0.1", 0)
+
+
+async def test_delay_proxy_delays_each_direction_and_cut_refuses_until_heal() -> None:
+    server = await _echo_server()
+    port = server.sockets[0].getsockname()[1]
+    proxy = DelayProxy(f"127.0.0.1:{port}", delay_s=0.05)
+    await proxy.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listen_port)
+        started = time.monotonic()
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        assert time.monotonic() - started >= 0.1  # 50 ms there, 50 ms back: never sooner
+        proxy.cut()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the open connection was reset
+        r2, _ = await asyncio.open_connection("127.0.0.1", proxy.listen_port)
+        assert await asyncio.wait_for(r2.read(), 5) == b""  # new ones are closed while cut
+        proxy.heal()
+        r3, w3 = await asyncio.open_connection("127.0.0.1", proxy.listen_port)
+        w3.write(b"pong")
+        assert await asyncio.wait_for(r3.readexactly(4), 5) == b"pong"
+        w3.close()
+    finally:
+        await proxy.close()
+        server.close()
+
+
+@pytest.mark.slow
+def test_every_scenario_runs_quick_and_writes_its_json(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "all", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for scenario in SCENARIOS:
+        _assert_reported(_load(out, scenario), scenario)
+    index = json.loads((out / "index.json").read_text())
+    assert index["failed"] == [] and set(index["scenarios"]) == set(SCENARIOS)
