@@ -439,6 +439,17 @@ class GossipCollector:
             ("reactmesh_gossip_received_bytes_total", "Bytes of gossip deltas received.", "bytes_received"),
             ("reactmesh_gossip_keys_grown_total", "CRDT keys grown by merged deltas.", "keys_grown"),
             ("reactmesh_gossip_sessions_total", "Gossip sessions started (after Hello).", "sessions"),
+            ("reactmesh_gossip_digests_sent_total", "Anti-entropy digests sent to peers.", "digests_sent"),
+            (
+                "reactmesh_gossip_digest_repairs_total",
+                "Deltas sent to repair buckets a peer's digest showed differing.",
+                "digest_repairs",
+            ),
+            (
+                "reactmesh_gossip_full_state_transfers_total",
+                "Sessions that started from nothing (a new peer incarnation gets full state in bounded deltas).",
+                "full_state_transfers",
+            ),
         ):
             c = _counter(name, doc, role_labels)
             for node in self._nodes:
