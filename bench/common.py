@@ -31,6 +31,52 @@ EDGE_OVERRIDES: dict[str, dict[str, Any]] = {"edge": {"rate_per_s": 1000.0, "bur
 above a human's 10 taps/s, so the edge's per-viewer rate limit is raised (nothing is rate-limited, which
 keeps the ground truth exact per (stream, emoji))."""
 
+KNOB_PREFIX = "REACTMESH_BENCH_"
+
+
+def knobs() -> dict[str, str]:
+    """The experiment knobs set in the environment (recorded with every result):
+
+    - REACTMESH_BENCH_OVERRIDES: JSON {section: {field: value}} merged into every mesh's config, e.g.
+      '{"aggregator": {"tick_ms": 50}}';
+    - REACTMESH_BENCH_SWITCH_INTERVAL_S: ``sys.setswitchinterval`` for the bench and every process it starts;
+    - REACTMESH_BENCH_LINK_DELAY_MS, REACTMESH_BENCH_PARTITION_S: see the latency and converge scenarios.
+    """
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(KNOB_PREFIX) and k != "REACTMESH_BENCH_OUT"}
+
+
+def env_overrides() -> dict[str, dict[str, Any]]:
+    raw = os.environ.get("REACTMESH_BENCH_OVERRIDES", "").strip()
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"REACTMESH_BENCH_OVERRIDES must be a JSON object of objects, got {raw!r}")
+    return data
+
+
+def merge_overrides(*layers: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, fields in (layer or {}).items():
+            out.setdefault(section, {}).update(fields)
+    return out
+
+
+def prepare_environment() -> None:
+    """Apply REACTMESH_BENCH_SWITCH_INTERVAL_S here and, through a generated sitecustomize on PYTHONPATH, in
+    every child process (mesh processes inherit the environment)."""
+    raw = os.environ.get("REACTMESH_BENCH_SWITCH_INTERVAL_S", "").strip()
+    if not raw:
+        return
+    interval = float(raw)
+    sys.setswitchinterval(interval)
+    import tempfile
+
+    site = Path(tempfile.mkdtemp(prefix="reactmesh-bench-site-"))
+    (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({interval!r})\n")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -102,6 +148,7 @@ class Report:
             "quick": self.options.quick,
             "runs_requested": self.options.runs,
             "machine": machine_info(),
+            "knobs": knobs(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "seconds": round(self.seconds, 1),
             "params": self.params,
@@ -115,9 +162,10 @@ class Report:
 
     def table(self) -> str:
         """The scenario's figures as a Markdown table (median, min, max over the runs)."""
-        lines = [
-            f"{self.title}: median of {len(self.runs)} run(s)",
-            "",
+        lines = [f"{self.title}: median of {len(self.runs)} run(s)", ""]
+        if knobs():
+            lines += ["experiment knobs: " + ", ".join(f"{k}={v}" for k, v in knobs().items()), ""]
+        lines += [
             "| figure | median | min | max | unit |",
             "| --- | ---: | ---: | ---: | --- |",
         ]
@@ -244,7 +292,8 @@ class CpuMeter:
 
 
 def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 async def spawn(module: str, *args: str, log: Path | None = None) -> asyncio.subprocess.Process:
@@ -308,6 +357,9 @@ class BenchMesh(ProcessMesh):
     gossip links between regions can run through delay proxies."""
 
     peers: Mapping[str, Sequence[str]] | None = None
+    metrics: bool = False
+    """Serve Prometheus /metrics from each region's broadcaster process (``metrics_addresses``)."""
+    metrics_addresses: dict[str, str] = field(default_factory=dict)
 
     async def __aenter__(self) -> BenchMesh:
         if self.data_dir is None:
@@ -317,11 +369,16 @@ class BenchMesh(ProcessMesh):
             self.data_dir = Path(self._tmp.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
+        overrides = merge_overrides(self.overrides, env_overrides())
         for r, p in self.plans.items():
-            configs = p.split_configs(self.overrides) if self.layout == "split" else p.process_configs(self.overrides)
+            configs = p.split_configs(overrides) if self.layout == "split" else p.process_configs(overrides)
+            name = "bcast" if self.layout == "split" else "main"
             if self.peers is not None:
-                name = "bcast" if self.layout == "split" else "main"
                 configs[name]["broadcaster"]["peers"] = list(self.peers.get(r, ()))
+            if self.metrics:
+                address = f"127.0.0.1:{free_port()}"
+                configs[name]["metrics_listen"] = address
+                self.metrics_addresses[r] = address
             for name, cfg in configs.items():
                 (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
             for name in configs:

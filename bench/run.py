@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import Options, Report, machine_info
+from bench.common import Options, Report, knobs, machine_info, prepare_environment
 
 SCENARIOS = ("core", "ingest", "latency", "fanout", "converge", "memory")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -50,12 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     options = Options(quick=args.quick, runs=runs, out=Path(args.out))
     names = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    prepare_environment()
     m = machine_info()
     print(
         f"machine: {m['cores']} cores, {m['cpu_model']}, Python {m['python']}, grpc {m['grpc']}, "
         f"load average {m['loadavg']}",
         flush=True,
     )
+    if knobs():
+        print(f"experiment knobs: {knobs()}", flush=True)
     failed = []
     index = {}
     for name in names:

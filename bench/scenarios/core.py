@@ -30,7 +30,7 @@ from pathlib import Path
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 from bench import redis_baseline
-from bench.common import Options, Report, Target, run_loop
+from bench.common import Options, Report, Target, env_overrides, run_loop
 from bench.loader import batch_patterns, stream_of
 from merge.clock import SystemClock
 from region_node.aggregator import Aggregator, AggregatorConfig, _Forward
@@ -93,7 +93,8 @@ def serialize(batches: list[list[redis_baseline.Entry]]) -> list[bytes]:
 
 async def run_ours(payloads: list[bytes], start_ms: int, db: Path) -> tuple[float, int, dict[str, int], int]:
     """(seconds, entries applied, totals "stream/emoji" -> count, commits)."""
-    agg = Aggregator(AggregatorConfig(node_id="a/core-0", region="a", db_path=str(db)), ShiftedClock(start_ms))
+    config = AggregatorConfig(node_id="a/core-0", region="a", db_path=str(db), **env_overrides().get("aggregator", {}))
+    agg = Aggregator(config, ShiftedClock(start_ms))
     await agg.start()
     fwd = _Forward()
     applied = 0

@@ -99,7 +99,7 @@ async def phase(
 
 async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
     quick = options.quick
-    window = 3.0 if quick else 6.0
+    window = 3.0 if quick else 5.0
     warmup = 1.5 if quick else 2.0
     base = free_port_block(10)
     figures: dict[str, float] = {}
