@@ -27,8 +27,12 @@ Guarantees:
   stay pending, still counted); level 2 also emits frames on every other tick only.
 - ``drain(stream)`` makes the next frame release everything pending; from then on the stream's
   frames (and snapshots) carry ``drained``, and late deltas are released unsmoothed.
-
-Poll state in frames (``Frame.polls``) is not produced here yet.
+- Polls: a poll source (``set_poll_source``, the node's ``region_node.polls.PollBook``) says which
+  polls changed (``polls_changed``); the next frame of their stream carries their current state,
+  rendered once per tick however many votes arrived, and only if it differs from what was last
+  shown. Poll messages replace what a viewer displays, so a coalesced frame keeps the newest state
+  per poll id, and a SNAPSHOT carries every poll of the stream as of its seq (what frames up to
+  that seq showed).
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ import contextlib
 import re
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Protocol
 
 import grpc
-from reactmesh.v1 import broadcast_pb2, common_pb2
+from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 from edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted
 from merge.clock import Clock
@@ -139,10 +144,18 @@ class BroadcastHooks:
         """For every frame emitted: the emojis it covers (for tap -> frame lag) and its timestamp."""
 
 
+class PollSource(Protocol):
+    """What the broadcaster needs of the node's polls."""
+
+    def render(self, poll_id: str) -> polls_pb2.Poll | None:
+        """The poll's current state, or None if it is unknown; the message is never mutated afterwards."""
+        ...
+
+
 class _Frame:
     """A frame in a resume buffer or a subscriber queue; ``data`` caches its serialization."""
 
-    __slots__ = ("coalesced", "counts", "data", "drained", "kind", "seq", "server_time_ms", "shared")
+    __slots__ = ("coalesced", "counts", "data", "drained", "kind", "polls", "seq", "server_time_ms", "shared")
 
     def __init__(
         self,
@@ -152,10 +165,13 @@ class _Frame:
         server_time_ms: int,
         drained: bool,
         shared: bool,
+        polls: dict[str, polls_pb2.Poll] | None = None,
     ) -> None:
         self.kind = kind
         self.seq = seq
         self.counts = counts
+        # poll id -> state; Poll messages are shared and never mutated.
+        self.polls = polls if polls is not None else {}
         self.server_time_ms = server_time_ms
         self.coalesced = 1
         self.drained = drained
@@ -164,7 +180,15 @@ class _Frame:
         self.data: bytes | None = None
 
     def private_copy(self) -> _Frame:
-        out = _Frame(self.kind, self.seq, dict(self.counts), self.server_time_ms, self.drained, shared=False)
+        out = _Frame(
+            self.kind,
+            self.seq,
+            dict(self.counts),
+            self.server_time_ms,
+            self.drained,
+            shared=False,
+            polls=dict(self.polls),
+        )
         out.coalesced = self.coalesced
         return out
 
@@ -172,6 +196,8 @@ class _Frame:
         counts = self.counts
         for emoji, n in later.counts.items():
             counts[emoji] = counts.get(emoji, 0) + n
+        if later.polls:
+            self.polls.update(later.polls)
         self.seq = later.seq
         self.server_time_ms = later.server_time_ms
         self.coalesced += later.coalesced
@@ -187,6 +213,8 @@ class _Channel:
         "drain_marker",
         "drained_at_ms",
         "known",
+        "polls_dirty",
+        "polls_shown",
         "seq",
         "smoother",
         "snapshot",
@@ -205,6 +233,9 @@ class _Channel:
         # A drained frame is owed even if nothing is pending.
         self.drain_marker = False
         self.snapshot: _Frame | None = None
+        # Poll ids changed since the last frame, and each poll's state as last shown.
+        self.polls_dirty: set[str] = set()
+        self.polls_shown: dict[str, polls_pb2.Poll] = {}
 
 
 class Subscription:
@@ -328,6 +359,7 @@ class Broadcaster:
         self._snapshots_sent = 0
         self._resumes_replayed = 0
         self._depth_high_water = 0
+        self._poll_source: PollSource | None = None
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
             parts = _split(key)
@@ -352,6 +384,16 @@ class Broadcaster:
                 channel.known[emoji] = value
                 channel.smoother.add(emoji, value - before)
                 self._active.add(stream_id)
+
+    def set_poll_source(self, source: PollSource) -> None:
+        """Where ``polls_changed`` polls are rendered from."""
+        self._poll_source = source
+
+    def polls_changed(self, stream_id: str, poll_ids: Iterable[str]) -> None:
+        """Polls of ``stream_id`` changed: the stream's next frame carries their new state."""
+        channel = self._channels.get(stream_id) or self._channel(stream_id)
+        channel.polls_dirty.update(poll_ids)
+        self._active.add(stream_id)
 
     def _channel(self, stream_id: str) -> _Channel:
         channel = self._channels.get(stream_id)
@@ -393,12 +435,15 @@ class Broadcaster:
                 channel.drain_marker = False
             else:
                 counts = smoother.step(limit)
+            polls = self._render_polls(channel) if channel.polls_dirty else None
             if not smoother.active:
                 self._active.discard(stream_id)
-            if not counts and not marker:
+            if not counts and not marker and not polls:
                 continue
             channel.seq += 1
-            frame = _Frame(_DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True)
+            frame = _Frame(
+                _DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True, polls=polls
+            )
             channel.buffer.append(frame)
             for sub in channel.subscribers:
                 if sub._push(frame):
@@ -408,6 +453,22 @@ class Broadcaster:
         self._frames_emitted += frames
         self._frames_coalesced += coalesced
         return frames, coalesced
+
+    def _render_polls(self, channel: _Channel) -> dict[str, polls_pb2.Poll]:
+        """The dirty polls whose state differs from what was shown; records them as shown."""
+        out: dict[str, polls_pb2.Poll] = {}
+        source = self._poll_source
+        shown = channel.polls_shown
+        for poll_id in channel.polls_dirty:
+            poll = source.render(poll_id) if source is not None else None
+            if poll is None or poll.stream_id != channel.stream_id:
+                if shown.pop(poll_id, None) is not None:
+                    channel.snapshot = None
+                continue
+            if shown.get(poll_id) != poll:
+                out[poll_id] = shown[poll_id] = poll
+        channel.polls_dirty.clear()
+        return out
 
     def _adapt(self, seconds: float) -> None:
         overloaded = seconds * 1000 > self.config.tick_budget_ms or self._subscribers > self.config.degrade_subscribers
@@ -497,7 +558,9 @@ class Broadcaster:
             shown = total - smoother.pending(emoji)
             if shown:
                 counts[emoji] = shown
-        frame = channel.snapshot = _Frame(_SNAPSHOT, channel.seq, counts, self._clock.wall_ms(), drained, shared=True)
+        frame = channel.snapshot = _Frame(
+            _SNAPSHOT, channel.seq, counts, self._clock.wall_ms(), drained, shared=True, polls=dict(channel.polls_shown)
+        )
         return frame
 
     def _detach(self, sub: Subscription) -> None:
@@ -518,6 +581,7 @@ class Broadcaster:
                 counts=[common_pb2.ReactionCount(emoji=e, count=n) for e, n in frame.counts.items()],
                 server_time_ms=frame.server_time_ms,
                 coalesced=frame.coalesced,
+                polls=frame.polls.values(),
                 drained=frame.drained,
             )
             data = frame.data = message.SerializeToString()
@@ -539,6 +603,21 @@ class Broadcaster:
             channel.drain_marker = True
             self._active.add(stream_id)
         return channel.drained_at_ms
+
+    def stream_known(self, stream_id: str) -> bool:
+        """Whether reaction totals of the stream have reached this broadcaster (from any region)."""
+        channel = self._channels.get(stream_id)
+        return channel is not None and bool(channel.known)
+
+    def drained_at(self, stream_id: str) -> int | None:
+        """When ``drain(stream_id)`` took effect (Unix ms), or None if it has not been drained."""
+        channel = self._channels.get(stream_id)
+        return channel.drained_at_ms if channel is not None else None
+
+    def shown_polls(self, stream_id: str) -> dict[str, polls_pb2.Poll]:
+        """Poll id -> the state viewers of the stream have been shown so far."""
+        channel = self._channels.get(stream_id)
+        return dict(channel.polls_shown) if channel is not None else {}
 
     def shown_totals(self, stream_id: str) -> dict[str, int]:
         """What viewers of the stream have been shown so far (true totals minus pending)."""

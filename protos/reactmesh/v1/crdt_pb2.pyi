@@ -69,3 +69,33 @@ class LwwEntry(_message.Message):
     value: int
     stamp: HlcTimestamp
     def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ...) -> None: ...
+
+class PollSetState(_message.Message):
+    __slots__ = ("polls",)
+    POLLS_FIELD_NUMBER: _ClassVar[int]
+    polls: _containers.RepeatedCompositeFieldContainer[PollEntry]
+    def __init__(self, polls: _Optional[_Iterable[_Union[PollEntry, _Mapping]]] = ...) -> None: ...
+
+class PollEntry(_message.Message):
+    __slots__ = ("poll_id", "spec", "votes")
+    POLL_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    poll_id: str
+    spec: PollSpec
+    votes: bytes
+    def __init__(self, poll_id: _Optional[str] = ..., spec: _Optional[_Union[PollSpec, _Mapping]] = ..., votes: _Optional[bytes] = ...) -> None: ...
+
+class PollSpec(_message.Message):
+    __slots__ = ("stream_id", "question", "options", "created", "closes_at_ms")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CLOSES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    question: str
+    options: _containers.RepeatedScalarFieldContainer[str]
+    created: HlcTimestamp
+    closes_at_ms: int
+    def __init__(self, stream_id: _Optional[str] = ..., question: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., closes_at_ms: _Optional[int] = ...) -> None: ...
