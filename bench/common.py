@@ -318,6 +318,17 @@ async def spawn(module: str, *args: str, log: Path | None = None) -> asyncio.sub
             handle.close()
 
 
+def emit_result(result: Mapping[str, Any]) -> None:
+    """A child's result: one JSON line on stdout, written whole. (gRPC and uvloop can leave the inherited pipe
+    non-blocking, where a large ``print`` may be cut short.)"""
+    sys.stdout.flush()
+    data = memoryview((json.dumps(result) + "\n").encode())
+    fd = sys.stdout.fileno()
+    os.set_blocking(fd, True)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
 async def read_json(proc: asyncio.subprocess.Process, within: float) -> dict[str, Any]:
     """Wait for a child to exit and return the JSON object on the last line of its stdout."""
     assert proc.stdout is not None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 from collections import Counter
@@ -27,13 +26,13 @@ from typing import Any
 import grpc
 from reactmesh.v1 import ingest_pb2
 
-from bench.common import run_loop
+from bench.common import emit_result, run_loop
 from edge.client import ReactionClient
 from edge.config import DEFAULT_REACTIONS
 
 _ACCEPTED = ingest_pb2.BatchAck.ACCEPTED
 _DUPLICATE = ingest_pb2.BatchAck.DUPLICATE
-_MAX_SAMPLES = 50_000
+_MAX_SAMPLES = 20_000
 
 
 def stream_of(rng: random.Random, streams: int, hot_share: float) -> int:
@@ -228,7 +227,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     result = run_loop(lambda: run(args))
-    print(json.dumps(result))
+    emit_result(result)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
-from bench.common import Options, Report, read_json, rss_bytes, run_loop, spawn
+from bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
 from edge.config import DEFAULT_REACTIONS
 from merge.clock import SystemClock
 from region_node.aggregator import Aggregator, AggregatorConfig, _Forward
@@ -187,7 +186,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--mode", choices=("tracemalloc", "rss"), default="tracemalloc")
     args = p.parse_args(argv)
     result = asyncio.run(child(args.sessions, args.streams, args.mode == "tracemalloc"))
-    print(json.dumps(result))
+    emit_result(result)
     return 0
 
 
