@@ -4,6 +4,7 @@
     reactmesh up [--demo] [--regions a,b,c]      three simulated regions on loopback
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
+    reactmesh poll create|vote|close|watch ...   live polls
     reactmesh bench SCENARIO [--quick]
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--broadcaster", action="append", default=None)
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
 
+    from region_node.poll_cli import add_poll_commands
+
+    add_poll_commands(sub)
+
     bench = sub.add_parser("bench", help="run a benchmark scenario (see BENCHMARKS.md)")
     bench.add_argument("scenario")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -123,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args.broadcaster = args.broadcaster or [os.environ.get("REACTMESH_BROADCASTER", "127.0.0.1:7300")]
             return run_async(run_watch(args))
+        if args.command == "poll":
+            from region_node.poll_cli import run_poll
+
+            return run_async(run_poll(args))
         if args.command == "bench":
             from bench.__main__ import main as bench_main
 

@@ -17,6 +17,7 @@
     [broadcaster]
     listen = "0.0.0.0:7300"
     node_id = "a/bcast-0"
+    polls_db_path = "/data/polls.db"                 # optional; polls in memory without it
     sources = ["agg-0.agg:7200", "agg-1.agg:7200"]   # this region's aggregators
     peers = ["bcast.region-b:7300"]                  # other regions' broadcasters
     # ... any BroadcasterConfig field
@@ -44,6 +45,7 @@ from merge.errors import ConfigError
 from merge.gossip import GossipConfig
 from region_node.aggregator import AggregatorConfig
 from region_node.broadcaster import BroadcasterConfig
+from region_node.polls import PollsConfig
 
 ROLES = ("edge", "aggregator", "broadcaster")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -82,9 +84,17 @@ class BroadcasterSection:
     config: BroadcasterConfig
     sources: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
+    # SQLite file for polls; None keeps polls in memory (a restarted broadcaster gets them back from
+    # peer regions, but votes answered and not yet gossiped would be lost).
+    polls_db_path: str | None = None
+    polls: PollsConfig = field(default_factory=PollsConfig)
 
     def __post_init__(self) -> None:
         check_address("broadcaster.listen", self.listen)
+        if self.polls_db_path is not None and (not self.polls_db_path or self.polls_db_path == ":memory:"):
+            raise ConfigError(
+                "broadcaster.polls_db_path", "a file path (omit it to keep polls in memory)", self.polls_db_path
+            )
         if not self.node_id:
             raise ConfigError("broadcaster.node_id", "a non-empty id such as 'a/bcast-0'", self.node_id)
         for i, s in enumerate(self.sources):
@@ -186,11 +196,15 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         node_id = t.pop("node_id", f"{region}/broadcaster")
         sources = tuple(t.pop("sources", ()))
         peers = tuple(t.pop("peers", ()))
+        polls_db_path = t.pop("polls_db_path", None)
+        polls = build(PollsConfig, "broadcaster.polls", t.pop("polls", None) or {})
         broadcaster = BroadcasterSection(
             listen=listen,
             node_id=node_id,
             sources=sources,
             peers=peers,
+            polls_db_path=polls_db_path,
+            polls=polls,
             config=build(BroadcasterConfig, "broadcaster", t),
         )
     gossip = build(GossipConfig, "gossip", table("gossip") or {})

@@ -60,6 +60,7 @@ class RegionPlan:
                 "node_id": f"{self.region}/bcast-0",
                 "sources": list(self.aggregators),
                 "peers": list(self.peers),
+                "polls_db_path": str(self.data_dir / f"{self.region}-polls.db"),
                 **o.get("broadcaster", {}),
             },
             "gossip": dict(o.get("gossip", {})),
@@ -177,13 +178,19 @@ class ProcessMesh:
             self.data_dir = Path(self._tmp.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
-        for r, p in self.plans.items():
-            configs = p.split_configs(self.overrides) if self.layout == "split" else p.process_configs(self.overrides)
-            for name, cfg in configs.items():
-                (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
-            for name in configs:
-                await self.start(r, name)
-        await self.wait_ready()
+        try:
+            for r, p in self.plans.items():
+                configs = (
+                    p.split_configs(self.overrides) if self.layout == "split" else p.process_configs(self.overrides)
+                )
+                for name, cfg in configs.items():
+                    (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
+                for name in configs:
+                    await self.start(r, name)
+            await self.wait_ready()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # no orphaned processes when start-up fails
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -252,14 +259,16 @@ class InProcessMesh:
     async def __aenter__(self) -> InProcessMesh:
         base = self.base_port or free_port_block(10 * len(self.regions))
         self.plans = plan(self.regions, base, self.data_dir)
-        for r, p in self.plans.items():
-            configs = p.process_configs(self.overrides)
-            second = Node(from_mapping(configs["agg1"]), frozenset({"aggregator"}))
-            main = Node(from_mapping(configs["main"]), frozenset(ROLES))
-            await second.start()
-            self.nodes[(r, "agg1")] = second
-            await main.start()
-            self.nodes[(r, "main")] = main
+        try:
+            for r, p in self.plans.items():
+                configs = p.process_configs(self.overrides)
+                for name, targets in (("agg1", frozenset({"aggregator"})), ("main", frozenset(ROLES))):
+                    node = Node(from_mapping(configs[name]), targets)
+                    self.nodes[(r, name)] = node
+                    await node.start()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # stop what did start when start-up fails
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

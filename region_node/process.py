@@ -24,17 +24,20 @@ from reactmesh.v1 import (
     broadcast_pb2,
     gossip_pb2,
     ingest_pb2,
+    polls_pb2,
     query_pb2,
 )
 
 from edge.service import Edge
 from merge.clock import Clock, SystemClock
 from merge.gossip import GossipNode
+from merge.polls import PollSet
 from merge.replica import ReplicaState
 from region_node.aggregator import Aggregator
 from region_node.broadcaster import Broadcaster
 from region_node.config import ROLES, NodeConfig
 from region_node.metrics import NodeMetrics
+from region_node.polls import POLLS, PollsServicer, attach_polls
 from region_node.query import QueryServicer
 from region_node.replication import Dialer, GossipServicer
 
@@ -92,6 +95,7 @@ class Node:
         self.broadcaster_gossip: GossipNode | None = None
         self.replica: ReplicaState | None = None
         self.edge: Edge | None = None
+        self.polls: PollsServicer | None = None
         self.dialers: list[Dialer] = []
         self.metrics = NodeMetrics(config.region, self.clock) if config.metrics_listen is not None else None
         self._servers: dict[str, _RoleServer] = {}
@@ -140,12 +144,15 @@ class Node:
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
             section = cfg.broadcaster
-            self.replica = ReplicaState()
+            self.replica = ReplicaState(extra={POLLS: PollSet()})
             hooks = self.metrics.broadcast_hooks if self.metrics is not None else None
             bc = Broadcaster(section.config, self.clock, self.replica, hooks=hooks)
             self.broadcaster = bc
             gossip = GossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
             self.broadcaster_gossip = gossip
+            self.polls = await attach_polls(
+                self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls
+            )
             if self.metrics is not None:
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             await self._serve(
@@ -154,9 +161,15 @@ class Node:
                 [
                     _service_name(broadcast_pb2, "Broadcast"),
                     _service_name(query_pb2, "Query"),
+                    _service_name(polls_pb2, "Polls"),
                     _service_name(gossip_pb2, "Gossip"),
                 ],
-                [bc.add_to_server, QueryServicer(self.replica).add_to_server, GossipServicer(gossip).add_to_server],
+                [
+                    bc.add_to_server,
+                    QueryServicer(self.replica).add_to_server,
+                    self.polls.add_to_server,
+                    GossipServicer(gossip).add_to_server,
+                ],
             )
             for address in (*section.sources, *section.peers):
                 dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
@@ -192,6 +205,8 @@ class Node:
             await self._servers["aggregator"].server.stop(linger)
         for dialer in self.dialers:
             await dialer.close()
+        if self.polls is not None:
+            await self.polls.close()
         if self.broadcaster is not None:
             await self.broadcaster.close()
             await self._servers["broadcaster"].server.stop(linger)
@@ -210,6 +225,8 @@ class Node:
             out["aggregator"] = self.aggregator.statistics()
         if self.broadcaster is not None:
             out["broadcaster"] = self.broadcaster.statistics()
+        if self.polls is not None:
+            out["polls"] = self.polls.book.statistics()
         for name, g in (("aggregator_gossip", self.aggregator_gossip), ("broadcaster_gossip", self.broadcaster_gossip)):
             if g is not None:
                 out[name] = {
