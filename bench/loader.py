@@ -2,7 +2,9 @@
 
 ``python -m bench.loader --edge HOST:PORT --viewers N --rate R --duration D`` runs N
 ``edge.client.ReactionClient`` sessions (each its own Ingest stream, over a few shared channels) and closes
-one batch per viewer every N/R seconds, whether or not earlier ones were acked (viewers do not wait). Each
+one batch per viewer every N/R seconds, whether or not earlier ones were acked (viewers do not wait), unless
+the viewer already has ``--max-unacked`` batches unacked: then the SDK keeps its taps pending and puts them in a
+later, bigger batch (its backpressure; a small value makes the load closed-loop). Each
 batch holds ``--taps-per-batch`` taps over one to three emojis of the viewer's stream; viewers pick streams
 with a hot share on stream 0 and a Zipf(1) spread over the rest. Unlike ``reactmesh load`` it does no
 per-tap work: a batch is ``tap(stream, emoji, n)`` calls then ``tick()``.
