@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 from typing import Literal
 
 import aiosqlite
@@ -32,7 +31,7 @@ from merge.codec import seal
 from merge.errors import DecodeError
 from merge.lww import LwwMap
 from merge.polls import PollSet
-from region_node.store import SchemaVersionError, StoreError
+from region_node.store import SchemaVersionError, StoreError, rollback_quietly
 
 SCHEMA_VERSION = 1
 KIND = "polls"
@@ -124,7 +123,7 @@ class PollStore:
                     await conn.executemany(_INSERT_VOTE, rows)
                 await conn.execute("COMMIT")
             except BaseException:
-                await asyncio.shield(_rollback(conn))
+                await asyncio.shield(rollback_quietly(conn))
                 raise
         return len(heads) + len(voters)
 
@@ -199,14 +198,6 @@ def _rows(delta: PollSet) -> tuple[list[HeadRow], list[tuple[str, str]], list[Vo
     return heads, voters, rows
 
 
-async def _rollback(conn: aiosqlite.Connection) -> None:
-    try:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-    except (sqlite3.Error, ValueError):
-        pass  # a closed or broken connection has nothing left to roll back
-
-
 async def _init_schema(conn: aiosqlite.Connection, path: str) -> None:
     """Create the schema in a new file or check an existing one."""
     await conn.execute("BEGIN IMMEDIATE")
@@ -239,5 +230,5 @@ async def _init_schema(conn: aiosqlite.Connection, path: str) -> None:
                 raise StoreError(f"{path}: poll schema version {version} is older than {SCHEMA_VERSION} and unknown")
         await conn.execute("COMMIT")
     except BaseException:
-        await asyncio.shield(_rollback(conn))
+        await asyncio.shield(rollback_quietly(conn))
         raise

@@ -169,7 +169,7 @@ class Store:
                     await conn.executemany(_UPSERT_WINDOW, window_rows)
                 await conn.execute("COMMIT")
             except BaseException:
-                await asyncio.shield(_rollback(conn))
+                await asyncio.shield(rollback_quietly(conn))
                 raise
 
     async def prune_windows(self, before_s: int) -> int:
@@ -197,7 +197,7 @@ class Store:
                 cur = await conn.executemany("DELETE FROM watermarks WHERE session_id = ? AND updated_ms < ?", rows)
                 await conn.execute("COMMIT")
             except BaseException:
-                await asyncio.shield(_rollback(conn))
+                await asyncio.shield(rollback_quietly(conn))
                 raise
             return int(cur.rowcount)
 
@@ -255,7 +255,8 @@ async def _fetchone(conn: aiosqlite.Connection, sql: str) -> sqlite3.Row | None:
         return row
 
 
-async def _rollback(conn: aiosqlite.Connection) -> None:
+async def rollback_quietly(conn: aiosqlite.Connection) -> None:
+    """Roll back an open transaction, if any; a closed or broken connection is left alone."""
     # The connection is in autocommit mode, so in_transaction says whether BEGIN is still open.
     try:
         if conn.in_transaction:
@@ -297,6 +298,6 @@ async def _init_schema(conn: aiosqlite.Connection, path: str) -> str:
                 raise StoreError(f"{path}: meta table has no generation")
         await conn.execute("COMMIT")
     except BaseException:
-        await asyncio.shield(_rollback(conn))
+        await asyncio.shield(rollback_quietly(conn))
         raise
     return generation
