@@ -101,21 +101,29 @@ class RegionPlan:
         }
 
 
-def plan(regions: Sequence[str], base_port: int, data_dir: Path) -> dict[str, RegionPlan]:
-    """Ports: region i uses base+10i (edge), +1/+2 (aggregators), +3 (broadcaster), +5..+8 (metrics)."""
-    out: dict[str, RegionPlan] = {}
-    bcast = {r: f"127.0.0.1:{base_port + 10 * i + 3}" for i, r in enumerate(regions)}
-    for i, r in enumerate(regions):
-        p = base_port + 10 * i
-        out[r] = RegionPlan(
+def plan(
+    regions: Sequence[str],
+    base_port: int,
+    data_dir: Path,
+    hosts: Mapping[str, str] | None = None,
+    ports: Mapping[str, int] | None = None,
+) -> dict[str, RegionPlan]:
+    """Ports: region i uses base+10i (or ``ports[region]``) for its edge, +1/+2 (aggregators),
+    +3 (broadcaster), +5..+8 (metrics), on 127.0.0.1 (or ``hosts[region]``)."""
+    host = {r: (hosts or {}).get(r, "127.0.0.1") for r in regions}
+    base = {r: (ports or {}).get(r, base_port + 10 * i) for i, r in enumerate(regions)}
+    bcast = {r: f"{host[r]}:{base[r] + 3}" for r in regions}
+    return {
+        r: RegionPlan(
             region=r,
-            edge=f"127.0.0.1:{p}",
-            aggregators=(f"127.0.0.1:{p + 1}", f"127.0.0.1:{p + 2}"),
+            edge=f"{host[r]}:{base[r]}",
+            aggregators=(f"{host[r]}:{base[r] + 1}", f"{host[r]}:{base[r] + 2}"),
             broadcaster=bcast[r],
             peers=tuple(bcast[o] for o in regions if o != r),
             data_dir=data_dir,
         )
-    return out
+        for r in regions
+    }
 
 
 def to_toml(data: Mapping[str, Any]) -> str:

@@ -52,7 +52,7 @@ from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 from edge.client import ReactionClient
 from edge.config import DEFAULT_REACTIONS
 from region_node.loadgen import LoadSummary, drive
-from region_node.mesh import RegionPlan, to_toml, wait_serving
+from region_node.mesh import RegionPlan, plan, to_toml, wait_serving
 
 _PREFIX = "rmx"
 _LOCK = Path("/tmp/reactmesh-netns.lock")
@@ -247,18 +247,7 @@ def region_plans(
     regions: Sequence[str], hosts: Mapping[str, str], ports: Mapping[str, int], data_dir: Path
 ) -> dict[str, RegionPlan]:
     """Plans with each region on its own host and base port: edge +0, aggregators +1/+2, broadcaster +3."""
-    bcast = {r: f"{hosts[r]}:{ports[r] + 3}" for r in regions}
-    return {
-        r: RegionPlan(
-            region=r,
-            edge=f"{hosts[r]}:{ports[r]}",
-            aggregators=(f"{hosts[r]}:{ports[r] + 1}", f"{hosts[r]}:{ports[r] + 2}"),
-            broadcaster=bcast[r],
-            peers=tuple(bcast[o] for o in regions if o != r),
-            data_dir=data_dir,
-        )
-        for r in regions
-    }
+    return plan(regions, 0, data_dir, hosts=hosts, ports=ports)
 
 
 TARGETS = {"main": "all", "edge": "edge", "bcast": "broadcaster", "agg0": "aggregator", "agg1": "aggregator"}
