@@ -51,7 +51,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None
     logging.getLogger("edge.client").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
-    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], stop)) for r, p in plans.items()]
+    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r])) for r, p in plans.items()]
     edges = [p.edge for p in plans.values()]
     load = asyncio.create_task(
         drive(edges, viewers=60 * len(edges), streams=10, duration_s=3600.0, taps_per_second=3.0, stop=stop)
@@ -65,16 +65,21 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None
                 live.update(_table(plans, views, exact))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
-        # Taps stopped with `stop`: let the clients get their last acks, then wait (briefly) for the
-        # regions to agree, and print one plain line a script can read.
+        # Taps stopped with `stop`: let the clients get their last acks, then wait (briefly) until
+        # every region answers the same exact totals in one round of fresh reads and every viewer's
+        # smoothed view has drained to them, and print one plain line a script can read.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(load, 15.0)
-        for _ in range(40):
+        for _ in range(60):
+            fresh: dict[str, dict[str, int]] = {}
             for r, p in plans.items():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    exact[r] = await _totals(p.broadcaster, HOT)
-            if len({tuple(sorted(exact.get(r, {}).items())) for r in plans}) == 1:
-                break
+                    fresh[r] = await _totals(p.broadcaster, HOT)
+            if len(fresh) == len(plans):
+                exact = fresh
+                agreed = len({tuple(sorted(t.items())) for t in fresh.values()}) == 1
+                if agreed and all(views[r].totals == fresh[r] for r in plans):
+                    break
             await asyncio.sleep(0.25)
         summary = "  ".join(
             f"{r}={sum(exact.get(r, {}).values())} (shown {sum(views[r].totals.values())})" for r in plans

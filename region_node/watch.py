@@ -24,17 +24,16 @@ def render(stream: str, views: dict[str, LiveView]) -> Table:
     return table
 
 
-async def follow(address: str, stream: str, view: LiveView, stop: asyncio.Event) -> None:
+async def follow(address: str, stream: str, view: LiveView) -> None:
+    """Apply every frame of ``stream`` to ``view`` until cancelled."""
     async for frame in subscribe(stream, broadcaster_addresses=[address]):
         view.apply(frame)
-        if stop.is_set():
-            return
 
 
 async def run_watch(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     views = {address: LiveView() for address in args.broadcaster}
-    tasks = [asyncio.create_task(follow(a, args.stream, v, stop)) for a, v in views.items()]
+    tasks = [asyncio.create_task(follow(a, args.stream, v)) for a, v in views.items()]
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
     try:

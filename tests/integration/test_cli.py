@@ -26,10 +26,14 @@ def test_up_with_demo_starts_three_regions_that_agree_and_stops_cleanly(tmp_path
     assert "stopped." in out
     # The demo's closing line gives each region's exact merged total of the hot stream.
     line = next(x for x in out.splitlines() if x.startswith("demo totals of demo-0"))
-    exact = dict(re.findall(r"([abc])=(\d+) \(shown \d+\)", line))
+    found = re.findall(r"([abc])=(\d+) \(shown (\d+)\)", line)
+    exact = {region: int(total) for region, total, _ in found}
+    shown = {region: int(total) for region, _, total in found}
     assert set(exact) == {"a", "b", "c"}
-    assert int(exact["a"]) > 0
+    assert exact["a"] > 0
     assert exact["a"] == exact["b"] == exact["c"], line
+    # Every viewer's smoothed view drained to exactly the merged total: never more, nothing left pending.
+    assert shown == exact, line
     for name in ("a-main", "a-agg1", "b-main", "c-agg1"):
         assert (tmp_path / f"{name}.toml").exists()
 
