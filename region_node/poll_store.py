@@ -31,7 +31,7 @@ from merge.codec import seal
 from merge.errors import DecodeError
 from merge.lww import LwwMap
 from merge.polls import PollSet
-from region_node.store import SchemaVersionError, StoreError, rollback_quietly
+from region_node.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
 
 SCHEMA_VERSION = 1
 KIND = "polls"
@@ -76,17 +76,9 @@ class PollStore:
         Raises SchemaVersionError for a file from a newer build and StoreError for a file that is
         not a poll store.
         """
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         path = os.fspath(path)
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn = await connect_wal(path, synchronous)
         try:
-            async with conn.execute("PRAGMA journal_mode=WAL") as cur:
-                mode = await cur.fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode!r})")
-            await conn.execute(f"PRAGMA synchronous={synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
             await _init_schema(conn, path)
         except BaseException:
             await conn.close()

@@ -107,16 +107,9 @@ class Store:
         Raises SchemaVersionError for a file from a newer build and StoreError for a file that is
         not a reactmesh store.
         """
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         path = os.fspath(path)
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn = await connect_wal(path, synchronous)
         try:
-            mode = await _fetchone(conn, "PRAGMA journal_mode=WAL")
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode!r})")
-            await conn.execute(f"PRAGMA synchronous={synchronous}")
-            await conn.execute("PRAGMA busy_timeout=5000")
             generation = await _init_schema(conn, path)
         except BaseException:
             await conn.close()
@@ -253,6 +246,26 @@ async def _fetchone(conn: aiosqlite.Connection, sql: str) -> sqlite3.Row | None:
     async with conn.execute(sql) as cur:
         row: sqlite3.Row | None = await cur.fetchone()
         return row
+
+
+async def connect_wal(path: str, synchronous: Synchronous) -> aiosqlite.Connection:
+    """An autocommit connection to ``path`` in WAL mode with the given ``synchronous`` level.
+
+    Raises ValueError for another level and StoreError when the file refuses WAL.
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        mode = await _fetchone(conn, "PRAGMA journal_mode=WAL")
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode!r})")
+        await conn.execute(f"PRAGMA synchronous={synchronous}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 async def rollback_quietly(conn: aiosqlite.Connection) -> None:
