@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
+from edge.client import backoff_delay
 from merge.clock import Clock
 from merge.gossip import GossipNode, ProtocolError
 
@@ -106,5 +107,4 @@ class Dialer:
             if self.clock.monotonic() - started > 5.0:
                 attempt = 0
             attempt += 1
-            ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(attempt, 16))
-            await self.clock.sleep(self._rng.uniform(0, ceiling))
+            await self.clock.sleep(backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s, self._rng))
