@@ -223,6 +223,9 @@ class ProcessMesh:
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Own session: a terminal's Ctrl-C reaches only `reactmesh up`, which stops the demo first
+            # and then the processes in order (SIGTERM), instead of every process at once.
+            start_new_session=True,
         )
         log.close()
 
