@@ -1,11 +1,11 @@
-"""``python -m bench SCENARIO`` (also ``reactmesh bench``): see BENCHMARKS.md."""
+"""``python -m reactmesh.bench SCENARIO`` (also ``reactmesh bench``): see BENCHMARKS.md."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from bench.run import main as run_main
+from reactmesh.bench.run import main as run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

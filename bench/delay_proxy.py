@@ -6,7 +6,7 @@ link with that one-way latency and no bandwidth limit; a round trip costs ``2 * 
 
 ``cut()`` is a partition: every open connection is reset and new ones are closed as soon as they are
 accepted, so both ends see the link fail (as after a timeout) and must reconnect; ``heal()`` lets
-connections through again. ``python -m bench.delay_proxy LISTEN_PORT=HOST:PORT ... --delay-ms D`` runs
+connections through again. ``python -m reactmesh.bench.delay_proxy LISTEN_PORT=HOST:PORT ... --delay-ms D`` runs
 proxies in their own process (SIGUSR1 cuts, SIGUSR2 heals, SIGTERM stops).
 """
 
@@ -164,7 +164,7 @@ async def serve(routes: Sequence[tuple[int, str]], delay_s: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.delay_proxy", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reactmesh.bench.delay_proxy", description=__doc__.split("\n\n")[0])
     p.add_argument("routes", nargs="+", help="LISTEN_PORT=HOST:PORT")
     p.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """Benchmark load generator: simulated viewers through the client SDK, open loop, one process.
 
-``python -m bench.loader --edge HOST:PORT --viewers N --rate R --duration D`` runs N
+``python -m reactmesh.bench.loader --edge HOST:PORT --viewers N --rate R --duration D`` runs N
 ``edge.client.ReactionClient`` sessions (each its own Ingest stream, over a few shared channels) and closes
 one batch per viewer every N/R seconds, whether or not earlier ones were acked (viewers do not wait), unless
 the viewer already has ``--max-unacked`` batches unacked: then the SDK keeps its taps pending and puts them in a
@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from reactmesh.v1 import ingest_pb2
 
-from bench.common import emit_result, run_loop
-from edge.client import ReactionClient
-from edge.config import DEFAULT_REACTIONS
+from reactmesh.bench.common import emit_result, run_loop
+from reactmesh.edge.client import ReactionClient
+from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.v1 import ingest_pb2
 
 _ACCEPTED = ingest_pb2.BatchAck.ACCEPTED
 _DUPLICATE = ingest_pb2.BatchAck.DUPLICATE
@@ -205,7 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reactmesh.bench.loader", description=__doc__.split("\n\n")[0])
     p.add_argument("--edge", required=True)
     p.add_argument("--viewers", type=int, default=1000)
     p.add_argument("--rate", type=float, default=4000.0, help="client batches per second, this process")

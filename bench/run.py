@@ -1,4 +1,4 @@
-"""The benchmark entry point: ``python -m bench SCENARIO [--quick] [--runs N] [--out DIR]``.
+"""The benchmark entry point: ``python -m reactmesh.bench SCENARIO [--quick] [--runs N] [--out DIR]``.
 
 SCENARIO is one of core, ingest, latency, fanout, converge, memory, or ``all`` (each in turn). Every
 scenario prints a Markdown table (median, min and max of its runs, and the issue's targets it has) and writes
@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import Options, Report, knobs, machine_info, prepare_environment
+from reactmesh.bench.common import Options, Report, knobs, machine_info, prepare_environment
 
 SCENARIOS = ("core", "ingest", "latency", "fanout", "converge", "memory")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -26,7 +26,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m bench", description="reactmesh benchmark scenarios")
+    p = argparse.ArgumentParser(prog="python -m reactmesh.bench", description="reactmesh benchmark scenarios")
     p.add_argument("scenario", choices=(*SCENARIOS, "all"))
     p.add_argument("--quick", action="store_true", help="small and short: every scenario in under two minutes")
     p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5; --quick: 1)")
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_scenario(name: str, options: Options) -> Report:
-    module = importlib.import_module(f"bench.scenarios.{name}")
+    module = importlib.import_module(f"reactmesh.bench.scenarios.{name}")
     started = time.monotonic()
     report: Report = module.run(options)
     report.seconds = time.monotonic() - started

@@ -21,8 +21,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.errors import ServiceError, unauthenticated
-from merge.clock import Clock, SystemClock
+from reactmesh.edge.errors import ServiceError, unauthenticated
+from reactmesh.merge.clock import Clock, SystemClock
 
 AUTHORIZATION_KEY = "authorization"
 _PREFIX = "v1."

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from edge.client import LiveView, ReactionClient
+    from reactmesh.edge.client import LiveView, ReactionClient
 
     async def watch_and_tap() -> None:
         async with ReactionClient(["edge-eu:7443", "edge-us:7443"], viewer_id="u42", token=token) as client:
@@ -66,10 +66,10 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 import grpc
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc, polls_pb2
 
-from edge.errors import RETRY_AFTER_KEY, ConfigError
-from merge.clock import Clock, SystemClock
+from reactmesh.edge.errors import RETRY_AFTER_KEY, ConfigError
+from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc, polls_pb2
 
 __all__ = [
     "ClientConfig",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from edge.errors import ConfigError
+from reactmesh.edge.errors import ConfigError
 
 DEFAULT_REACTIONS: tuple[str, ...] = ("like", "heart", "laugh", "wow", "sad", "fire")
 

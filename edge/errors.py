@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from merge.errors import ConfigError
+from reactmesh.merge.errors import ConfigError
 
 __all__ = [
     "RETRY_AFTER_KEY",

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from reactmesh.v1 import aggregator_pb2, common_pb2
 
-from merge.clock import Clock
+from reactmesh.merge.clock import Clock
+from reactmesh.v1 import aggregator_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from merge.clock import Clock
+from reactmesh.merge.clock import Clock
 
 # Refill is computed from float time differences; a token short by rounding error is still a token.
 _EPSILON = 1e-9

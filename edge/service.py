@@ -33,16 +33,16 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
-from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 
-from edge.auth import Authenticator, Principal
-from edge.config import EdgeConfig
-from edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted, unauthenticated
-from edge.forwarder import ChannelFactory, Forwarder, insecure_channel
-from edge.ratelimit import RateLimiter
-from edge.ring import HashRing
-from edge.validation import SESSION_ID_BYTES, Validator
-from merge.clock import Clock, SystemClock
+from reactmesh.edge.auth import Authenticator, Principal
+from reactmesh.edge.config import EdgeConfig
+from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted, unauthenticated
+from reactmesh.edge.forwarder import ChannelFactory, Forwarder, insecure_channel
+from reactmesh.edge.ratelimit import RateLimiter
+from reactmesh.edge.ring import HashRing
+from reactmesh.edge.validation import SESSION_ID_BYTES, Validator
+from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
 

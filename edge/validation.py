@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
+from reactmesh.edge.config import EdgeConfig
 from reactmesh.v1 import ingest_pb2
-
-from edge.config import EdgeConfig
 
 Reason = ingest_pb2.BatchAck.RejectReason
 Rejection = tuple[Reason, str]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
-from reactmesh.v1 import crdt_pb2
 
-from merge.errors import DecodeError
+from reactmesh.merge.errors import DecodeError
+from reactmesh.v1 import crdt_pb2
 
 
 def seal(type_tag: str, version: int, body: Message) -> bytes:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-from merge.keyed import KeyedGCounter, encode_key
-from merge.maxmap import MaxMap
+from reactmesh.merge.keyed import KeyedGCounter, encode_key
+from reactmesh.merge.maxmap import MaxMap
 
 
 def _h(data: bytes) -> int:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
 from reactmesh.v1 import crdt_pb2
-
-from merge.codec import open_envelope, parse_body, seal
-from merge.errors import CRDTMisuse, DecodeError
 
 
 class GCounter:

@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reactmesh.merge import digest
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.errors import ConfigError, DecodeError, MergeError
+from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.v1 import gossip_pb2
-
-from merge import digest
-from merge.clock import Clock
-from merge.errors import ConfigError, DecodeError, MergeError
-from merge.replica import TOTALS, ReplicaState
 
 
 class ProtocolError(MergeError):

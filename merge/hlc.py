@@ -25,10 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.errors import ClockDriftError, ConfigError, CRDTMisuse, DecodeError
 from reactmesh.v1 import crdt_pb2
-
-from merge.clock import Clock
-from merge.errors import ClockDriftError, ConfigError, CRDTMisuse, DecodeError
 
 MAX_LOGICAL = 2**32 - 1
 MAX_WALL_MS = 2**63 - 1

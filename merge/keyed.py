@@ -21,10 +21,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import ClassVar
 
+from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
 from reactmesh.v1 import crdt_pb2
-
-from merge.codec import open_envelope, parse_body, seal
-from merge.errors import CRDTMisuse, DecodeError
 
 Key = tuple[str | int, ...]
 _SEP = "\x1f"

@@ -43,11 +43,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, overload
 
+from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge.errors import ConfigError, CRDTMisuse, DecodeError
+from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.v1 import crdt_pb2
-
-from merge.codec import open_envelope, parse_body, seal
-from merge.errors import ConfigError, CRDTMisuse, DecodeError
-from merge.hlc import HlcTimestamp
 
 Pair = tuple[HlcTimestamp, int]
 

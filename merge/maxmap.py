@@ -29,10 +29,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
+from reactmesh.merge.codec import open_envelope
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
 from reactmesh.v1 import crdt_pb2
-
-from merge.codec import open_envelope
-from merge.errors import CRDTMisuse, DecodeError
 
 Key = bytes | str
 

@@ -46,12 +46,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, overload
 
+from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge.errors import ConfigError, CRDTMisuse, DecodeError
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.lww import LwwMap
 from reactmesh.v1 import crdt_pb2
-
-from merge.codec import open_envelope, parse_body, seal
-from merge.errors import ConfigError, CRDTMisuse, DecodeError
-from merge.hlc import HlcTimestamp
-from merge.lww import LwwMap
 
 DEADLINE_REPLICA = "\x00"
 """Replica id of deadline close stamps: sorts before every non-empty id, so a vote stamped in the

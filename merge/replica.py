@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, Self
 
-from merge.errors import DecodeError
-from merge.keyed import KeyedGCounter
-from merge.maxmap import MaxMap
+from reactmesh.merge.errors import DecodeError
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.maxmap import MaxMap
 
 TOTALS = "totals"
 WINDOWS = "windows"

@@ -51,15 +51,15 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError
-from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
-from edge.errors import ServiceError, abort_with, invalid_argument
-from merge.clock import Clock
-from merge.errors import ConfigError
-from merge.keyed import KeyedGCounter
-from merge.maxmap import MaxMap
-from merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
-from region_node.store import Slot, Store, Synchronous
+from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.errors import ConfigError
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.maxmap import MaxMap
+from reactmesh.merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
+from reactmesh.region_node.store import Slot, Store, Synchronous
+from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -48,14 +48,14 @@ from itertools import islice
 from typing import Protocol
 
 import grpc
-from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
-from edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted
-from merge.clock import Clock
-from merge.errors import ConfigError
-from merge.keyed import Key, KeyedGCounter
-from merge.replica import TOTALS, ReplicaState
-from region_node.smoother import Smoother, SmootherConfig
+from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.errors import ConfigError
+from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.merge.replica import TOTALS, ReplicaState
+from reactmesh.region_node.smoother import Smoother, SmootherConfig
+from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 SERVICE = "reactmesh.v1.Broadcast"
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -22,11 +22,11 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from merge.errors import ConfigError
+from reactmesh.merge.errors import ConfigError
 
 
 def _targets(value: str) -> frozenset[str]:
-    from region_node.config import ROLES
+    from reactmesh.region_node.config import ROLES
 
     parts = {p.strip() for p in value.split(",") if p.strip()}
     if parts == {"all"}:
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--broadcaster", action="append", default=None)
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
 
-    from region_node.poll_cli import add_poll_commands
+    from reactmesh.region_node.poll_cli import add_poll_commands
 
     add_poll_commands(sub)
 
@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(config_path: str, targets: frozenset[str]) -> int:
-    from region_node import config as config_module
-    from region_node.process import Node
+    from reactmesh.region_node import config as config_module
+    from reactmesh.region_node.process import Node
 
     cfg = config_module.load(config_path)
     node = Node(cfg, targets)
@@ -115,25 +115,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_async(_serve(args.config, args.target))
         if args.command == "up":
-            from region_node.mesh import run_up
+            from reactmesh.region_node.mesh import run_up
 
             return run_async(run_up(args))
         if args.command == "load":
-            from region_node.loadgen import run_load
+            from reactmesh.region_node.loadgen import run_load
 
             args.edge = args.edge or [os.environ.get("REACTMESH_EDGE", "127.0.0.1:7100")]
             return run_async(run_load(args))
         if args.command == "watch":
-            from region_node.watch import run_watch
+            from reactmesh.region_node.watch import run_watch
 
             args.broadcaster = args.broadcaster or [os.environ.get("REACTMESH_BROADCASTER", "127.0.0.1:7300")]
             return run_async(run_watch(args))
         if args.command == "poll":
-            from region_node.poll_cli import run_poll
+            from reactmesh.region_node.poll_cli import run_poll
 
             return run_async(run_poll(args))
         if args.command == "bench":
-            from bench.__main__ import main as bench_main
+            from reactmesh.bench.__main__ import main as bench_main
 
             return int(bench_main([args.scenario, *args.rest]))
     except ConfigError as exc:

@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge.config import EdgeConfig
-from merge.errors import ConfigError
-from merge.gossip import GossipConfig
-from region_node.aggregator import AggregatorConfig
-from region_node.broadcaster import BroadcasterConfig
-from region_node.polls import PollsConfig
+from reactmesh.edge.config import EdgeConfig
+from reactmesh.merge.errors import ConfigError
+from reactmesh.merge.gossip import GossipConfig
+from reactmesh.region_node.aggregator import AggregatorConfig
+from reactmesh.region_node.broadcaster import BroadcasterConfig
+from reactmesh.region_node.polls import PollsConfig
 
 ROLES = ("edge", "aggregator", "broadcaster")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")

@@ -17,10 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from reactmesh.edge.client import ReactionClient
+from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.v1 import ingest_pb2
-
-from edge.client import ReactionClient
-from edge.config import DEFAULT_REACTIONS
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from region_node.config import ROLES, from_mapping
-from region_node.process import Node
+from reactmesh.region_node.config import ROLES, from_mapping
+from reactmesh.region_node.process import Node
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class ProcessMesh:
         self.procs[(region, name)] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "region_node.cli",
+            "reactmesh.region_node.cli",
             "serve",
             f"--target={target}",
             "--config",
@@ -331,7 +331,7 @@ async def run_up(args: argparse.Namespace) -> int:
         if args.duration:
             loop.call_later(args.duration, stop.set)
         if args.demo:
-            from region_node.demo import run_demo
+            from reactmesh.region_node.demo import run_demo
 
             tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
         await stop.wait()

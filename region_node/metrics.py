@@ -43,16 +43,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from reactmesh.v1 import ingest_pb2
 
-from edge.service import Edge
-from merge.clock import Clock
-from merge.gossip import GossipNode
-from merge.keyed import Key, KeyedGCounter
-from merge.replica import TOTALS
-from region_node.aggregator import Aggregator, CommitFacts
-from region_node.broadcaster import Broadcaster, BroadcastHooks
-from region_node.replication import Dialer
+from reactmesh.edge.service import Edge
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.gossip import GossipNode
+from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.merge.replica import TOTALS
+from reactmesh.region_node.aggregator import Aggregator, CommitFacts
+from reactmesh.region_node.broadcaster import Broadcaster, BroadcastHooks
+from reactmesh.region_node.replication import Dialer
+from reactmesh.v1 import ingest_pb2
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,9 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reactmesh.v1 import polls_pb2
     from rich.console import Console, Group
+
+    from reactmesh.v1 import polls_pb2
 
 # grpc, rich and the SDK are imported where used, so building the ``reactmesh`` parser stays cheap.
 
@@ -74,10 +75,11 @@ def add_poll_commands(subparsers: Any) -> None:
 
 def render(polls: list[polls_pb2.Poll], title: str = "") -> Group:
     """Tables of tallies, one per poll."""
-    from reactmesh.v1 import polls_pb2
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from reactmesh.v1 import polls_pb2
 
     parts: list[Any] = []
     if title:
@@ -104,8 +106,9 @@ def render(polls: list[polls_pb2.Poll], title: str = "") -> Group:
 async def run_poll(args: argparse.Namespace) -> int:
     """Run one ``reactmesh poll`` subcommand; return the exit status."""
     import grpc
-    from reactmesh.v1 import polls_pb2, polls_pb2_grpc
     from rich.console import Console
+
+    from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
     metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
     console = Console()
@@ -171,10 +174,10 @@ async def _option_index(stub: Any, args: argparse.Namespace, metadata: Any) -> i
 
 
 async def _watch(stub: Any, args: argparse.Namespace, metadata: Any, console: Console) -> int:
-    from reactmesh.v1 import polls_pb2
     from rich.live import Live
 
-    from edge.client import LiveView, subscribe
+    from reactmesh.edge.client import LiveView, subscribe
+    from reactmesh.v1 import polls_pb2
 
     if (args.poll_id is None) == (args.stream is None):
         print("reactmesh poll watch: give a POLL_ID or --stream, not both", file=sys.stderr)

@@ -25,13 +25,13 @@ from typing import Literal
 
 import aiosqlite
 from google.protobuf.message import DecodeError as ProtobufDecodeError
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import seal
-from merge.errors import DecodeError
-from merge.lww import LwwMap
-from merge.polls import PollSet
-from region_node.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
+from reactmesh.merge.codec import seal
+from reactmesh.merge.errors import DecodeError
+from reactmesh.merge.lww import LwwMap
+from reactmesh.merge.polls import PollSet
+from reactmesh.region_node.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
+from reactmesh.v1 import crdt_pb2
 
 SCHEMA_VERSION = 1
 KIND = "polls"

@@ -59,23 +59,23 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import grpc
-from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
-from edge.auth import Authenticator
-from edge.errors import (
+from reactmesh.edge.auth import Authenticator
+from reactmesh.edge.errors import (
     ServiceError,
     abort_with,
     failed_precondition,
     invalid_argument,
     not_found,
 )
-from merge.clock import Clock
-from merge.errors import ClockDriftError, ConfigError
-from merge.hlc import HlcTimestamp, HybridLogicalClock
-from merge.polls import PollSet, PollSpec, PollValue
-from merge.replica import ReplicaState
-from region_node.broadcaster import PollSource, check_stream_id
-from region_node.poll_store import PollStore
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.errors import ClockDriftError, ConfigError
+from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
+from reactmesh.merge.polls import PollSet, PollSpec, PollValue
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.region_node.broadcaster import PollSource, check_stream_id
+from reactmesh.region_node.poll_store import PollStore
+from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+
+from reactmesh.edge.service import Edge
+from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.merge.gossip import GossipNode
+from reactmesh.merge.polls import PollSet
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.region_node.aggregator import Aggregator
+from reactmesh.region_node.broadcaster import Broadcaster
+from reactmesh.region_node.config import ROLES, NodeConfig
+from reactmesh.region_node.metrics import NodeMetrics
+from reactmesh.region_node.polls import POLLS, PollsServicer, attach_polls
+from reactmesh.region_node.query import QueryServicer
+from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.v1 import (
     aggregator_pb2,
     broadcast_pb2,
@@ -27,19 +40,6 @@ from reactmesh.v1 import (
     polls_pb2,
     query_pb2,
 )
-
-from edge.service import Edge
-from merge.clock import Clock, SystemClock
-from merge.gossip import GossipNode
-from merge.polls import PollSet
-from merge.replica import ReplicaState
-from region_node.aggregator import Aggregator
-from region_node.broadcaster import Broadcaster
-from region_node.config import ROLES, NodeConfig
-from region_node.metrics import NodeMetrics
-from region_node.polls import POLLS, PollsServicer, attach_polls
-from region_node.query import QueryServicer
-from region_node.replication import Dialer, GossipServicer
 
 log = logging.getLogger(__name__)
 

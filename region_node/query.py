@@ -18,12 +18,12 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 
 import grpc
-from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
 
-from edge.errors import ServiceError, abort_with, invalid_argument
-from merge.clock import Clock, SystemClock
-from merge.keyed import Key, KeyedGCounter
-from merge.replica import TOTALS, WINDOWS, ReplicaState
+from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
+from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.merge.replica import TOTALS, WINDOWS, ReplicaState
+from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 MAX_POINTS = 86_400
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

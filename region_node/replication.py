@@ -14,11 +14,11 @@ import random
 from typing import Any
 
 import grpc
-from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
-from edge.client import backoff_delay
-from merge.clock import Clock
-from merge.gossip import GossipNode, ProtocolError
+from reactmesh.edge.client import backoff_delay
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.gossip import GossipNode, ProtocolError
+from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from merge.errors import ConfigError
+from reactmesh.merge.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from typing import Literal
 
 import aiosqlite
 
-from merge.keyed import Key, KeyedGCounter, decode_key, encode_key
-from merge.replica import TOTALS, WINDOWS
+from reactmesh.merge.keyed import Key, KeyedGCounter, decode_key, encode_key
+from reactmesh.merge.replica import TOTALS, WINDOWS
 
 SCHEMA_VERSION = 1
 

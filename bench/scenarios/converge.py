@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
+from reactmesh.bench.common import (
     EDGE_OVERRIDES,
     BenchMesh,
     Options,
@@ -38,9 +38,9 @@ from bench.common import (
     run_loop,
     spawn,
 )
-from bench.delay_proxy import DelayProxy
-from bench.scenarios.latency import link_delay_ms
-from region_node.mesh import free_port_block, plan
+from reactmesh.bench.delay_proxy import DelayProxy
+from reactmesh.bench.scenarios.latency import link_delay_ms
+from reactmesh.region_node.mesh import free_port_block, plan
 
 NAME = "converge"
 REGIONS = ("a", "b", "c")
@@ -60,7 +60,7 @@ async def converge_once(
     start_at = time.time() + 1.0
     loaders = [
         await spawn(
-            "bench.loader",
+            "reactmesh.bench.loader",
             "--edge",
             mesh.plans[r].edge,
             "--viewers",

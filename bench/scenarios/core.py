@@ -27,13 +27,12 @@ import time
 from functools import partial
 from pathlib import Path
 
+from reactmesh.bench import redis_baseline
+from reactmesh.bench.common import Options, Report, Target, env_overrides, run_loop
+from reactmesh.bench.loader import batch_patterns, stream_of
+from reactmesh.merge.clock import SystemClock
+from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, _Forward
 from reactmesh.v1 import aggregator_pb2, common_pb2
-
-from bench import redis_baseline
-from bench.common import Options, Report, Target, env_overrides, run_loop
-from bench.loader import batch_patterns, stream_of
-from merge.clock import SystemClock
-from region_node.aggregator import Aggregator, AggregatorConfig, _Forward
 
 NAME = "core"
 EDGE_BATCH = 1024

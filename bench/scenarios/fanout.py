@@ -27,9 +27,8 @@ from functools import partial
 from typing import Any
 
 import grpc
-from reactmesh.v1 import broadcast_pb2
 
-from bench.common import (
+from reactmesh.bench.common import (
     EDGE_OVERRIDES,
     BenchMesh,
     CpuMeter,
@@ -43,7 +42,8 @@ from bench.common import (
     spawn,
     stop_process,
 )
-from region_node.mesh import free_port_block
+from reactmesh.region_node.mesh import free_port_block
+from reactmesh.v1 import broadcast_pb2
 
 NAME = "fanout"
 STREAMS = 4
@@ -109,7 +109,7 @@ async def step(mesh: BenchMesh, n: int, window: float, settle: float) -> dict[st
     for i, k in enumerate(per_child):
         procs.append(
             await spawn(
-                "bench.scenarios.fanout",
+                "reactmesh.bench.scenarios.fanout",
                 "child",
                 "--address",
                 address,
@@ -161,7 +161,7 @@ async def one_run(options: Options, run_no: int) -> tuple[dict[str, float], list
     table: list[dict[str, float]] = []
     async with BenchMesh(regions=("a",), base_port=base, layout="split", overrides=EDGE_OVERRIDES) as mesh:
         loader = await spawn(
-            "bench.loader",
+            "reactmesh.bench.loader",
             "--edge",
             mesh.plans["a"].edge,
             "--viewers",
@@ -253,7 +253,7 @@ def run(options: Options) -> Report:
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.scenarios.fanout child")
+    p = argparse.ArgumentParser(prog="python -m reactmesh.bench.scenarios.fanout child")
     p.add_argument("--address", required=True)
     p.add_argument("--subscribers", type=int, required=True)
     p.add_argument("--offset", type=int, default=0)

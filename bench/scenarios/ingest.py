@@ -24,7 +24,7 @@ import time
 from functools import partial
 from typing import Any
 
-from bench.common import (
+from reactmesh.bench.common import (
     EDGE_OVERRIDES,
     BenchMesh,
     CpuMeter,
@@ -38,7 +38,7 @@ from bench.common import (
     spawn,
     wait_totals,
 )
-from region_node.mesh import free_port_block
+from reactmesh.region_node.mesh import free_port_block
 
 NAME = "ingest"
 LOADERS = 2
@@ -53,7 +53,7 @@ async def phase(
     start_at = time.time() + 1.5  # loaders need a moment to create their clients
     procs = [
         await spawn(
-            "bench.loader",
+            "reactmesh.bench.loader",
             "--edge",
             edge,
             "--viewers",

@@ -35,11 +35,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
-from bench.common import EDGE_OVERRIDES, BenchMesh, Options, Report, Target, percentile, run_loop, spawn, stop_process
-from bench.delay_proxy import DelayProxy
-from region_node.mesh import free_port_block, plan
+from reactmesh.bench.common import (
+    EDGE_OVERRIDES,
+    BenchMesh,
+    Options,
+    Report,
+    Target,
+    percentile,
+    run_loop,
+    spawn,
+    stop_process,
+)
+from reactmesh.bench.delay_proxy import DelayProxy
+from reactmesh.region_node.mesh import free_port_block, plan
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
 NAME = "latency"
 
@@ -221,7 +231,7 @@ async def one_run(options: Options, i: int) -> dict[str, float]:
                 idle = await probe_phase(edge, bcasts, f"probe-idle-{i}", probes, seed=i)
                 figures.update(figures_of("idle", idle))
                 loader = await spawn(
-                    "bench.loader",
+                    "reactmesh.bench.loader",
                     "--edge",
                     edge,
                     "--viewers",

@@ -1,6 +1,6 @@
 """memory: bytes per active session watermark and per counter slot, at 100k sessions and 10k streams.
 
-Measured in a fresh subprocess per figure set (``python -m bench.scenarios.memory child``), on a real
+Measured in a fresh subprocess per figure set (``python -m reactmesh.bench.scenarios.memory child``), on a real
 ``Aggregator`` with its SQLite store, fed through ``_apply`` and committed with ``tick()``:
 
 1. sessions: ``SESSIONS`` sessions each send one batch (seq 1, one stream, one emoji), committed. The memory
@@ -32,12 +32,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from reactmesh.bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
+from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.merge.clock import SystemClock
+from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, _Forward
 from reactmesh.v1 import aggregator_pb2, common_pb2
-
-from bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
-from edge.config import DEFAULT_REACTIONS
-from merge.clock import SystemClock
-from region_node.aggregator import Aggregator, AggregatorConfig, _Forward
 
 NAME = "memory"
 SESSIONS = 100_000
@@ -174,13 +173,20 @@ def run(options: Options) -> Report:
 
 async def _spawn_child(sessions: int, streams: int, mode: str) -> dict[str, Any]:
     proc = await spawn(
-        "bench.scenarios.memory", "child", "--sessions", str(sessions), "--streams", str(streams), "--mode", mode
+        "reactmesh.bench.scenarios.memory",
+        "child",
+        "--sessions",
+        str(sessions),
+        "--streams",
+        str(streams),
+        "--mode",
+        mode,
     )
     return await read_json(proc, 300)
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.scenarios.memory child")
+    p = argparse.ArgumentParser(prog="python -m reactmesh.bench.scenarios.memory child")
     p.add_argument("--sessions", type=int, default=SESSIONS)
     p.add_argument("--streams", type=int, default=STREAMS)
     p.add_argument("--mode", choices=("tracemalloc", "rss"), default="tracemalloc")

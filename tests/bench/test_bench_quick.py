@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import Options, Report
-from bench.delay_proxy import DelayProxy
-from bench.run import SCENARIOS, main
+from reactmesh.bench.common import Options, Report
+from reactmesh.bench.delay_proxy import DelayProxy
+from reactmesh.bench.run import SCENARIOS, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def _assert_reported(data: dict[str, object], scenario: str) -> None:
 
 
 def test_report_gives_median_min_max_per_figure_and_judges_targets(tmp_path: Path) -> None:
-    from bench.common import Target
+    from reactmesh.bench.common import Target
 
     report = Report("x", "x", Options(quick=True, runs=3, out=tmp_path))
     for v in (3.0, 1.0, 2.0):
@@ -106,7 +106,7 @@ async def test_delay_proxy_delays_each_direction_and_cut_refuses_until_heal() ->
 def test_every_scenario_runs_quick_and_writes_its_json(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "all", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "reactmesh.bench", "all", "--quick", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from merge.errors import ConfigError
+from reactmesh.merge.errors import ConfigError
 
 CutMode = Literal["reset", "stall"]
 _CHUNK = 64 * 1024

@@ -18,7 +18,7 @@ Cleanup is complete even when a test fails: ``close()`` kills every process stil
 deletes the namespaces, which removes their veths and routes. Namespace names carry the creating pid, and a
 new ``RegionNetwork`` first removes namespaces left behind by a dead pid (a test run that was killed).
 
-``RegionProcesses`` runs ``python -m region_node.cli serve`` per process from config mappings (built with
+``RegionProcesses`` runs ``python -m reactmesh.region_node.cli serve`` per process from config mappings (built with
 ``region_node.mesh.RegionPlan``), each optionally inside a region's namespace, and simulated viewers
 (``region_node.loadgen.drive``) as a subprocess per region that taps until told to stop and then prints its
 summary, the region's ground truth (``reactmesh load`` can neither be stopped on cue nor say when it starts).
@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 
-from edge.client import ReactionClient
-from edge.config import DEFAULT_REACTIONS
-from region_node.loadgen import LoadSummary, drive
-from region_node.mesh import RegionPlan, plan, to_toml, wait_serving
+from reactmesh.edge.client import ReactionClient
+from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.region_node.loadgen import LoadSummary, drive
+from reactmesh.region_node.mesh import RegionPlan, plan, to_toml, wait_serving
+from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 
 _PREFIX = "rmx"
 _LOCK = Path("/tmp/reactmesh-netns.lock")
@@ -294,7 +294,7 @@ class RegionProcesses:
                 *self.prefixes.get(region, ()),
                 sys.executable,
                 "-m",
-                "region_node.cli",
+                "reactmesh.region_node.cli",
                 "serve",
                 f"--target={TARGETS[name]}",
                 "--config",
@@ -559,6 +559,6 @@ async def _load_main(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["load"]:
         sys.exit("usage: python -m tests.faults.netns load --edge HOST:PORT [options]")
-    from region_node.cli import run_async
+    from reactmesh.region_node.cli import run_async
 
     sys.exit(run_async(_load_main(sys.argv[2:])))

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from reactmesh.v1 import query_pb2, query_pb2_grpc
 
-from region_node.loadgen import drive
-from region_node.mesh import ProcessMesh, free_port_block
+from reactmesh.region_node.loadgen import drive
+from reactmesh.region_node.mesh import ProcessMesh, free_port_block
+from reactmesh.v1 import query_pb2, query_pb2_grpc
 
 STREAMS = 4
 

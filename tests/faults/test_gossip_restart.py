@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from region_node.mesh import free_port_block
+from reactmesh.region_node.mesh import free_port_block
 from tests.faults.netns import (
     RegionProcesses,
     ground_truth,

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
-from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
-from edge.config import EdgeConfig
-from edge.service import Edge
-from merge.clock import FakeClock
+from reactmesh.edge.config import EdgeConfig
+from reactmesh.edge.service import Edge
+from reactmesh.merge.clock import FakeClock
+from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
 EdgeAck = aggregator_pb2.EdgeAck
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import grpc
 import pytest
+
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.errors import ConfigError
+from reactmesh.merge.maxmap import MaxMap
+from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, CommitFacts
+from reactmesh.region_node.store import Store
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
-
-from merge.clock import FakeClock
-from merge.errors import ConfigError
-from merge.maxmap import MaxMap
-from region_node.aggregator import Aggregator, AggregatorConfig, CommitFacts
-from region_node.store import Store
 from tests.helpers import eventually
 
 APPLIED, DUPLICATE, REFUSED = pb.EdgeAck.APPLIED, pb.EdgeAck.DUPLICATE, pb.EdgeAck.REFUSED

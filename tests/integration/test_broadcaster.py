@@ -15,15 +15,15 @@ from typing import Any
 
 import grpc
 import pytest
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
 
-from edge.errors import RETRY_AFTER_KEY, ServiceError
-from merge.clock import FakeClock
-from merge.errors import ConfigError
-from merge.keyed import KeyedGCounter
-from merge.replica import TOTALS, ReplicaState
-from region_node.broadcaster import Broadcaster, BroadcasterConfig, BroadcastHooks, Subscription
-from region_node.smoother import SmootherConfig
+from reactmesh.edge.errors import RETRY_AFTER_KEY, ServiceError
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.errors import ConfigError
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.replica import TOTALS, ReplicaState
+from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig, BroadcastHooks, Subscription
+from reactmesh.region_node.smoother import SmootherConfig
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
 from tests.helpers import eventually
 
 Frame = broadcast_pb2.Frame

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from region_node.mesh import free_port_block
+from reactmesh.region_node.mesh import free_port_block
 
 
 def reactmesh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "region_node.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "reactmesh.region_node.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

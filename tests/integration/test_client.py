@@ -19,11 +19,11 @@ from typing import Any
 
 import grpc
 import pytest
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
-from edge.client import ClientError, ConnectionState, LiveView, ReactionClient
-from edge.errors import abort_with, resource_exhausted
-from merge.clock import FakeClock
+from reactmesh.edge.client import ClientError, ConnectionState, LiveView, ReactionClient
+from reactmesh.edge.errors import abort_with, resource_exhausted
+from reactmesh.merge.clock import FakeClock
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.helpers import eventually
 
 Ack = ingest_pb2.BatchAck

@@ -14,13 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
-from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 
-from edge.auth import issue_token
-from edge.errors import RETRY_AFTER_KEY
-from edge.forwarder import Forwarder, ForwarderClosed
-from edge.ring import HashRing
-from merge.clock import FakeClock
+from reactmesh.edge.auth import issue_token
+from reactmesh.edge.errors import RETRY_AFTER_KEY
+from reactmesh.edge.forwarder import Forwarder, ForwarderClosed
+from reactmesh.edge.ring import HashRing
+from reactmesh.merge.clock import FakeClock
+from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 from tests.helpers import eventually
 from tests.integration.edge_helpers import (
     FakeAggregator,

@@ -21,20 +21,20 @@ from typing import Any
 
 import grpc
 import pytest
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
-from edge.auth import issue_token
-from edge.client import LiveView
-from merge.clock import FakeClock
-from merge.hlc import HlcTimestamp
-from merge.keyed import KeyedGCounter
-from merge.polls import PollSet
-from merge.replica import TOTALS, ReplicaState
-from region_node.broadcaster import Broadcaster, BroadcasterConfig
-from region_node.poll_cli import add_poll_commands, run_poll
-from region_node.poll_store import PollStore
-from region_node.polls import PollsConfig, PollsServicer, attach_polls
-from region_node.store import SchemaVersionError, Store, StoreError
+from reactmesh.edge.auth import issue_token
+from reactmesh.edge.client import LiveView
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.polls import PollSet
+from reactmesh.merge.replica import TOTALS, ReplicaState
+from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
+from reactmesh.region_node.poll_cli import add_poll_commands, run_poll
+from reactmesh.region_node.poll_store import PollStore
+from reactmesh.region_node.polls import PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.store import SchemaVersionError, Store, StoreError
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
 Frame = broadcast_pb2.Frame
 Poll = polls_pb2.Poll
@@ -485,7 +485,7 @@ async def test_tokens_tie_votes_to_their_viewer_and_hosts_to_the_host_secret(mak
 
 
 def test_bad_polls_config_names_the_field() -> None:
-    from merge.errors import ConfigError
+    from reactmesh.merge.errors import ConfigError
 
     for kwargs, field in (
         ({"tick_ms": 0}, "tick_ms"),

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
-from edge.errors import ServiceError
-from merge.clock import FakeClock, SystemClock
-from merge.gossip import GossipConfig, GossipNode
-from merge.hlc import HlcTimestamp
-from merge.polls import PollSet, deadline_stamp
-from merge.replica import ReplicaState
-from region_node.broadcaster import Broadcaster, BroadcasterConfig
-from region_node.poll_store import PollStore
-from region_node.polls import PollBook, PollsConfig, PollsServicer, attach_polls
-from region_node.replication import Dialer, GossipServicer
+from reactmesh.edge.errors import ServiceError
+from reactmesh.merge.clock import FakeClock, SystemClock
+from reactmesh.merge.gossip import GossipConfig, GossipNode
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.polls import PollSet, deadline_stamp
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
+from reactmesh.region_node.poll_store import PollStore
+from reactmesh.region_node.polls import PollBook, PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 from tests.helpers import eventually
 
 T0 = 1_700_000_000_000

@@ -9,12 +9,12 @@ from typing import Any
 
 import grpc
 import pytest
-from reactmesh.v1 import query_pb2, query_pb2_grpc
 
-from merge.clock import FakeClock
-from merge.keyed import KeyedGCounter
-from merge.replica import TOTALS, WINDOWS, ReplicaState
-from region_node.query import QueryServicer
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.replica import TOTALS, WINDOWS, ReplicaState
+from reactmesh.region_node.query import QueryServicer
+from reactmesh.v1 import query_pb2, query_pb2_grpc
 
 T0 = 1_700_000_000  # a Unix second
 

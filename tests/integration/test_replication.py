@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
-from merge.clock import SystemClock
-from merge.gossip import GossipConfig, GossipNode
-from merge.keyed import KeyedGCounter
-from merge.replica import ReplicaState
-from region_node.replication import Dialer, GossipServicer
+from reactmesh.merge.clock import SystemClock
+from reactmesh.merge.gossip import GossipConfig, GossipNode
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 from tests.helpers import eventually
 
 FAST = GossipConfig(max_keys_per_delta=50, max_inflight_deltas=2, poll_interval_s=0.005)

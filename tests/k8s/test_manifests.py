@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from region_node.config import ROLES, from_mapping
+from reactmesh.region_node.config import ROLES, from_mapping
 from tests.k8s import (
     K8S,
     REGIONS,

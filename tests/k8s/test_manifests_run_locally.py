@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from reactmesh.v1 import query_pb2, query_pb2_grpc
 
-from edge.client import ReactionClient
-from edge.ring import HashRing
-from region_node.config import load
-from region_node.mesh import free_port_block, to_toml, wait_serving
+from reactmesh.edge.client import ReactionClient
+from reactmesh.edge.ring import HashRing
+from reactmesh.region_node.config import load
+from reactmesh.region_node.mesh import free_port_block, to_toml, wait_serving
+from reactmesh.v1 import query_pb2, query_pb2_grpc
 from tests.helpers import eventually
 from tests.k8s import REGIONS, REPO, Cluster, Container, render_regions, split_address
 
@@ -115,7 +115,7 @@ class LocalCluster:
         command = c.spec.get("command") or entrypoint()
         assert command[0] == "reactmesh", f"{c.name}: expected the reactmesh console script, got {command}"
         args = [_rewrite_flag(a, mounts) for a in [*command[1:], *c.spec.get("args", [])]]
-        argv = [sys.executable, "-m", "region_node.cli", *args]
+        argv = [sys.executable, "-m", "reactmesh.region_node.cli", *args]
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("REACTMESH_")}
         env = {**inherited, **self.cluster.environment(c), "PYTHONUNBUFFERED": "1"}
         return LocalPod(c, argv, env, root, config)

@@ -19,9 +19,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from merge.clock import Clock
-from region_node.config import from_mapping
-from region_node.process import Node
+from reactmesh.merge.clock import Clock
+from reactmesh.region_node.config import from_mapping
+from reactmesh.region_node.process import Node
 
 
 @dataclass

@@ -18,15 +18,15 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from reactmesh.v1 import common_pb2, gossip_pb2, ingest_pb2, ingest_pb2_grpc
 
-from edge.client import ReactionClient, subscribe
-from merge.clock import FakeClock
-from merge.gossip import GossipNode
-from merge.keyed import KeyedGCounter
-from merge.replica import TOTALS, ReplicaState
-from region_node.broadcaster import Broadcaster, BroadcasterConfig
-from region_node.metrics import BATCH_OUTCOMES, REJECT_REASONS, NodeMetrics
+from reactmesh.edge.client import ReactionClient, subscribe
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.gossip import GossipNode
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.replica import TOTALS, ReplicaState
+from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
+from reactmesh.region_node.metrics import BATCH_OUTCOMES, REJECT_REASONS, NodeMetrics
+from reactmesh.v1 import common_pb2, gossip_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.ops import http_get, metered_region, names, scrape, scrape_text, value
 
 

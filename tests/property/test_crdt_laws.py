@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from merge.gcounter import GCounter
-from merge.hlc import HlcTimestamp
-from merge.keyed import Key, KeyedGCounter
-from merge.lww import LwwMap
-from merge.maxmap import MaxMap
+from reactmesh.merge.gcounter import GCounter
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.merge.lww import LwwMap
+from reactmesh.merge.maxmap import MaxMap
 
 REPLICAS = ["r1", "r2", "r3"]
 

@@ -18,10 +18,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from merge.hlc import HlcTimestamp, HybridLogicalClock
-from merge.keyed import Key, KeyedGCounter
-from merge.lww import LwwMap
-from merge.maxmap import MaxMap
+from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
+from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.merge.lww import LwwMap
+from reactmesh.merge.maxmap import MaxMap
 
 N = 3
 replica_ids = st.integers(0, N - 1)

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from merge.hlc import HlcTimestamp, HybridLogicalClock
-from merge.polls import PollSet, PollSpec
+from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
+from reactmesh.merge.polls import PollSet, PollSpec
 from tests.property.test_crdt_stateful import Exchange, N, SteppedClock, replica_ids
 
 POLL_IDS = ["p1", "p2"]

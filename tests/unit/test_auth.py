@@ -8,9 +8,9 @@ import json
 import grpc
 import pytest
 
-from edge.auth import Authenticator, bearer_token, issue_token, verify_token
-from edge.errors import ServiceError
-from merge.clock import FakeClock
+from reactmesh.edge.auth import Authenticator, bearer_token, issue_token, verify_token
+from reactmesh.edge.errors import ServiceError
+from reactmesh.merge.clock import FakeClock
 
 SECRET = "0123456789abcdef-test-secret"
 NOW = 1_700_000_000_000

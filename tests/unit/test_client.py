@@ -11,11 +11,11 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from reactmesh.v1 import broadcast_pb2, common_pb2, ingest_pb2, polls_pb2
 
-from edge.client import ClientConfig, LiveView, ReactionClient, backoff_delay
-from edge.errors import ConfigError
-from merge.clock import FakeClock
+from reactmesh.edge.client import ClientConfig, LiveView, ReactionClient, backoff_delay
+from reactmesh.edge.errors import ConfigError
+from reactmesh.merge.clock import FakeClock
+from reactmesh.v1 import broadcast_pb2, common_pb2, ingest_pb2, polls_pb2
 
 Ack = ingest_pb2.BatchAck
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from merge.clock import FakeClock, SystemClock
+from reactmesh.merge.clock import FakeClock, SystemClock
 
 
 async def test_fake_clock_stands_still_until_advanced() -> None:

@@ -6,15 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import envelope_type, open_envelope, parse_body, seal
-from merge.errors import DecodeError
-from merge.gcounter import GCounter
-from merge.hlc import HlcTimestamp
-from merge.keyed import KeyedGCounter
-from merge.lww import LwwMap
-from merge.maxmap import MaxMap
+from reactmesh.merge.codec import envelope_type, open_envelope, parse_body, seal
+from reactmesh.merge.errors import DecodeError
+from reactmesh.merge.gcounter import GCounter
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.lww import LwwMap
+from reactmesh.merge.maxmap import MaxMap
+from reactmesh.v1 import crdt_pb2
 
 
 def sample_gcounter() -> GCounter:

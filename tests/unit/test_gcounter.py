@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import seal
-from merge.errors import CRDTMisuse, DecodeError
-from merge.gcounter import GCounter
+from reactmesh.merge.codec import seal
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.gcounter import GCounter
+from reactmesh.v1 import crdt_pb2
 
 
 def test_value_is_the_sum_of_every_replicas_slot() -> None:

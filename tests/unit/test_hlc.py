@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reactmesh.v1 import crdt_pb2
 
-from merge.clock import FakeClock
-from merge.errors import ClockDriftError, ConfigError, CRDTMisuse, DecodeError
-from merge.hlc import MAX_LOGICAL, HlcTimestamp, HybridLogicalClock
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.errors import ClockDriftError, ConfigError, CRDTMisuse, DecodeError
+from reactmesh.merge.hlc import MAX_LOGICAL, HlcTimestamp, HybridLogicalClock
+from reactmesh.v1 import crdt_pb2
 
 T0 = 1_700_000_000_000
 

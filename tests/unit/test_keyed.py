@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import seal
-from merge.errors import CRDTMisuse, DecodeError
-from merge.keyed import KeyedGCounter, decode_key, encode_key
+from reactmesh.merge.codec import seal
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.keyed import KeyedGCounter, decode_key, encode_key
+from reactmesh.v1 import crdt_pb2
 
 LIKE = ("s1", "like")
 LOVE = ("s1", "love")

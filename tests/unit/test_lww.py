@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import seal
-from merge.errors import ConfigError, CRDTMisuse, DecodeError
-from merge.hlc import HlcTimestamp
-from merge.lww import LwwMap
+from reactmesh.merge.codec import seal
+from reactmesh.merge.errors import ConfigError, CRDTMisuse, DecodeError
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.lww import LwwMap
+from reactmesh.v1 import crdt_pb2
 
 
 def ts(wall_ms: int, replica: str = "eu") -> HlcTimestamp:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.errors import CRDTMisuse, DecodeError
-from merge.maxmap import MAX_KEY_BYTES, MAX_VALUE, MaxMap
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.maxmap import MAX_KEY_BYTES, MAX_VALUE, MaxMap
+from reactmesh.v1 import crdt_pb2
 
 SESSION = bytes(range(16))
 

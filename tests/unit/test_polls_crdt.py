@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from reactmesh.v1 import crdt_pb2
 
-from merge.codec import seal
-from merge.errors import CRDTMisuse, DecodeError
-from merge.hlc import HlcTimestamp
-from merge.polls import DEADLINE_REPLICA, PollSet, PollSpec, deadline_stamp
-from merge.replica import ReplicaState
+from reactmesh.merge.codec import seal
+from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.polls import DEADLINE_REPLICA, PollSet, PollSpec, deadline_stamp
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.v1 import crdt_pb2
 
 T0 = 1_700_000_000_000
 

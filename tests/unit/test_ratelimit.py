@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.ratelimit import RateLimiter
-from merge.clock import FakeClock
+from reactmesh.edge.ratelimit import RateLimiter
+from reactmesh.merge.clock import FakeClock
 
 
 def test_new_viewer_gets_the_full_burst_then_nothing() -> None:

@@ -9,7 +9,7 @@ from hashlib import blake2b
 
 import pytest
 
-from edge.ring import HashRing, ring_hash
+from reactmesh.edge.ring import HashRing, ring_hash
 
 NODES = ("10.0.0.1:7100", "10.0.0.2:7100", "10.0.0.3:7100", "10.0.0.4:7100")
 N_KEYS = 100_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from merge.errors import ConfigError
-from region_node.smoother import Smoother, SmootherConfig
+from reactmesh.merge.errors import ConfigError
+from reactmesh.region_node.smoother import Smoother, SmootherConfig
 
 
 @pytest.mark.parametrize(

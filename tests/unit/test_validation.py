@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from reactmesh.v1 import common_pb2, ingest_pb2
 
-from edge.config import EdgeConfig
-from edge.errors import ConfigError
-from edge.validation import Validator, validate
+from reactmesh.edge.config import EdgeConfig
+from reactmesh.edge.errors import ConfigError
+from reactmesh.edge.validation import Validator, validate
+from reactmesh.v1 import common_pb2, ingest_pb2
 
 Ack = ingest_pb2.BatchAck
 CONFIG = EdgeConfig(region="eu", aggregators=("127.0.0.1:7100",), max_count_per_entry=1000)

@@ -1,1 +1,0 @@
-"""Generated reactmesh wire contract (see protos/reactmesh/v1/*.proto)."""
