@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from reactmesh.region_node.mesh import ProcessMesh, plan, to_toml
+from reactmesh.region_node.devmesh import ProcessMesh, plan, to_toml
 
 REPO = Path(__file__).resolve().parent.parent
 

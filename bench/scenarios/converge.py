@@ -40,7 +40,7 @@ from reactmesh.bench.common import (
 )
 from reactmesh.bench.delay_proxy import DelayProxy
 from reactmesh.bench.scenarios.latency import link_delay_ms
-from reactmesh.region_node.mesh import free_port_block, plan
+from reactmesh.region_node.devmesh import free_port_block, plan
 
 NAME = "converge"
 REGIONS = ("a", "b", "c")

@@ -31,7 +31,7 @@ from reactmesh.bench import redis_baseline
 from reactmesh.bench.common import Options, Report, Target, env_overrides, run_loop
 from reactmesh.bench.loader import batch_patterns, stream_of
 from reactmesh.merge.clock import SystemClock
-from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, _Forward
+from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, _Forward
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "core"

@@ -42,7 +42,7 @@ from reactmesh.bench.common import (
     spawn,
     stop_process,
 )
-from reactmesh.region_node.mesh import free_port_block
+from reactmesh.region_node.devmesh import free_port_block
 from reactmesh.v1 import broadcast_pb2
 
 NAME = "fanout"

@@ -38,7 +38,7 @@ from reactmesh.bench.common import (
     spawn,
     wait_totals,
 )
-from reactmesh.region_node.mesh import free_port_block
+from reactmesh.region_node.devmesh import free_port_block
 
 NAME = "ingest"
 LOADERS = 2

@@ -48,7 +48,7 @@ from reactmesh.bench.common import (
     stop_process,
 )
 from reactmesh.bench.delay_proxy import DelayProxy
-from reactmesh.region_node.mesh import free_port_block, plan
+from reactmesh.region_node.devmesh import free_port_block, plan
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
 NAME = "latency"

@@ -35,7 +35,7 @@ from typing import Any
 from reactmesh.bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.merge.clock import SystemClock
-from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, _Forward
+from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, _Forward
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "memory"

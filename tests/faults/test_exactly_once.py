@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from reactmesh.region_node.loadgen import drive
-from reactmesh.region_node.mesh import ProcessMesh, free_port_block
+from reactmesh.region_node.cli.load import drive
+from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
 from reactmesh.v1 import query_pb2, query_pb2_grpc
 
 STREAMS = 4

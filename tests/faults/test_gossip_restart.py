@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reactmesh.region_node.mesh import free_port_block
+from reactmesh.region_node.devmesh import free_port_block
 from tests.faults.netns import (
     RegionProcesses,
     ground_truth,

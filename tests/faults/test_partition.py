@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from reactmesh.region_node.mesh import RegionPlan, free_port_block
+from reactmesh.region_node.devmesh import RegionPlan, free_port_block
 from tests.faults.delay_proxy import CutMode, DelayProxy, DelayProxyConfig
 from tests.faults.netns import (
     CutHow,

@@ -9,8 +9,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from reactmesh.region_node.loadgen import LoadSummary, drive
-from reactmesh.region_node.mesh import ProcessMesh, free_port_block
+from reactmesh.region_node.cli.load import LoadSummary, drive
+from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
 from tests.faults.test_exactly_once import converge_to, merged_totals
 
 

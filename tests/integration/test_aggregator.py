@@ -20,8 +20,8 @@ import pytest
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.maxmap import MaxMap
-from reactmesh.region_node.aggregator import Aggregator, AggregatorConfig, CommitFacts
-from reactmesh.region_node.store import Store
+from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, CommitFacts
+from reactmesh.region_node.aggregator.store import Store
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
 from tests.helpers import eventually

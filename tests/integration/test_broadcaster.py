@@ -21,8 +21,8 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig, BroadcastHooks, Subscription
-from reactmesh.region_node.smoother import SmootherConfig
+from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcasterConfig, BroadcastHooks, Subscription
+from reactmesh.region_node.broadcaster.smoother import SmootherConfig
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
 from tests.helpers import eventually
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reactmesh.region_node.mesh import free_port_block
+from reactmesh.region_node.devmesh import free_port_block
 
 
 def reactmesh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -29,11 +29,11 @@ from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
-from reactmesh.region_node.poll_cli import add_poll_commands, run_poll
-from reactmesh.region_node.poll_store import PollStore
-from reactmesh.region_node.polls import PollsConfig, PollsServicer, attach_polls
-from reactmesh.region_node.store import SchemaVersionError, Store, StoreError
+from reactmesh.region_node.aggregator.store import SchemaVersionError, Store, StoreError
+from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcasterConfig
+from reactmesh.region_node.cli.poll import add_poll_commands, run_poll
+from reactmesh.region_node.polls.book import PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.polls.store import PollStore
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
 Frame = broadcast_pb2.Frame

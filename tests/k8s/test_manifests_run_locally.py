@@ -34,7 +34,7 @@ import grpc
 from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.ring import HashRing
 from reactmesh.region_node.config import load
-from reactmesh.region_node.mesh import free_port_block, to_toml, wait_serving
+from reactmesh.region_node.devmesh import free_port_block, to_toml, wait_serving
 from reactmesh.v1 import query_pb2, query_pb2_grpc
 from tests.helpers import eventually
 from tests.k8s import REGIONS, REPO, Cluster, Container, render_regions, split_address

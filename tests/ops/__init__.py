@@ -21,7 +21,7 @@ from prometheus_client.samples import Sample
 
 from reactmesh.merge.clock import Clock
 from reactmesh.region_node.config import from_mapping
-from reactmesh.region_node.process import Node
+from reactmesh.region_node.node import Node
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from reactmesh.region_node.smoother import Smoother, SmootherConfig
+from reactmesh.region_node.broadcaster.smoother import Smoother, SmootherConfig
 
 EMOJIS = ("like", "heart", "wow")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reactmesh.merge.errors import ConfigError
-from reactmesh.region_node.smoother import Smoother, SmootherConfig
+from reactmesh.region_node.broadcaster.smoother import Smoother, SmootherConfig
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ plan as Nodes in the caller's event loop for fast integration tests.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -25,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reactmesh.region_node.config import ROLES, from_mapping
-from reactmesh.region_node.process import Node
+from reactmesh.region_node.node import Node
 
 
 @dataclass(frozen=True)
@@ -308,42 +307,3 @@ def free_port_block(n: int) -> int:
         if ok:
             return base
     raise OSError("no free block of ports")
-
-
-async def run_up(args: argparse.Namespace) -> int:
-    """``reactmesh up``: start the regions, print endpoints, optionally demo, stop on Ctrl-C."""
-    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir) as mesh:
-        print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
-        for r, p in mesh.plans.items():
-            metrics = int(p.edge.rsplit(":", 1)[1]) + 5
-            print(
-                f"  region {r}: edge {p.edge}  aggregators {', '.join(p.aggregators)}  "
-                f"broadcaster+query {p.broadcaster}  metrics :{metrics} :{metrics + 1}"
-            )
-        print("Ctrl-C stops every process.", flush=True)
-        tasks: list[asyncio.Task[Any]] = []
-        if args.duration:
-            loop.call_later(args.duration, stop.set)
-        if args.demo:
-            from reactmesh.region_node.demo import run_demo
-
-            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
-        await stop.wait()
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=30)
-            for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    print(f"demo failed: {t.exception()!r}", file=sys.stderr)
-            for t in pending:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-        print("stopping...", flush=True)
-    print("stopped.")
-    return 0

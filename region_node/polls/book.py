@@ -73,8 +73,8 @@ from reactmesh.merge.errors import ClockDriftError, ConfigError
 from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
 from reactmesh.merge.polls import PollSet, PollSpec, PollValue
 from reactmesh.merge.replica import ReplicaState
-from reactmesh.region_node.broadcaster import PollSource, check_stream_id
-from reactmesh.region_node.poll_store import PollStore
+from reactmesh.region_node.broadcaster.core import PollSource, check_stream_id
+from reactmesh.region_node.polls.store import PollStore
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -71,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--broadcaster", action="append", default=None)
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
 
-    from reactmesh.region_node.poll_cli import add_poll_commands
+    from reactmesh.region_node.cli.poll import add_poll_commands
 
     add_poll_commands(sub)
 
@@ -79,24 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("scenario")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
-
-
-async def _serve(config_path: str, targets: frozenset[str]) -> int:
-    from reactmesh.region_node import config as config_module
-    from reactmesh.region_node.process import Node
-
-    cfg = config_module.load(config_path)
-    node = Node(cfg, targets)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await node.start()
-    for role, address in sorted(node.addresses.items()):
-        print(f"reactmesh {role} region={cfg.region} listening on {address}", flush=True)
-    await stop.wait()
-    await node.stop()
-    return 0
 
 
 def run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -113,29 +94,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "serve":
-            return run_async(_serve(args.config, args.target))
+            from reactmesh.region_node.cli.serve import run_serve
+
+            return run_async(run_serve(args))
         if args.command == "up":
-            from reactmesh.region_node.mesh import run_up
+            from reactmesh.region_node.cli.up import run_up
 
             return run_async(run_up(args))
         if args.command == "load":
-            from reactmesh.region_node.loadgen import run_load
+            from reactmesh.region_node.cli.load import run_load
 
             args.edge = args.edge or [os.environ.get("REACTMESH_EDGE", "127.0.0.1:7100")]
             return run_async(run_load(args))
         if args.command == "watch":
-            from reactmesh.region_node.watch import run_watch
+            from reactmesh.region_node.cli.watch import run_watch
 
             args.broadcaster = args.broadcaster or [os.environ.get("REACTMESH_BROADCASTER", "127.0.0.1:7300")]
             return run_async(run_watch(args))
         if args.command == "poll":
-            from reactmesh.region_node.poll_cli import run_poll
+            from reactmesh.region_node.cli.poll import run_poll
 
             return run_async(run_poll(args))
         if args.command == "bench":
-            from reactmesh.bench.__main__ import main as bench_main
+            from reactmesh.region_node.cli.bench import run_bench
 
-            return int(bench_main([args.scenario, *args.rest]))
+            return run_bench(args)
     except ConfigError as exc:
         print(f"reactmesh: {exc}", file=sys.stderr)
         return 2

@@ -25,11 +25,11 @@ from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import ReplicaState
-from reactmesh.region_node.aggregator import Aggregator
-from reactmesh.region_node.broadcaster import Broadcaster
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.config import ROLES, NodeConfig
-from reactmesh.region_node.metrics import NodeMetrics
-from reactmesh.region_node.polls import POLLS, PollsServicer, attach_polls
+from reactmesh.region_node.metrics.collectors import NodeMetrics
+from reactmesh.region_node.polls.book import POLLS, PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.v1 import (

@@ -13,9 +13,9 @@ from rich.live import Live
 from rich.table import Table
 
 from reactmesh.edge.client import LiveView
-from reactmesh.region_node.loadgen import drive
-from reactmesh.region_node.mesh import RegionPlan
-from reactmesh.region_node.watch import follow
+from reactmesh.region_node.cli.load import drive
+from reactmesh.region_node.cli.watch import follow
+from reactmesh.region_node.devmesh import RegionPlan
 from reactmesh.v1 import query_pb2, query_pb2_grpc
 
 HOT = "demo-0"

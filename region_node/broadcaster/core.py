@@ -54,7 +54,7 @@ from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.smoother import Smoother, SmootherConfig
+from reactmesh.region_node.broadcaster.smoother import Smoother, SmootherConfig
 from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 SERVICE = "reactmesh.v1.Broadcast"

@@ -58,7 +58,7 @@ from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
 from reactmesh.merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
-from reactmesh.region_node.store import Slot, Store, Synchronous
+from reactmesh.region_node.aggregator.store import Slot, Store, Synchronous
 from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 log = logging.getLogger(__name__)

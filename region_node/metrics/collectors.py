@@ -49,8 +49,8 @@ from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.merge.replica import TOTALS
-from reactmesh.region_node.aggregator import Aggregator, CommitFacts
-from reactmesh.region_node.broadcaster import Broadcaster, BroadcastHooks
+from reactmesh.region_node.aggregator.core import Aggregator, CommitFacts
+from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcastHooks
 from reactmesh.region_node.replication import Dialer
 from reactmesh.v1 import ingest_pb2
 

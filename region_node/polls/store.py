@@ -30,7 +30,7 @@ from reactmesh.merge.codec import seal
 from reactmesh.merge.errors import DecodeError
 from reactmesh.merge.lww import LwwMap
 from reactmesh.merge.polls import PollSet
-from reactmesh.region_node.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
+from reactmesh.region_node.aggregator.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
 from reactmesh.v1 import crdt_pb2
 
 SCHEMA_VERSION = 1

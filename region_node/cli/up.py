@@ -1,0 +1,52 @@
+"""``reactmesh up``: three (or more) simulated regions on loopback, optionally with a demo load."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from reactmesh.region_node.devmesh import ProcessMesh
+
+
+async def run_up(args: argparse.Namespace) -> int:
+    """``reactmesh up``: start the regions, print endpoints, optionally demo, stop on Ctrl-C."""
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir) as mesh:
+        print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
+        for r, p in mesh.plans.items():
+            metrics = int(p.edge.rsplit(":", 1)[1]) + 5
+            print(
+                f"  region {r}: edge {p.edge}  aggregators {', '.join(p.aggregators)}  "
+                f"broadcaster+query {p.broadcaster}  metrics :{metrics} :{metrics + 1}"
+            )
+        print("Ctrl-C stops every process.", flush=True)
+        tasks: list[asyncio.Task[Any]] = []
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        if args.demo:
+            from reactmesh.region_node.cli.demo import run_demo
+
+            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
+        await stop.wait()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=30)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    print(f"demo failed: {t.exception()!r}", file=sys.stderr)
+            for t in pending:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        print("stopping...", flush=True)
+    print("stopped.")
+    return 0

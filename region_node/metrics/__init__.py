@@ -1,0 +1,1 @@
+"""Prometheus metrics of a region node, collected at the components' seams."""
