@@ -86,6 +86,8 @@ def _trim(counts: Any, granted: int) -> list[common_pb2.ReactionCount]:
 class Edge:
     """One edge: admission, routing and forwarding of client batches, and its admin hooks."""
 
+    SERVICE_NAME = "reactmesh.v1.Ingest"
+
     def __init__(
         self,
         config: EdgeConfig,

@@ -43,9 +43,9 @@ from typing import Any, TypeVar
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.gossip import GossipConfig
-from reactmesh.region_node.aggregator.core import AggregatorConfig
-from reactmesh.region_node.broadcaster.core import BroadcasterConfig
-from reactmesh.region_node.polls.book import PollsConfig
+from reactmesh.region_node.aggregator.config import AggregatorConfig
+from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.polls.config import PollsConfig
 
 ROLES = ("edge", "aggregator", "broadcaster")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,20 +26,15 @@ from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.broadcaster.core import Broadcaster
+from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.config import ROLES, NodeConfig
 from reactmesh.region_node.metrics.collectors import NodeMetrics
-from reactmesh.region_node.polls.book import POLLS, PollsServicer, attach_polls
+from reactmesh.region_node.polls.book import POLLS
+from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
-from reactmesh.v1 import (
-    aggregator_pb2,
-    broadcast_pb2,
-    gossip_pb2,
-    ingest_pb2,
-    polls_pb2,
-    query_pb2,
-)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +59,12 @@ GOSSIP_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def _service_name(module: Any, service: str) -> str:
-    return str(module.DESCRIPTOR.services_by_name[service].full_name)
+class Servicer(Protocol):
+    """How every role's gRPC service is registered: its full name (for health and reflection) and a hook."""
+
+    SERVICE_NAME: str
+
+    def add_to_server(self, server: grpc.aio.Server) -> object: ...
 
 
 @dataclass
@@ -101,10 +100,11 @@ class Node:
         self._servers: dict[str, _RoleServer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _serve(self, role: str, listen: str, services: list[str], register: list[Any]) -> _RoleServer:
+    async def _serve(self, role: str, listen: str, servicers: list[Servicer]) -> _RoleServer:
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        for add in register:
-            add(server)
+        for servicer in servicers:
+            servicer.add_to_server(server)
+        services = [s.SERVICE_NAME for s in servicers]
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
@@ -138,8 +138,7 @@ class Node:
             await self._serve(
                 "aggregator",
                 cfg.aggregator.listen,
-                [_service_name(aggregator_pb2, "Aggregator"), _service_name(gossip_pb2, "Gossip")],
-                [agg.add_to_server, GossipServicer(gossip).add_to_server],
+                [AggregatorService(agg), GossipServicer(gossip)],
             )
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
@@ -158,18 +157,7 @@ class Node:
             await self._serve(
                 "broadcaster",
                 section.listen,
-                [
-                    _service_name(broadcast_pb2, "Broadcast"),
-                    _service_name(query_pb2, "Query"),
-                    _service_name(polls_pb2, "Polls"),
-                    _service_name(gossip_pb2, "Gossip"),
-                ],
-                [
-                    bc.add_to_server,
-                    QueryServicer(self.replica).add_to_server,
-                    self.polls.add_to_server,
-                    GossipServicer(gossip).add_to_server,
-                ],
+                [BroadcastService(bc), QueryServicer(self.replica), self.polls, GossipServicer(gossip)],
             )
             for address in (*section.sources, *section.peers):
                 dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
@@ -182,7 +170,7 @@ class Node:
             self.edge = edge
             if self.metrics is not None:
                 self.metrics.watch_edge(edge)
-            await self._serve("edge", cfg.edge.listen, [_service_name(ingest_pb2, "Ingest")], [edge.add_to_server])
+            await self._serve("edge", cfg.edge.listen, [edge])
         if self.metrics is not None and cfg.metrics_listen is not None:
             self.addresses["metrics"] = await self.metrics.serve(cfg.metrics_listen)
             log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])

@@ -33,6 +33,8 @@ _EMOJI = re.compile(r"[a-z0-9_]{1,32}")
 class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     """Serves ``reactmesh.v1.Query`` from one node's ReplicaState."""
 
+    SERVICE_NAME = "reactmesh.v1.Query"
+
     def __init__(self, state: ReplicaState, clock: Clock | None = None) -> None:
         self._state = state
         self._clock = clock or SystemClock()

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 class GossipServicer(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
     """Serves Gossip.Exchange for one GossipNode."""
 
+    SERVICE_NAME = "reactmesh.v1.Gossip"
+
     def __init__(self, node: GossipNode) -> None:
         self.node = node
 

@@ -2,7 +2,7 @@
 
 Ours: a real ``region_node.aggregator.Aggregator`` (real SQLite file, synchronous=FULL, its own ``run()``
 loop committing every 100 ms) is fed serialized EdgeBatches of 1024 client-batch entries as fast as it
-takes them: each is parsed (``EdgeBatch.FromString``, as the gRPC layer would) and handed to ``_apply``
+takes them: each is parsed (``EdgeBatch.FromString``, as the gRPC layer would) and handed to ``Aggregator.receive``
 (dedupe by session watermark, increment, per-second window), yielding to the loop between EdgeBatches as
 the Forward reader does. The clock is shifted so the run starts at the entries' ``accepted_at_ms``, so
 both sides put every entry in the same window. Time runs until the ack of the last EdgeBatch, which is
@@ -31,7 +31,8 @@ from reactmesh.bench import redis_baseline
 from reactmesh.bench.common import Options, Report, Target, env_overrides, run_loop
 from reactmesh.bench.loader import batch_patterns, stream_of
 from reactmesh.merge.clock import SystemClock
-from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, _Forward
+from reactmesh.region_node.aggregator.config import AggregatorConfig
+from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "core"
@@ -95,7 +96,7 @@ async def run_ours(payloads: list[bytes], start_ms: int, db: Path) -> tuple[floa
     config = AggregatorConfig(node_id="a/core-0", region="a", db_path=str(db), **env_overrides().get("aggregator", {}))
     agg = Aggregator(config, ShiftedClock(start_ms))
     await agg.start()
-    fwd = _Forward()
+    fwd = ForwardStream()
     applied = 0
     acks = 0
     done = asyncio.get_running_loop().create_future()
@@ -114,7 +115,7 @@ async def run_ours(payloads: list[bytes], start_ms: int, db: Path) -> tuple[floa
     await asyncio.sleep(0)
     started = time.perf_counter()
     parse = aggregator_pb2.EdgeBatch.FromString
-    apply = agg._apply
+    apply = agg.receive
     for data in payloads:
         apply(fwd, parse(data))
         await asyncio.sleep(0)

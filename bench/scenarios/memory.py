@@ -1,7 +1,7 @@
 """memory: bytes per active session watermark and per counter slot, at 100k sessions and 10k streams.
 
 Measured in a fresh subprocess per figure set (``python -m reactmesh.bench.scenarios.memory child``), on a real
-``Aggregator`` with its SQLite store, fed through ``_apply`` and committed with ``tick()``:
+``Aggregator`` with its SQLite store, fed through ``receive`` and committed with ``tick()``:
 
 1. sessions: ``SESSIONS`` sessions each send one batch (seq 1, one stream, one emoji), committed. The memory
    growth divided by ``SESSIONS`` is the cost of one active session: its watermark in the aggregator's
@@ -35,7 +35,8 @@ from typing import Any
 from reactmesh.bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.merge.clock import SystemClock
-from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, _Forward
+from reactmesh.region_node.aggregator.config import AggregatorConfig
+from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "memory"
@@ -83,11 +84,11 @@ async def child(sessions: int, streams: int, traced: bool) -> dict[str, Any]:
             AggregatorConfig(node_id="a/mem-0", region="a", db_path=str(Path(tmp) / "agg.db")), SystemClock()
         )
         await agg.start()
-        fwd = _Forward()
+        fwd = ForwardStream()
 
         async def feed(batches: list[aggregator_pb2.EdgeBatch]) -> None:
             for b in batches:
-                agg._apply(fwd, b)
+                agg.receive(fwd, b)
             await agg.tick()
             while not fwd.out.empty():
                 fwd.out.get_nowait()

@@ -45,21 +45,20 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
+from reactmesh.edge.errors import ServiceError
 from reactmesh.merge.clock import Clock
-from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
 from reactmesh.merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
-from reactmesh.region_node.aggregator.store import Slot, Store, Synchronous
-from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
+from reactmesh.region_node.aggregator.config import _EMOJI, _STREAM_ID, ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
+from reactmesh.region_node.aggregator.store import Slot, Store
+from reactmesh.v1 import aggregator_pb2
 
 log = logging.getLogger(__name__)
 
@@ -68,68 +67,11 @@ DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
 REFUSED = aggregator_pb2.EdgeAck.REFUSED
 
 SESSION_ID_BYTES = 16
-ACCEPTED_AT_TOLERANCE_MS = 60_000
 _MAX_SEQ = 2**63 - 1  # SQLite INTEGER
 _WATERMARK_EXPIRY_EVERY_S = 1.0
 _WINDOW_EXPIRY_EVERY_S = 60.0
 _NAME_CACHE_LIMIT = 100_000
 _NEVER_MS = 2**63
-
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
-
-
-def _int_field(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(name, f"an integer in {low}..{high}", value)
-
-
-@dataclass(frozen=True)
-class AggregatorConfig:
-    """Settings of one aggregator; validated at construction (ConfigError names the field)."""
-
-    node_id: str
-    """Stable node id "<region>/<name>", e.g. "a/agg-0"."""
-    region: str
-    db_path: str
-    """This node's SQLite file (created if missing). One file per node, never shared."""
-    tick_ms: int = 100
-    """Group-commit period: acks wait for at most one tick plus the commit."""
-    window_retention_s: int = 7 * 86_400
-    """Per-second windows older than this are dropped (history range of the query service)."""
-    watermark_ttl_s: int = 7 * 86_400
-    """A session silent longer than this is forgotten; if it then resends an already committed but
-    unacked batch, that batch is counted twice."""
-    max_entries_per_batch: int = 4096
-    max_count: int = 1_000_000
-    """Largest count of one emoji in one entry (the edge's per-entry cap is lower)."""
-    synchronous: Synchronous = "FULL"
-    """SQLite synchronous mode: FULL survives power loss, NORMAL only a process crash."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
-            raise ConfigError("region", "1..32 chars of [a-z0-9-], e.g. 'a'", self.region)
-        node_id = self.node_id
-        if (
-            not isinstance(node_id, str)
-            or not node_id.startswith(f"{self.region}/")
-            or not _NODE_NAME.fullmatch(node_id[len(self.region) + 1 :])
-        ):
-            raise ConfigError(
-                "node_id", f"'{self.region}/<name>' with a name of [A-Za-z0-9._-], e.g. 'a/agg-0'", node_id
-            )
-        if not isinstance(self.db_path, str) or not self.db_path or self.db_path == ":memory:":
-            raise ConfigError("db_path", "a file path (the store must survive a restart)", self.db_path)
-        _int_field("tick_ms", self.tick_ms, 1, 10_000)
-        min_retention = 2 * ACCEPTED_AT_TOLERANCE_MS // 1000
-        _int_field("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
-        _int_field("watermark_ttl_s", self.watermark_ttl_s, 60, 10 * 365 * 86_400)
-        _int_field("max_entries_per_batch", self.max_entries_per_batch, 1, 1_000_000)
-        _int_field("max_count", self.max_count, 1, 2**31)
-        if self.synchronous not in ("FULL", "NORMAL"):
-            raise ConfigError("synchronous", "'FULL' or 'NORMAL'", self.synchronous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +91,7 @@ class CommitFacts:
 CommitListener = Callable[[CommitFacts], None]
 
 
-class _Forward:
+class ForwardStream:
     """One open Forward call: its outgoing queue and its reader task."""
 
     __slots__ = ("dead", "out", "reader", "unacked")
@@ -173,7 +115,7 @@ class _Pending:
         # (stream, window_start_s) -> emoji -> taps.
         self.windows: dict[tuple[str, int], dict[str, int]] = {}
         # Acks to send after the commit, in arrival order; None ends the call (the edge half-closed).
-        self.acks: list[tuple[_Forward, aggregator_pb2.EdgeAck | None]] = []
+        self.acks: list[tuple[ForwardStream, aggregator_pb2.EdgeAck | None]] = []
         self.entries = 0
         self.taps = 0
         self.acc_sum = 0
@@ -193,7 +135,7 @@ class Aggregator:
         # session -> wall ms of its last committed update, least recent first.
         self._touched: dict[bytes, int] = {}
         self._pending = _Pending()
-        self._streams: set[_Forward] = set()
+        self._streams: set[ForwardStream] = set()
         self._listeners: list[CommitListener] = []
         self._tick_lock = asyncio.Lock()
         self._run_task: asyncio.Task[None] | None = None
@@ -316,7 +258,7 @@ class Aggregator:
 
     # -- applying ----------------------------------------------------------------------------
 
-    def _apply(self, fwd: _Forward, batch: aggregator_pb2.EdgeBatch) -> None:
+    def _apply(self, fwd: ForwardStream, batch: aggregator_pb2.EdgeBatch) -> None:
         """Apply one EdgeBatch to the pending tick and queue its ack (sent after the next commit)."""
         p = self._pending
         entries = batch.entries
@@ -556,69 +498,35 @@ class Aggregator:
         except Exception:
             log.exception("aggregator %s: expiry failed (retried later)", self.config.node_id)
 
-    # -- gRPC --------------------------------------------------------------------------------
+    # -- Forward streams (the gRPC side is region_node.aggregator.service) ----------------------
 
-    async def _forward(
-        self, requests: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext
-    ) -> None:
-        if self._closing or self._store is None:
-            await abort_with(
-                context,
-                ServiceError(grpc.StatusCode.UNAVAILABLE, "aggregator is not serving", retry_after_ms=1000),
-            )
-            return
-        fwd = _Forward()
-        fwd.reader = asyncio.create_task(self._read(fwd, requests))
+    @property
+    def serving(self) -> bool:
+        """True between ``start()`` and ``close()``: new Forward streams are taken."""
+        return not self._closing and self._store is not None
+
+    def attach(self, fwd: ForwardStream) -> None:
+        """Take a new Forward stream: its acks go to ``fwd.out``."""
         self._streams.add(fwd)
-        try:
-            out = fwd.out
-            while True:
-                item = await out.get()
-                if item is None:
-                    return
-                if isinstance(item, ServiceError):
-                    await abort_with(context, item)
-                    return
-                await context.write(item)
-        finally:
-            fwd.dead = True
-            fwd.reader.cancel()
-            self._streams.discard(fwd)
 
-    async def _read(self, fwd: _Forward, requests: AsyncIterator[aggregator_pb2.EdgeBatch]) -> None:
-        try:
-            async for batch in requests:
-                if fwd.dead or self._closing:
-                    return
-                self._apply(fwd, batch)
-            if fwd.dead:
-                return
-            if fwd.unacked:
-                self._pending.acks.append((fwd, None))  # end the call once every ack is out
-            else:
-                fwd.out.put_nowait(None)
-        except ProtobufDecodeError as exc:
-            fwd.out.put_nowait(invalid_argument(f"undecodable EdgeBatch: {exc}"))
-        except Exception as exc:
-            log.exception("aggregator %s: Forward reader failed", self.config.node_id)
-            fwd.out.put_nowait(ServiceError(grpc.StatusCode.INTERNAL, f"aggregator failed reading: {exc!r}"))
+    def detach(self, fwd: ForwardStream) -> None:
+        """Forget a Forward stream that ended; nothing more is sent to it."""
+        fwd.dead = True
+        self._streams.discard(fwd)
 
-    def servicer(self) -> aggregator_pb2_grpc.AggregatorServicer:
-        """The reactmesh.v1.Aggregator servicer backed by this aggregator."""
-        return _Servicer(self)
+    def receive(self, fwd: ForwardStream, batch: aggregator_pb2.EdgeBatch) -> None:
+        """Apply one EdgeBatch of ``fwd``; its ack follows the next commit. Ignored once closing."""
+        if not fwd.dead and not self._closing:
+            self._apply(fwd, batch)
 
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        aggregator_pb2_grpc.add_AggregatorServicer_to_server(self.servicer(), server)
-
-
-class _Servicer(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore[misc]
-    def __init__(self, aggregator: Aggregator) -> None:
-        self._aggregator = aggregator
-
-    async def Forward(
-        self, request_iterator: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext
-    ) -> None:
-        await self._aggregator._forward(request_iterator, context)
+    def end_of_input(self, fwd: ForwardStream) -> None:
+        """The edge half-closed ``fwd``: end the call with OK once every ack of it is out."""
+        if fwd.dead:
+            return
+        if fwd.unacked:
+            self._pending.acks.append((fwd, None))
+        else:
+            fwd.out.put_nowait(None)
 
 
 def _log_tick_failure(task: asyncio.Future[Any]) -> None:

@@ -40,21 +40,24 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Literal
 
 import aiosqlite
 
 from reactmesh.merge.keyed import Key, KeyedGCounter, decode_key, encode_key
 from reactmesh.merge.replica import TOTALS, WINDOWS
+from reactmesh.region_node.sqlite import (
+    StoreError,
+    Synchronous,
+    connect_wal,
+    open_meta,
+    rollback_quietly,
+)
 
 SCHEMA_VERSION = 1
 
 Slot = tuple[str, Key, str, int]
 """(collection, key, replica, count): one G-counter slot."""
-
-Synchronous = Literal["FULL", "NORMAL"]
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -80,15 +83,6 @@ _UPSERT_WINDOW = (
     "INSERT INTO windows (stream, emoji, start_s, replica, count) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (stream, emoji, start_s, replica) DO UPDATE SET count = max(count, excluded.count)"
 )
-
-
-class StoreError(Exception):
-    """Raised when a file cannot be used as a reactmesh store (not ours, unreadable metadata),
-    or when the store is used after ``close()``."""
-
-
-class SchemaVersionError(StoreError):
-    """Raised by ``Store.open`` when the file's schema version is newer than this build knows."""
 
 
 class Store:
@@ -242,75 +236,12 @@ class Store:
         return self._conn
 
 
-async def _fetchone(conn: aiosqlite.Connection, sql: str) -> sqlite3.Row | None:
-    async with conn.execute(sql) as cur:
-        row: sqlite3.Row | None = await cur.fetchone()
-        return row
-
-
-async def connect_wal(path: str, synchronous: Synchronous) -> aiosqlite.Connection:
-    """An autocommit connection to ``path`` in WAL mode with the given ``synchronous`` level.
-
-    Raises ValueError for another level and StoreError when the file refuses WAL.
-    """
-    if synchronous not in ("FULL", "NORMAL"):
-        raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        mode = await _fetchone(conn, "PRAGMA journal_mode=WAL")
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode!r})")
-        await conn.execute(f"PRAGMA synchronous={synchronous}")
-        await conn.execute("PRAGMA busy_timeout=5000")
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
-
-
-async def rollback_quietly(conn: aiosqlite.Connection) -> None:
-    """Roll back an open transaction, if any; a closed or broken connection is left alone."""
-    # The connection is in autocommit mode, so in_transaction says whether BEGIN is still open.
-    try:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-    except (sqlite3.Error, ValueError):
-        pass  # a closed or broken connection has nothing left to roll back
-
-
 async def _init_schema(conn: aiosqlite.Connection, path: str) -> str:
     """Create the schema in a new file or check an existing one; return the node generation."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        tables = {str(r[0]) for r in await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
-            if tables:
-                raise StoreError(f"{path}: not a reactmesh store (has tables {sorted(tables)} but no meta table)")
-            for statement in _SCHEMA:
-                await conn.execute(statement)
-            generation = secrets.token_hex(8)
-            await conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema_version", str(SCHEMA_VERSION)), ("generation", generation)],
-            )
-        else:
-            meta = {str(k): str(v) for k, v in await conn.execute_fetchall("SELECT key, value FROM meta")}
-            raw_version = meta.get("schema_version", "")
-            if not raw_version.isdigit():
-                raise StoreError(f"{path}: meta table has no valid schema_version (got {raw_version!r})")
-            version = int(raw_version)
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path}: schema version {version} was written by a newer reactmesh; this build reads"
-                    f" version {SCHEMA_VERSION} at most. Upgrade this node or point it at another file."
-                )
-            if version < SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema version {version} is older than {SCHEMA_VERSION} and unknown")
-            generation = meta.get("generation", "")
-            if not generation:
-                raise StoreError(f"{path}: meta table has no generation")
-        await conn.execute("COMMIT")
-    except BaseException:
-        await asyncio.shield(rollback_quietly(conn))
-        raise
+    meta = await open_meta(
+        conn, path, what="store", schema=_SCHEMA, version=SCHEMA_VERSION, new_meta={"generation": secrets.token_hex(8)}
+    )
+    generation = meta.get("generation", "")
+    if not generation:
+        raise StoreError(f"{path}: meta table has no generation")
     return generation

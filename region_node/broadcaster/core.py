@@ -41,23 +41,21 @@ import asyncio
 import contextlib
 import re
 import secrets
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
 import grpc
 
-from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted
+from reactmesh.edge.errors import ServiceError, invalid_argument, resource_exhausted
 from reactmesh.merge.clock import Clock
-from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.broadcaster.smoother import Smoother, SmootherConfig
+from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.broadcaster.frames import Channel, Frame, Subscription
 from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
-SERVICE = "reactmesh.v1.Broadcast"
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SNAPSHOT = broadcast_pb2.Frame.SNAPSHOT
 _DELTA = broadcast_pb2.Frame.DELTA
@@ -67,51 +65,6 @@ def check_stream_id(stream_id: str) -> None:
     """Raise INVALID_ARGUMENT unless ``stream_id`` is 1..128 chars of [A-Za-z0-9._:-]."""
     if not _STREAM_ID.fullmatch(stream_id):
         raise invalid_argument(f"stream_id must be 1..128 chars of [A-Za-z0-9._:-], got {stream_id[:140]!r}")
-
-
-def _positive_int(name: str, value: object, upper: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
-        raise ConfigError(f"broadcaster.{name}", f"an integer in [1, {upper}]", value)
-
-
-@dataclass(frozen=True)
-class BroadcasterConfig:
-    """Tick, buffers, bounds and degradation of one broadcaster."""
-
-    tick_ms: int = 100
-    # Frames kept per stream for resumes: 600 ticks = 60 s at 100 ms.
-    buffer_frames: int = 600
-    subscriber_queue_frames: int = 64
-    max_subscribers: int = 100_000
-    smoothing: SmootherConfig = field(default_factory=SmootherConfig)
-    tick_budget_ms: int = 50
-    degrade_subscribers: int = 50_000
-    degrade_top_k: int = 8
-    recover_ticks: int = 50
-    # Sent with RESOURCE_EXHAUSTED when max_subscribers is reached.
-    retry_after_ms: int = 1000
-
-    def __post_init__(self) -> None:
-        _positive_int("tick_ms", self.tick_ms, 60_000)
-        _positive_int("buffer_frames", self.buffer_frames, 1_000_000)
-        _positive_int("subscriber_queue_frames", self.subscriber_queue_frames, 1_000_000)
-        _positive_int("max_subscribers", self.max_subscribers, 100_000_000)
-        if isinstance(self.smoothing, Mapping):
-            # A [broadcaster.smoothing] table of a config file.
-            try:
-                object.__setattr__(self, "smoothing", SmootherConfig(**self.smoothing))
-            except ConfigError as exc:
-                got = self.smoothing.get(exc.field.rpartition(".")[2])
-                raise ConfigError(f"broadcaster.{exc.field}", exc.expected, got) from exc
-            except TypeError as exc:
-                raise ConfigError("broadcaster.smoothing", "a table of SmootherConfig fields", self.smoothing) from exc
-        if not isinstance(self.smoothing, SmootherConfig):
-            raise ConfigError("broadcaster.smoothing", "a SmootherConfig or a table of its fields", self.smoothing)
-        _positive_int("tick_budget_ms", self.tick_budget_ms, 60_000)
-        _positive_int("degrade_subscribers", self.degrade_subscribers, 100_000_000)
-        _positive_int("degrade_top_k", self.degrade_top_k, 10_000)
-        _positive_int("recover_ticks", self.recover_ticks, 1_000_000)
-        _positive_int("retry_after_ms", self.retry_after_ms, 3_600_000)
 
 
 @dataclass(frozen=True)
@@ -152,180 +105,6 @@ class PollSource(Protocol):
         ...
 
 
-class _Frame:
-    """A frame in a resume buffer or a subscriber queue; ``data`` caches its serialization."""
-
-    __slots__ = ("coalesced", "counts", "data", "drained", "kind", "polls", "seq", "server_time_ms", "shared")
-
-    def __init__(
-        self,
-        kind: broadcast_pb2.Frame.Kind,
-        seq: int,
-        counts: dict[str, int],
-        server_time_ms: int,
-        drained: bool,
-        shared: bool,
-        polls: dict[str, polls_pb2.Poll] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.seq = seq
-        self.counts = counts
-        # poll id -> state; Poll messages are shared and never mutated.
-        self.polls = polls if polls is not None else {}
-        self.server_time_ms = server_time_ms
-        self.coalesced = 1
-        self.drained = drained
-        # A shared frame is never mutated; a queue copies it before coalescing into it.
-        self.shared = shared
-        self.data: bytes | None = None
-
-    def private_copy(self) -> _Frame:
-        out = _Frame(
-            self.kind,
-            self.seq,
-            dict(self.counts),
-            self.server_time_ms,
-            self.drained,
-            shared=False,
-            polls=dict(self.polls),
-        )
-        out.coalesced = self.coalesced
-        return out
-
-    def absorb(self, later: _Frame) -> None:
-        counts = self.counts
-        for emoji, n in later.counts.items():
-            counts[emoji] = counts.get(emoji, 0) + n
-        if later.polls:
-            self.polls.update(later.polls)
-        self.seq = later.seq
-        self.server_time_ms = later.server_time_ms
-        self.coalesced += later.coalesced
-        self.drained = self.drained or later.drained
-        self.data = None
-
-
-class _Channel:
-    """One stream: true totals seen, its smoother, frame sequence, resume buffer, subscribers."""
-
-    __slots__ = (
-        "buffer",
-        "drain_marker",
-        "drained_at_ms",
-        "known",
-        "polls_dirty",
-        "polls_shown",
-        "seq",
-        "smoother",
-        "snapshot",
-        "stream_id",
-        "subscribers",
-    )
-
-    def __init__(self, stream_id: str, config: BroadcasterConfig) -> None:
-        self.stream_id = stream_id
-        self.known: dict[str, int] = {}
-        self.smoother = Smoother(config.smoothing)
-        self.seq = 0
-        self.buffer: deque[_Frame] = deque(maxlen=config.buffer_frames)
-        self.subscribers: set[Subscription] = set()
-        self.drained_at_ms: int | None = None
-        # A drained frame is owed even if nothing is pending.
-        self.drain_marker = False
-        self.snapshot: _Frame | None = None
-        # Poll ids changed since the last frame, and each poll's state as last shown.
-        self.polls_dirty: set[str] = set()
-        self.polls_shown: dict[str, polls_pb2.Poll] = {}
-
-
-class Subscription:
-    """One subscriber's bounded frame queue; iterate it for serialized ``Frame`` bytes.
-
-    Iteration ends when the subscription or the broadcaster is closed.
-    """
-
-    __slots__ = ("_channel", "_closed", "_limit", "_owner", "_queue", "_wakeup")
-
-    def __init__(self, owner: Broadcaster, channel: _Channel, limit: int) -> None:
-        self._owner = owner
-        self._channel = channel
-        self._limit = limit
-        self._queue: deque[_Frame] = deque()
-        self._wakeup = asyncio.Event()
-        self._closed = False
-
-    @property
-    def stream_id(self) -> str:
-        return self._channel.stream_id
-
-    @property
-    def depth(self) -> int:
-        """Frames waiting to be read."""
-        return len(self._queue)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def _push(self, frame: _Frame) -> bool:
-        """Queue ``frame``; True if it had to be coalesced into the newest queued frame."""
-        queue = self._queue
-        depth = len(queue)
-        if depth < self._limit:
-            queue.append(frame)
-            if not depth:
-                # A reader waits only on an empty queue.
-                self._wakeup.set()
-            owner = self._owner
-            if depth >= owner._depth_high_water:
-                owner._depth_high_water = depth + 1
-            return False
-        newest = queue[-1]
-        if newest.shared:
-            newest = queue[-1] = newest.private_copy()
-        newest.absorb(frame)
-        return True
-
-    def get_nowait(self) -> bytes | None:
-        """The next serialized frame, or None if none is queued."""
-        if not self._queue:
-            return None
-        frame = self._queue.popleft()
-        return self._owner._encode(self._channel.stream_id, frame)
-
-    async def get(self) -> bytes | None:
-        """The next serialized frame, waiting for one; None once closed."""
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self.get_nowait()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while (data := await self.get()) is not None:
-            yield data
-
-    def close(self) -> None:
-        """Stop receiving frames; queued frames are dropped. Idempotent."""
-        self._closed = True
-        self._queue.clear()
-        self._owner._detach(self)
-        self._wakeup.set()
-
-    def _end(self) -> None:
-        """Closed by the broadcaster: frames already queued are still delivered."""
-        self._closed = True
-        self._wakeup.set()
-
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
 class Broadcaster:
     """Turns true deltas of a ReplicaState into smoothed frames for subscribers."""
 
@@ -342,7 +121,7 @@ class Broadcaster:
         self.epoch = epoch if epoch is not None else secrets.randbits(63) + 1
         self._clock = clock
         self._hooks = hooks or BroadcastHooks()
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         # Streams whose smoother is active or that owe a drained frame: the only ones a tick visits.
         self._active: set[str] = set()
         self._subscribers = 0
@@ -358,7 +137,7 @@ class Broadcaster:
         self._frames_serialized = 0
         self._snapshots_sent = 0
         self._resumes_replayed = 0
-        self._depth_high_water = 0
+        self.queue_high_water = 0
         self._poll_source: PollSource | None = None
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
@@ -395,10 +174,10 @@ class Broadcaster:
         channel.polls_dirty.update(poll_ids)
         self._active.add(stream_id)
 
-    def _channel(self, stream_id: str) -> _Channel:
+    def _channel(self, stream_id: str) -> Channel:
         channel = self._channels.get(stream_id)
         if channel is None:
-            channel = self._channels[stream_id] = _Channel(stream_id, self.config)
+            channel = self._channels[stream_id] = Channel(stream_id, self.config)
         return channel
 
     # -- ticks -------------------------------------------------------------------------------
@@ -441,9 +220,7 @@ class Broadcaster:
             if not counts and not marker and not polls:
                 continue
             channel.seq += 1
-            frame = _Frame(
-                _DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True, polls=polls
-            )
+            frame = Frame(_DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True, polls=polls)
             channel.buffer.append(frame)
             for sub in channel.subscribers:
                 if sub._push(frame):
@@ -454,7 +231,7 @@ class Broadcaster:
         self._frames_coalesced += coalesced
         return frames, coalesced
 
-    def _render_polls(self, channel: _Channel) -> dict[str, polls_pb2.Poll]:
+    def _render_polls(self, channel: Channel) -> dict[str, polls_pb2.Poll]:
         """The dirty polls whose state differs from what was shown; records them as shown."""
         out: dict[str, polls_pb2.Poll] = {}
         source = self._poll_source
@@ -536,7 +313,7 @@ class Broadcaster:
         self._subscribers += 1
         return sub
 
-    def _replay(self, channel: _Channel, resume: broadcast_pb2.ResumePoint) -> list[_Frame] | None:
+    def _replay(self, channel: Channel, resume: broadcast_pb2.ResumePoint) -> list[Frame] | None:
         """The buffered frames after ``resume``, or None when they cannot all be replayed."""
         if resume.epoch != self.epoch or resume.seq > channel.seq:
             return None
@@ -547,7 +324,7 @@ class Broadcaster:
             return None
         return list(islice(buffer, resume.seq + 1 - buffer[0].seq, None))
 
-    def _snapshot(self, channel: _Channel) -> _Frame:
+    def _snapshot(self, channel: Channel) -> Frame:
         drained = channel.drained_at_ms is not None
         cached = channel.snapshot
         if cached is not None and cached.seq == channel.seq and cached.drained == drained:
@@ -558,18 +335,18 @@ class Broadcaster:
             shown = total - smoother.pending(emoji)
             if shown:
                 counts[emoji] = shown
-        frame = channel.snapshot = _Frame(
+        frame = channel.snapshot = Frame(
             _SNAPSHOT, channel.seq, counts, self._clock.wall_ms(), drained, shared=True, polls=dict(channel.polls_shown)
         )
         return frame
 
-    def _detach(self, sub: Subscription) -> None:
+    def detach(self, sub: Subscription) -> None:
         channel = sub._channel
         if sub in channel.subscribers:
             channel.subscribers.discard(sub)
             self._subscribers -= 1
 
-    def _encode(self, stream_id: str, frame: _Frame) -> bytes:
+    def encode(self, stream_id: str, frame: Frame) -> bytes:
         self._frames_sent += 1
         data = frame.data
         if data is None:
@@ -645,7 +422,7 @@ class Broadcaster:
             snapshots_sent=self._snapshots_sent,
             resumes_replayed=self._resumes_replayed,
             queue_depth_max=depth,
-            queue_depth_high_water=self._depth_high_water,
+            queue_depth_high_water=self.queue_high_water,
         )
 
     async def close(self) -> None:
@@ -655,31 +432,6 @@ class Broadcaster:
         for channel in self._channels.values():
             for sub in channel.subscribers:
                 sub._end()
-
-    # -- gRPC --------------------------------------------------------------------------------
-
-    async def _handle_subscribe(
-        self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
-        try:
-            sub = self.subscribe(request)
-        except ServiceError as err:
-            await abort_with(context, err)
-            return
-        try:
-            while (data := await sub.get()) is not None:
-                yield data
-        finally:
-            sub.close()
-
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Serve ``reactmesh.v1.Broadcast`` on ``server``; frames go out as pre-serialized bytes."""
-        handler = grpc.unary_stream_rpc_method_handler(
-            self._handle_subscribe,
-            request_deserializer=broadcast_pb2.SubscribeRequest.FromString,
-            response_serializer=_identity,
-        )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Subscribe": handler}),))
 
 
 def _split(key: Key) -> tuple[str, str] | None:

@@ -56,26 +56,25 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import grpc
 
-from reactmesh.edge.auth import Authenticator
 from reactmesh.edge.errors import (
     ServiceError,
-    abort_with,
     failed_precondition,
     invalid_argument,
     not_found,
 )
 from reactmesh.merge.clock import Clock
-from reactmesh.merge.errors import ClockDriftError, ConfigError
+from reactmesh.merge.errors import ClockDriftError
 from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
 from reactmesh.merge.polls import PollSet, PollSpec, PollValue
 from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster.core import PollSource, check_stream_id
+from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.polls.store import PollStore
-from reactmesh.v1 import polls_pb2, polls_pb2_grpc
+from reactmesh.v1 import polls_pb2
 
 log = logging.getLogger(__name__)
 
@@ -88,42 +87,6 @@ MAX_OPTIONS = 10
 MAX_OPTION_CHARS = 80
 MAX_VIEWER_CHARS = 128
 _POLL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_MIN_SECRET_CHARS = 16
-
-
-@dataclass(frozen=True)
-class PollsConfig:
-    """Polls of one broadcaster."""
-
-    # How often closing times are checked.
-    tick_ms: int = 100
-    require_known_stream: bool = True
-    max_polls_per_stream: int = 100
-    # Viewer tokens (the edge's auth_secret); None: calls are anonymous.
-    auth_secret: str | None = None
-    # Tokens for CreatePoll/ClosePoll; None: auth_secret's tokens.
-    host_secret: str | None = None
-    synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    # A merged stamp further ahead of the local wall clock does not advance the node's HLC.
-    max_drift_ms: int = HybridLogicalClock.DEFAULT_MAX_DRIFT_MS
-
-    def __post_init__(self) -> None:
-        _check_int("tick_ms", self.tick_ms, 1, 60_000)
-        if not isinstance(self.require_known_stream, bool):
-            raise ConfigError("require_known_stream", "true or false", self.require_known_stream)
-        _check_int("max_polls_per_stream", self.max_polls_per_stream, 1, 100_000)
-        for name in ("auth_secret", "host_secret"):
-            secret = getattr(self, name)
-            if secret is not None and (not isinstance(secret, str) or len(secret) < _MIN_SECRET_CHARS):
-                raise ConfigError(name, f"None or a string of at least {_MIN_SECRET_CHARS} chars", "<redacted>")
-        if self.synchronous not in ("FULL", "NORMAL"):
-            raise ConfigError("synchronous", '"FULL" or "NORMAL"', self.synchronous)
-        _check_int("max_drift_ms", self.max_drift_ms, 0, 86_400_000)
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(name, f"an integer in {lo}..{hi}", value)
 
 
 class StreamDirectory(Protocol):
@@ -524,107 +487,3 @@ class PollBook:
 def _check_poll_id(poll_id: str) -> None:
     if not _POLL_ID.fullmatch(poll_id):
         raise invalid_argument(f"poll_id must be 1..64 chars of [A-Za-z0-9._:-], got {poll_id[:80]!r}")
-
-
-class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
-    """Serves ``reactmesh.v1.Polls`` from one PollBook."""
-
-    def __init__(self, book: PollBook, clock: Clock) -> None:
-        self.book = book
-        config = book.config
-        self._viewers = Authenticator(config.auth_secret, clock)
-        self._hosts = Authenticator(config.host_secret or config.auth_secret, clock)
-
-    async def CreatePoll(
-        self, request: polls_pb2.CreatePollRequest, context: grpc.aio.ServicerContext
-    ) -> polls_pb2.Poll:
-        try:
-            self._hosts.authenticate(context.invocation_metadata())
-            value = await self.book.create(
-                request.stream_id, request.question, list(request.options), request.closes_at_ms
-            )
-        except ServiceError as err:
-            await abort_with(context, err)
-            raise
-        return to_proto(value)
-
-    async def Vote(self, request: polls_pb2.VoteRequest, context: grpc.aio.ServicerContext) -> polls_pb2.VoteResponse:
-        try:
-            principal = self._viewers.authenticate(context.invocation_metadata())
-            if principal is not None and principal.viewer_id != request.viewer_id:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "viewer_id does not match the token's subject")
-            value, _ = await self.book.vote(request.poll_id, request.viewer_id, request.option)
-        except ServiceError as err:
-            await abort_with(context, err)
-            raise
-        return polls_pb2.VoteResponse(poll=to_proto(value))
-
-    async def ClosePoll(self, request: polls_pb2.ClosePollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
-        try:
-            self._hosts.authenticate(context.invocation_metadata())
-            value = await self.book.close(request.poll_id)
-        except ServiceError as err:
-            await abort_with(context, err)
-            raise
-        return to_proto(value)
-
-    async def GetPoll(self, request: polls_pb2.GetPollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
-        try:
-            self._viewers.authenticate(context.invocation_metadata())
-            value = self.book.get(request.poll_id)
-        except ServiceError as err:
-            await abort_with(context, err)
-            raise
-        return to_proto(value)
-
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        polls_pb2_grpc.add_PollsServicer_to_server(self, server)
-
-    async def close(self) -> None:
-        """Flush and close the node's polls (call before the broadcaster closes)."""
-        await self.book.stop()
-
-
-async def attach_polls(
-    state: ReplicaState,
-    broadcaster: StreamDirectory | None,
-    clock: Clock,
-    node_id: str,
-    db_path: str | None,
-    config: PollsConfig | None = None,
-) -> PollsServicer:
-    """Load the node's polls from ``db_path`` into ``state``, wire them to ``broadcaster`` and start them.
-
-    ``state`` must have been built with ``ReplicaState(extra={"polls": PollSet()})``; ``db_path``
-    None keeps polls in memory only (they then survive a restart only through peers). The HLC of
-    the node (replica ``node_id``) starts after the greatest stamp loaded.
-    """
-    config = config or PollsConfig()
-    polls = state.collections.get(POLLS)
-    if not isinstance(polls, PollSet):
-        raise TypeError(f'the ReplicaState needs extra={{"{POLLS}": PollSet()}}, has {type(polls).__name__}')
-    store = await PollStore.open(db_path, synchronous=config.synchronous) if db_path is not None else None
-    try:
-        was_empty = not len(polls)
-        if store is not None:
-            state.merge(POLLS, await store.load(polls.history_limit))
-        latest = polls.latest_stamp
-        after = latest if latest is not None and latest.wall_ms - clock.wall_ms() <= config.max_drift_ms else None
-        if latest is not None and after is None:
-            log.warning("%s: stored poll stamp %s is too far ahead of this clock to start the HLC", db_path, latest)
-        hlc = HybridLogicalClock(node_id, clock, config.max_drift_ms, after=after)
-        book = PollBook(
-            state,
-            hlc,
-            clock,
-            streams=broadcaster,
-            store=store,
-            config=config,
-            saved_version=polls.version if was_empty else 0,
-        )
-    except BaseException:
-        if store is not None:
-            await store.close()
-        raise
-    book.start()
-    return PollsServicer(book, clock)

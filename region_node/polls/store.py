@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Literal
 
 import aiosqlite
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -30,13 +29,11 @@ from reactmesh.merge.codec import seal
 from reactmesh.merge.errors import DecodeError
 from reactmesh.merge.lww import LwwMap
 from reactmesh.merge.polls import PollSet
-from reactmesh.region_node.aggregator.store import SchemaVersionError, StoreError, connect_wal, rollback_quietly
+from reactmesh.region_node.sqlite import StoreError, Synchronous, connect_wal, open_meta, rollback_quietly
 from reactmesh.v1 import crdt_pb2
 
 SCHEMA_VERSION = 1
 KIND = "polls"
-
-Synchronous = Literal["FULL", "NORMAL"]
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -192,35 +189,4 @@ def _rows(delta: PollSet) -> tuple[list[HeadRow], list[tuple[str, str]], list[Vo
 
 async def _init_schema(conn: aiosqlite.Connection, path: str) -> None:
     """Create the schema in a new file or check an existing one."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        tables = {str(r[0]) for r in await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
-            if tables:
-                raise StoreError(f"{path}: not a reactmesh poll store (has tables {sorted(tables)} but no meta table)")
-            for statement in _SCHEMA:
-                await conn.execute(statement)
-            await conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)", [("schema_version", str(SCHEMA_VERSION)), ("kind", KIND)]
-            )
-        else:
-            meta = {str(k): str(v) for k, v in await conn.execute_fetchall("SELECT key, value FROM meta")}
-            if meta.get("kind") != KIND:
-                raise StoreError(
-                    f"{path}: not a reactmesh poll store (kind {meta.get('kind')!r}); use a file of its own"
-                )
-            raw_version = meta.get("schema_version", "")
-            if not raw_version.isdigit():
-                raise StoreError(f"{path}: meta table has no valid schema_version (got {raw_version!r})")
-            version = int(raw_version)
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path}: poll schema version {version} was written by a newer reactmesh; this build reads"
-                    f" version {SCHEMA_VERSION} at most."
-                )
-            if version < SCHEMA_VERSION:
-                raise StoreError(f"{path}: poll schema version {version} is older than {SCHEMA_VERSION} and unknown")
-        await conn.execute("COMMIT")
-    except BaseException:
-        await asyncio.shield(rollback_quietly(conn))
-        raise
+    await open_meta(conn, path, what="poll store", schema=_SCHEMA, version=SCHEMA_VERSION, new_meta={}, kind=KIND)

@@ -20,7 +20,9 @@ import pytest
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.maxmap import MaxMap
-from reactmesh.region_node.aggregator.core import Aggregator, AggregatorConfig, CommitFacts
+from reactmesh.region_node.aggregator.config import AggregatorConfig
+from reactmesh.region_node.aggregator.core import Aggregator, CommitFacts
+from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
@@ -103,7 +105,7 @@ async def start(config: AggregatorConfig, clock: FakeClock) -> Node:
     agg = Aggregator(config, clock)
     await agg.start()
     server = grpc.aio.server()
-    agg.add_to_server(server)
+    AggregatorService(agg).add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return Node(agg, server, grpc.aio.insecure_channel(f"127.0.0.1:{port}"))

@@ -21,7 +21,10 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcasterConfig, BroadcastHooks, Subscription
+from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcastHooks
+from reactmesh.region_node.broadcaster.frames import Subscription
+from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.broadcaster.smoother import SmootherConfig
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
 from tests.helpers import eventually
@@ -116,7 +119,7 @@ async def make_env() -> AsyncIterator[Any]:
         clock = kw.pop("clock", None) or FakeClock()
         broadcaster = Broadcaster(config, clock, state, **kw)
         server = grpc.aio.server()
-        broadcaster.add_to_server(server)
+        BroadcastService(broadcaster).add_to_server(server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -29,11 +29,15 @@ from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import TOTALS, ReplicaState
-from reactmesh.region_node.aggregator.store import SchemaVersionError, Store, StoreError
-from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcasterConfig
+from reactmesh.region_node.aggregator.store import Store
+from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.broadcaster.core import Broadcaster
+from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.cli.poll import add_poll_commands, run_poll
-from reactmesh.region_node.polls.book import PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.polls.config import PollsConfig
+from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.polls.store import PollStore
+from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
 Frame = broadcast_pb2.Frame
@@ -65,7 +69,7 @@ class Region:
             self.state, self.broadcaster, self.clock, node_id, str(self.db) if self.db else None, self.config
         )
         self.servicer.add_to_server(self.server)
-        self.broadcaster.add_to_server(self.server)
+        BroadcastService(self.broadcaster).add_to_server(self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         self.address = f"127.0.0.1:{port}"

@@ -26,8 +26,11 @@ from reactmesh.merge.gossip import GossipConfig, GossipNode
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.polls import PollSet, deadline_stamp
 from reactmesh.merge.replica import ReplicaState
-from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcasterConfig
-from reactmesh.region_node.polls.book import PollBook, PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.broadcaster.core import Broadcaster
+from reactmesh.region_node.polls.book import PollBook
+from reactmesh.region_node.polls.config import PollsConfig
+from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.polls.store import PollStore
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc

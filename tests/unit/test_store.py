@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reactmesh.merge.replica import TOTALS, WINDOWS
-from reactmesh.region_node.aggregator.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreError
+from reactmesh.region_node.aggregator.store import SCHEMA_VERSION, Store
+from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
 
 S1 = b"\x01" * 16
 S2 = b"\x02" * 16

@@ -1,0 +1,54 @@
+"""Settings of one broadcaster: tick, resume buffers, subscriber bounds, smoothing and degradation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reactmesh.merge.errors import ConfigError
+from reactmesh.region_node.broadcaster.smoother import SmootherConfig
+
+
+def _positive_int(name: str, value: object, upper: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
+        raise ConfigError(f"broadcaster.{name}", f"an integer in [1, {upper}]", value)
+
+
+@dataclass(frozen=True)
+class BroadcasterConfig:
+    """Tick, buffers, bounds and degradation of one broadcaster."""
+
+    tick_ms: int = 100
+    # Frames kept per stream for resumes: 600 ticks = 60 s at 100 ms.
+    buffer_frames: int = 600
+    subscriber_queue_frames: int = 64
+    max_subscribers: int = 100_000
+    smoothing: SmootherConfig = field(default_factory=SmootherConfig)
+    tick_budget_ms: int = 50
+    degrade_subscribers: int = 50_000
+    degrade_top_k: int = 8
+    recover_ticks: int = 50
+    # Sent with RESOURCE_EXHAUSTED when max_subscribers is reached.
+    retry_after_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        _positive_int("tick_ms", self.tick_ms, 60_000)
+        _positive_int("buffer_frames", self.buffer_frames, 1_000_000)
+        _positive_int("subscriber_queue_frames", self.subscriber_queue_frames, 1_000_000)
+        _positive_int("max_subscribers", self.max_subscribers, 100_000_000)
+        if isinstance(self.smoothing, Mapping):
+            # A [broadcaster.smoothing] table of a config file.
+            try:
+                object.__setattr__(self, "smoothing", SmootherConfig(**self.smoothing))
+            except ConfigError as exc:
+                got = self.smoothing.get(exc.field.rpartition(".")[2])
+                raise ConfigError(f"broadcaster.{exc.field}", exc.expected, got) from exc
+            except TypeError as exc:
+                raise ConfigError("broadcaster.smoothing", "a table of SmootherConfig fields", self.smoothing) from exc
+        if not isinstance(self.smoothing, SmootherConfig):
+            raise ConfigError("broadcaster.smoothing", "a SmootherConfig or a table of its fields", self.smoothing)
+        _positive_int("tick_budget_ms", self.tick_budget_ms, 60_000)
+        _positive_int("degrade_subscribers", self.degrade_subscribers, 100_000_000)
+        _positive_int("degrade_top_k", self.degrade_top_k, 10_000)
+        _positive_int("recover_ticks", self.recover_ticks, 1_000_000)
+        _positive_int("retry_after_ms", self.retry_after_ms, 3_600_000)

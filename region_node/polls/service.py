@@ -1,0 +1,130 @@
+"""The ``reactmesh.v1.Polls`` servicer over a PollBook, and ``attach_polls``, which builds a node's polls.
+
+Hosts' tokens guard CreatePoll and ClosePoll, viewers' tokens Vote and GetPoll; a vote's viewer_id must be the
+token's subject. Every refusal is the PollBook's ServiceError status.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from reactmesh.edge.auth import Authenticator
+from reactmesh.edge.errors import ServiceError, abort_with
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.hlc import HybridLogicalClock
+from reactmesh.merge.polls import PollSet
+from reactmesh.merge.replica import ReplicaState
+from reactmesh.region_node.polls.book import POLLS, PollBook, StreamDirectory, to_proto
+from reactmesh.region_node.polls.config import PollsConfig
+from reactmesh.region_node.polls.store import PollStore
+from reactmesh.v1 import polls_pb2, polls_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
+    """Serves ``reactmesh.v1.Polls`` from one PollBook."""
+
+    SERVICE_NAME = "reactmesh.v1.Polls"
+
+    def __init__(self, book: PollBook, clock: Clock) -> None:
+        self.book = book
+        config = book.config
+        self._viewers = Authenticator(config.auth_secret, clock)
+        self._hosts = Authenticator(config.host_secret or config.auth_secret, clock)
+
+    async def CreatePoll(
+        self, request: polls_pb2.CreatePollRequest, context: grpc.aio.ServicerContext
+    ) -> polls_pb2.Poll:
+        try:
+            self._hosts.authenticate(context.invocation_metadata())
+            value = await self.book.create(
+                request.stream_id, request.question, list(request.options), request.closes_at_ms
+            )
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return to_proto(value)
+
+    async def Vote(self, request: polls_pb2.VoteRequest, context: grpc.aio.ServicerContext) -> polls_pb2.VoteResponse:
+        try:
+            principal = self._viewers.authenticate(context.invocation_metadata())
+            if principal is not None and principal.viewer_id != request.viewer_id:
+                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "viewer_id does not match the token's subject")
+            value, _ = await self.book.vote(request.poll_id, request.viewer_id, request.option)
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return polls_pb2.VoteResponse(poll=to_proto(value))
+
+    async def ClosePoll(self, request: polls_pb2.ClosePollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
+        try:
+            self._hosts.authenticate(context.invocation_metadata())
+            value = await self.book.close(request.poll_id)
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return to_proto(value)
+
+    async def GetPoll(self, request: polls_pb2.GetPollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
+        try:
+            self._viewers.authenticate(context.invocation_metadata())
+            value = self.book.get(request.poll_id)
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return to_proto(value)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        polls_pb2_grpc.add_PollsServicer_to_server(self, server)
+
+    async def close(self) -> None:
+        """Flush and close the node's polls (call before the broadcaster closes)."""
+        await self.book.stop()
+
+
+async def attach_polls(
+    state: ReplicaState,
+    broadcaster: StreamDirectory | None,
+    clock: Clock,
+    node_id: str,
+    db_path: str | None,
+    config: PollsConfig | None = None,
+) -> PollsServicer:
+    """Load the node's polls from ``db_path`` into ``state``, wire them to ``broadcaster`` and start them.
+
+    ``state`` must have been built with ``ReplicaState(extra={"polls": PollSet()})``; ``db_path``
+    None keeps polls in memory only (they then survive a restart only through peers). The HLC of
+    the node (replica ``node_id``) starts after the greatest stamp loaded.
+    """
+    config = config or PollsConfig()
+    polls = state.collections.get(POLLS)
+    if not isinstance(polls, PollSet):
+        raise TypeError(f'the ReplicaState needs extra={{"{POLLS}": PollSet()}}, has {type(polls).__name__}')
+    store = await PollStore.open(db_path, synchronous=config.synchronous) if db_path is not None else None
+    try:
+        was_empty = not len(polls)
+        if store is not None:
+            state.merge(POLLS, await store.load(polls.history_limit))
+        latest = polls.latest_stamp
+        after = latest if latest is not None and latest.wall_ms - clock.wall_ms() <= config.max_drift_ms else None
+        if latest is not None and after is None:
+            log.warning("%s: stored poll stamp %s is too far ahead of this clock to start the HLC", db_path, latest)
+        hlc = HybridLogicalClock(node_id, clock, config.max_drift_ms, after=after)
+        book = PollBook(
+            state,
+            hlc,
+            clock,
+            streams=broadcaster,
+            store=store,
+            config=config,
+            saved_version=polls.version if was_empty else 0,
+        )
+    except BaseException:
+        if store is not None:
+            await store.close()
+        raise
+    book.start()
+    return PollsServicer(book, clock)

@@ -1,0 +1,116 @@
+"""SQLite as every reactmesh store opens it: one WAL connection per file, a versioned ``meta`` table, rollbacks
+that never mask the original error.
+
+- ``connect_wal`` gives an autocommit connection (transactions are explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``) in
+  WAL mode with the requested ``synchronous`` level and a busy timeout.
+- ``open_meta`` creates a new file's schema and ``meta`` rows in one transaction, or checks an existing file's:
+  a file written by a newer build is refused with ``SchemaVersionError``, a file of another kind (or not ours at
+  all) with ``StoreError``, so nothing is ever misread.
+- ``rollback_quietly`` ends an open transaction after a failure without raising over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import aiosqlite
+
+Synchronous = Literal["FULL", "NORMAL"]
+"""SQLite synchronous mode: FULL survives power loss, NORMAL only a process crash."""
+
+
+class StoreError(Exception):
+    """Raised when a file cannot be used as a reactmesh store (not ours, another kind, unreadable metadata),
+    or when a store is used after ``close()``."""
+
+
+class SchemaVersionError(StoreError):
+    """Raised when opening a file whose schema version is newer than this build knows."""
+
+
+async def fetchone(conn: aiosqlite.Connection, sql: str) -> sqlite3.Row | None:
+    async with conn.execute(sql) as cur:
+        row: sqlite3.Row | None = await cur.fetchone()
+        return row
+
+
+async def connect_wal(path: str, synchronous: Synchronous) -> aiosqlite.Connection:
+    """An autocommit connection to ``path`` in WAL mode with the given ``synchronous`` level.
+
+    Raises ValueError for another level and StoreError when the file refuses WAL.
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        mode = await fetchone(conn, "PRAGMA journal_mode=WAL")
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode!r})")
+        await conn.execute(f"PRAGMA synchronous={synchronous}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def rollback_quietly(conn: aiosqlite.Connection) -> None:
+    """Roll back an open transaction, if any; a closed or broken connection is left alone."""
+    # The connection is in autocommit mode, so in_transaction says whether BEGIN is still open.
+    try:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+    except (sqlite3.Error, ValueError):
+        pass  # a closed or broken connection has nothing left to roll back
+
+
+async def open_meta(
+    conn: aiosqlite.Connection,
+    path: str,
+    *,
+    what: str,
+    schema: Sequence[str],
+    version: int,
+    new_meta: Mapping[str, str],
+    kind: str | None = None,
+) -> dict[str, str]:
+    """Create ``schema`` and the ``meta`` rows in a new file, or check an existing file; return its meta rows.
+
+    ``what`` names the store in messages ("store", "poll store"). ``schema`` must create the table
+    ``meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)``. A new file gets ``schema_version`` = ``version``,
+    ``kind`` (when given) and ``new_meta``. An existing file must have a known schema version and, when ``kind`` is
+    given, that kind.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {str(r[0]) for r in await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(f"{path}: not a reactmesh {what} (has tables {sorted(tables)} but no meta table)")
+            for statement in schema:
+                await conn.execute(statement)
+            meta = {"schema_version": str(version), **({"kind": kind} if kind is not None else {}), **new_meta}
+            await conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+        else:
+            meta = {str(k): str(v) for k, v in await conn.execute_fetchall("SELECT key, value FROM meta")}
+            if kind is not None and meta.get("kind") != kind:
+                raise StoreError(f"{path}: not a reactmesh {what} (kind {meta.get('kind')!r}); use a file of its own")
+            raw_version = meta.get("schema_version", "")
+            if not raw_version.isdigit():
+                raise StoreError(f"{path}: meta table has no valid schema_version (got {raw_version!r})")
+            found = int(raw_version)
+            if found > version:
+                raise SchemaVersionError(
+                    f"{path}: {what} schema version {found} was written by a newer reactmesh; this build reads"
+                    f" version {version} at most. Upgrade this node or point it at another file."
+                )
+            if found < version:
+                raise StoreError(f"{path}: {what} schema version {found} is older than {version} and unknown")
+        await conn.execute("COMMIT")
+    except BaseException:
+        await asyncio.shield(rollback_quietly(conn))
+        raise
+    return meta
