@@ -30,7 +30,7 @@ from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.config import ROLES, NodeConfig
-from reactmesh.region_node.metrics.collectors import NodeMetrics
+from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.region_node.polls.book import POLLS
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer

@@ -26,7 +26,8 @@ from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster
-from reactmesh.region_node.metrics.collectors import BATCH_OUTCOMES, REJECT_REASONS, NodeMetrics
+from reactmesh.region_node.metrics.edge import BATCH_OUTCOMES, REJECT_REASONS
+from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.v1 import common_pb2, gossip_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.ops import http_get, metered_region, names, scrape, scrape_text, value
 

@@ -1,0 +1,106 @@
+"""Edge metrics: ingest batches and taps by outcome and reason, in flight, forwarding queues."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from reactmesh.edge.service import Edge
+from reactmesh.region_node.metrics.families import (
+    counter,
+    gauge,
+)
+from reactmesh.v1 import ingest_pb2
+
+_BatchAck = ingest_pb2.BatchAck
+BATCH_OUTCOMES = ("accepted", "duplicate", "rate_limited", "rejected", "overloaded")
+"""``rate_limited``: ACCEPTED with every tap dropped by the rate limit; ``overloaded``: RETRY."""
+REJECT_REASONS: tuple[str, ...] = tuple(
+    "refused" if value == _BatchAck.REJECT_REASON_UNSPECIFIED else _BatchAck.RejectReason.Name(value).lower()
+    for value in range(max(_BatchAck.RejectReason.values()) + 1)
+)
+"""``reason`` label of rejected batches, indexed by BatchAck.RejectReason; ``refused`` is the aggregator's."""
+
+_ACCEPTED, _DUPLICATE, _RATE_LIMITED, _OVERLOADED = 0, 1, 2, 3
+_UNREJECTED = ("accepted", "duplicate", "rate_limited", "overloaded")
+"""Outcome labels of ``EdgeCollector._batches``, by index."""
+
+
+class EdgeCollector:
+    """Ingest batches and taps by outcome (an ``Edge`` listener), in-flight and forwarding queues."""
+
+    def __init__(self, region: str, edge: Edge) -> None:
+        self._region = region
+        self._edge = edge
+        self._batches = [0, 0, 0, 0]
+        self._rejected = [0] * len(REJECT_REASONS)
+        self._taps_accepted = 0
+        self._taps_rate_limited = 0
+        edge.listeners.append(self)
+
+    def __call__(self, outcome: int, taps: int, rate_limited: int, reason: int) -> None:
+        if outcome == _BatchAck.ACCEPTED:
+            self._batches[_RATE_LIMITED if taps == 0 and rate_limited else _ACCEPTED] += 1
+            self._taps_accepted += taps
+            self._taps_rate_limited += rate_limited
+        elif outcome == _BatchAck.DUPLICATE:
+            self._batches[_DUPLICATE] += 1
+        elif outcome == _BatchAck.REJECTED:
+            self._rejected[reason if 0 <= reason < len(self._rejected) else 0] += 1
+        elif outcome == _BatchAck.RETRY:
+            self._batches[_OVERLOADED] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        r = self._region
+        batches = counter(
+            "reactmesh_ingest_batches_total",
+            "Client batches decided by the edge, by outcome; reason is set for rejected batches.",
+            ("region", "outcome", "reason"),
+        )
+        for outcome, count in zip(_UNREJECTED, self._batches, strict=True):
+            batches.add_metric([r, outcome, ""], count)
+        for reason, count in zip(REJECT_REASONS, self._rejected, strict=True):
+            batches.add_metric([r, "rejected", reason], count)
+        yield batches
+        taps = counter(
+            "reactmesh_ingest_taps_total",
+            "Taps of acknowledged batches: counted (accepted) or dropped by the per-viewer rate limit.",
+            ("region", "outcome"),
+        )
+        taps.add_metric([r, "accepted"], self._taps_accepted)
+        taps.add_metric([r, "rate_limited"], self._taps_rate_limited)
+        yield taps
+        stats = self._edge.statistics()
+        inflight = gauge("reactmesh_edge_inflight_batches", "Batches forwarded to aggregators and not yet acked.")
+        inflight.add_metric([r], stats["inflight"])
+        yield inflight
+        viewers = gauge("reactmesh_edge_viewers_tracked", "Viewers with a rate-limit bucket.")
+        viewers.add_metric([r], stats["viewers_tracked"])
+        yield viewers
+        per = self._edge.forwarder_statistics()
+        labels = ("region", "aggregator")
+        families = (
+            (gauge("reactmesh_edge_forward_connected", "1 while the Forward stream is open.", labels), "connected"),
+            (
+                gauge("reactmesh_edge_forward_unacked_batches", "EdgeBatches sent and not yet acked.", labels),
+                "unacked_batches",
+            ),
+            (
+                gauge("reactmesh_edge_forward_pending_entries", "Entries queued for the next EdgeBatch.", labels),
+                "pending_entries",
+            ),
+            (counter("reactmesh_edge_forward_batches_sent_total", "EdgeBatches sent.", labels), "batches_sent"),
+            (
+                counter("reactmesh_edge_forward_batches_resent_total", "EdgeBatches resent after a reconnect.", labels),
+                "batches_resent",
+            ),
+            (
+                counter("reactmesh_edge_forward_stream_failures_total", "Forward streams that failed.", labels),
+                "stream_failures",
+            ),
+        )
+        for family, key in families:
+            for address, s in per.items():
+                family.add_metric([r, address], s[key])
+            yield family
