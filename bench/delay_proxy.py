@@ -1,13 +1,23 @@
-"""A TCP proxy for loopback benchmarks: adds a fixed one-way delay to every byte, and can cut the link.
+"""A TCP proxy that adds a fixed one-way delay per direction and can cut and heal its link.
 
-``DelayProxy(target, delay_s)`` listens on 127.0.0.1 and forwards each accepted connection to ``target``.
-Bytes read in either direction are written to the other side ``delay_s`` after they were read, in order (a
-link with that one-way latency and no bandwidth limit; a round trip costs ``2 * delay_s``).
+This kernel has no netem, so link delay for gossip tests and benchmarks comes from here. While the link is
+up, bytes are forwarded in order, none lost or duplicated, and each chunk is written no earlier than
+``delay_s`` (client -> target) or ``reverse_delay_s`` (target -> client) after it was read: a one-way delay,
+not a bandwidth limit (chunks in flight overlap). EOF is forwarded as a half-close.
 
-``cut()`` is a partition: every open connection is reset and new ones are closed as soon as they are
-accepted, so both ends see the link fail (as after a timeout) and must reconnect; ``heal()`` lets
-connections through again. ``python -m reactmesh.bench.delay_proxy LISTEN_PORT=HOST:PORT ... --delay-ms D`` runs
-proxies in their own process (SIGUSR1 cuts, SIGUSR2 heals, SIGTERM stops).
+``cut("reset")`` resets every open connection on both sides (RST, via SO_LINGER 0) and resets each new one as
+soon as it is accepted, until ``heal()``: peers see a refused, broken link at once. ``cut("stall")`` models a
+link that loses every packet: nothing is forwarded in either direction and new connections wait, while bytes
+already read are held and bytes not yet read stay in the kernel buffers; ``heal()`` resumes every connection
+where it stopped at once (a real outage adds TCP's retransmission backoff on top; the network namespace
+harness in tests/faults/netns.py, cut by "drop", measures that).
+
+    async with DelayProxy(DelayProxyConfig(target="127.0.0.1:7103", delay_s=0.04)) as proxy:
+        ...  # dial proxy.address instead of the target
+        proxy.cut()
+        proxy.heal()
+
+Command line (by hand): ``python -m reactmesh.bench.delay_proxy --target HOST:PORT --delay-ms 40``.
 """
 
 from __future__ import annotations
@@ -15,166 +25,256 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
-from collections import deque
+import socket
+import struct
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from reactmesh.merge.errors import ConfigError
+
+CutMode = Literal["reset", "stall"]
+_CHUNK = 64 * 1024
+_QUEUED_CHUNKS = 64
+
+
+def _split(field: str, address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(field, '"host:port"', address)
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class DelayProxyConfig:
+    """Where the proxy listens and forwards, and the delay of each direction in seconds."""
+
+    target: str
+    delay_s: float = 0.0
+    reverse_delay_s: float | None = None  # None: the same as delay_s
+    listen: str = "127.0.0.1:0"
+
+    def __post_init__(self) -> None:
+        _split("target", self.target)
+        _split("listen", self.listen)
+        if not 0 <= self.delay_s <= 60:
+            raise ConfigError("delay_s", "seconds in [0, 60]", self.delay_s)
+        if self.reverse_delay_s is not None and not 0 <= self.reverse_delay_s <= 60:
+            raise ConfigError("reverse_delay_s", "seconds in [0, 60] or None", self.reverse_delay_s)
+
+    @property
+    def back_delay_s(self) -> float:
+        return self.delay_s if self.reverse_delay_s is None else self.reverse_delay_s
+
+
+@dataclass
+class ProxyStats:
+    connections: int = 0
+    resets: int = 0
+    bytes_forward: int = 0
+    bytes_back: int = 0
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST instead of FIN, dropping anything unsent."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class _Connection:
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def reset(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        _reset(self.client)
+        _reset(self.upstream)
 
 
 class DelayProxy:
-    """One listening port forwarding to ``target`` ("host:port") with ``delay_s`` added each way."""
+    """One listening socket forwarding every accepted connection to ``config.target``."""
 
-    def __init__(self, target: str, delay_s: float = 0.0, listen_port: int = 0) -> None:
-        if delay_s < 0:
-            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
-        host, _, port = target.rpartition(":")
-        self.target_host = host
-        self.target_port = int(port)
-        self.delay_s = delay_s
-        self.listen_port = listen_port
-        self.cut_now = False
-        self.connections = 0
-        self.bytes_forwarded = 0
+    def __init__(self, config: DelayProxyConfig) -> None:
+        self.config = config
+        self.stats = ProxyStats()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._mode: CutMode | None = None
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.listen_port}"
+        self._connections: set[_Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.StreamWriter] = set()  # accepted while stalled
+        self._closing = False
+        self.address = ""
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)
-        self.listen_port = int(self._server.sockets[0].getsockname()[1])
+        host, port = _split("listen", self.config.listen)
+        self._server = await asyncio.start_server(self._accept, host, port)
+        bound = self._server.sockets[0].getsockname()
+        self.address = f"{host}:{bound[1]}"
 
     async def close(self) -> None:
+        """Stop listening and reset every connection; returns when every handler has ended."""
         if self._server is not None:
             self._server.close()
-        self._reset_all()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
+        self._closing = True
+        self.cut("reset")
+        self._open.set()  # lets handlers that waited while stalled see _closing and end
+        # Handlers end by themselves once their connections are reset (cancelling them would make
+        # asyncio.streams log the cancellation as an error).
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
-    def cut(self) -> None:
-        """Partition: reset every connection and refuse new ones until ``heal()``."""
-        self.cut_now = True
-        self._reset_all()
+    async def __aenter__(self) -> DelayProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def is_cut(self) -> bool:
+        return self._mode is not None
+
+    def cut(self, mode: CutMode = "reset") -> None:
+        """Stop forwarding: reset every connection now and every new one, or stall them all (see module doc)."""
+        if mode not in ("reset", "stall"):
+            raise ValueError(f'mode must be "reset" or "stall", got {mode!r}')
+        self._mode = mode
+        self._open.clear()
+        if mode == "reset":
+            for conn in list(self._connections):
+                self.stats.resets += 1
+                conn.reset()
+            self._connections.clear()
+            for writer in list(self._waiting):
+                self.stats.resets += 1
+                _reset(writer)
+            self._waiting.clear()
+
+    def _resetting(self) -> bool:
+        return self._mode == "reset" or self._closing
 
     def heal(self) -> None:
-        self.cut_now = False
-
-    def _reset_all(self) -> None:
-        for writer in list(self._writers):
-            transport = writer.transport
-            with contextlib.suppress(Exception):
-                transport.abort()
-        self._writers.clear()
+        if self._closing:
+            return
+        self._mode = None
+        self._open.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_now:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.connections += 1
-        self._writers.update((writer, up_writer))
         task = asyncio.current_task()
         assert task is not None
-        self._pipes.add(task)
+        self._handlers.add(task)
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except Exception:
-            pass
+            await self._serve(reader, writer)
         finally:
-            self._pipes.discard(task)
-            for w in (writer, up_writer):
-                self._writers.discard(w)
-                with contextlib.suppress(Exception):
-                    w.transport.abort()
+            self._handlers.discard(task)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Copy ``reader`` to ``writer``, each chunk ``delay_s`` after it was read; then reset both ends."""
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections += 1
+        if self._resetting():
+            self.stats.resets += 1
+            _reset(writer)
+            return
+        if not self._open.is_set():
+            self._waiting.add(writer)
+            await self._open.wait()
+            if writer not in self._waiting:  # reset by cut("reset") while it waited
+                return
+            self._waiting.discard(writer)
+        host, port = _split("target", self.config.target)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            _reset(writer)
+            return
+        if self._resetting():  # cut while connecting
+            _reset(writer)
+            _reset(up_writer)
+            return
+        conn = _Connection(writer, up_writer)
+        forward = asyncio.create_task(self._pump(reader, up_writer, self.config.delay_s, forward=True))
+        back = asyncio.create_task(self._pump(up_reader, writer, self.config.back_delay_s, forward=False))
+        conn.tasks = [forward, back]
+        self._connections.add(conn)
+        try:
+            results = await asyncio.gather(forward, back, return_exceptions=True)
+            if any(isinstance(r, BaseException) for r in results):
+                conn.reset()
+            else:
+                writer.close()
+                up_writer.close()
+        finally:
+            self._connections.discard(conn)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float, *, forward: bool) -> None:
         loop = asyncio.get_running_loop()
-        delay = self.delay_s
-        if delay <= 0:
-            while data := await reader.read(65536):
-                writer.write(data)
-                self.bytes_forwarded += len(data)
-                await writer.drain()
-            raise ConnectionResetError("peer closed")
-        queue: deque[tuple[float, bytes]] = deque()
-        arrived = asyncio.Event()
-        done = False
+        queue: asyncio.Queue[tuple[float, bytes | OSError]] = asyncio.Queue(_QUEUED_CHUNKS)
 
-        async def deliver() -> None:
+        async def read() -> None:
             while True:
-                while not queue:
-                    if done:
-                        return
-                    arrived.clear()
-                    await arrived.wait()
-                due, data = queue.popleft()
-                wait = due - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                writer.write(data)
-                self.bytes_forwarded += len(data)
-                await writer.drain()
+                await self._open.wait()
+                try:
+                    data = await src.read(_CHUNK)
+                except OSError as exc:  # passed on in order, so the writer resets both sides
+                    await queue.put((loop.time(), exc))
+                    return
+                await queue.put((loop.time() + delay, data))
+                if not data:
+                    return
 
-        sender = asyncio.ensure_future(deliver())
+        reader = asyncio.create_task(read())
         try:
-            while data := await reader.read(65536):
-                queue.append((loop.time() + delay, data))
-                arrived.set()
-                if sender.done():
-                    break
-            done = True
-            arrived.set()
-            await sender
+            while True:
+                due, data = await queue.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                await self._open.wait()
+                if isinstance(data, OSError):
+                    raise data
+                if not data:
+                    if dst.can_write_eof():
+                        dst.write_eof()
+                    return
+                dst.write(data)
+                await dst.drain()
+                if forward:
+                    self.stats.bytes_forward += len(data)
+                else:
+                    self.stats.bytes_back += len(data)
         finally:
-            sender.cancel()
-        raise ConnectionResetError("peer closed")
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
-async def serve(routes: Sequence[tuple[int, str]], delay_s: float) -> None:
-    proxies = [DelayProxy(target, delay_s, port) for port, target in routes]
-    for p in proxies:
-        await p.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-
-    def cut() -> None:
-        for p in proxies:
-            p.cut()
-
-    def heal() -> None:
-        for p in proxies:
-            p.heal()
-
-    loop.add_signal_handler(signal.SIGUSR1, cut)
-    loop.add_signal_handler(signal.SIGUSR2, heal)
-    print(" ".join(p.address for p in proxies), flush=True)
-    await stop.wait()
-    for p in proxies:
-        await p.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reactmesh.bench.delay_proxy", description=__doc__.split("\n\n")[0])
-    p.add_argument("routes", nargs="+", help="LISTEN_PORT=HOST:PORT")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay")
-    args = p.parse_args(argv)
-    routes = []
-    for r in args.routes:
-        port, _, target = r.partition("=")
-        routes.append((int(port), target))
-    asyncio.run(serve(routes, args.delay_ms / 1000))
+async def _main(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reactmesh.bench.delay_proxy", description="TCP proxy with a fixed one-way delay."
+    )
+    parser.add_argument("--target", required=True, help="host:port to forward to")
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay, client -> target")
+    parser.add_argument("--reverse-delay-ms", type=float, default=None, help="target -> client (default: same)")
+    args = parser.parse_args(argv)
+    back = None if args.reverse_delay_ms is None else args.reverse_delay_ms / 1000
+    config = DelayProxyConfig(args.target, args.delay_ms / 1000, back, args.listen)
+    async with DelayProxy(config) as proxy:
+        print(f"delay_proxy {proxy.address} -> {config.target}", flush=True)
+        await asyncio.Event().wait()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        sys.exit(asyncio.run(_main(None)))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -38,7 +38,7 @@ from reactmesh.bench.common import (
     run_loop,
     spawn,
 )
-from reactmesh.bench.delay_proxy import DelayProxy
+from reactmesh.bench.delay_proxy import DelayProxy, DelayProxyConfig
 from reactmesh.bench.scenarios.latency import link_delay_ms
 from reactmesh.region_node.devmesh import free_port_block, plan
 
@@ -127,7 +127,10 @@ async def all_runs(options: Options, report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="reactmesh-converge-") as tmp:
         plans = plan(REGIONS, base, Path(tmp))
         proxies = {
-            (src, dst): DelayProxy(plans[dst].broadcaster, delay) for src in REGIONS for dst in REGIONS if src != dst
+            (src, dst): DelayProxy(DelayProxyConfig(plans[dst].broadcaster, delay))
+            for src in REGIONS
+            for dst in REGIONS
+            if src != dst
         }
         for p in proxies.values():
             await p.start()

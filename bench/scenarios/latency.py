@@ -47,7 +47,7 @@ from reactmesh.bench.common import (
     spawn,
     stop_process,
 )
-from reactmesh.bench.delay_proxy import DelayProxy
+from reactmesh.bench.delay_proxy import DelayProxy, DelayProxyConfig
 from reactmesh.region_node.devmesh import free_port_block, plan
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -209,8 +209,8 @@ async def one_run(options: Options, i: int) -> dict[str, float]:
         plans = plan(regions, base, Path(tmp))
         # One proxy per directed dial: a's broadcaster dials b through a->b, and b dials a through b->a.
         proxies = {
-            "a": DelayProxy(plans["b"].broadcaster, delay / 1000),
-            "b": DelayProxy(plans["a"].broadcaster, delay / 1000),
+            "a": DelayProxy(DelayProxyConfig(plans["b"].broadcaster, delay / 1000)),
+            "b": DelayProxy(DelayProxyConfig(plans["a"].broadcaster, delay / 1000)),
         }
         for p in proxies.values():
             await p.start()

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from reactmesh.bench.delay_proxy import CutMode, DelayProxy, DelayProxyConfig
 from reactmesh.region_node.devmesh import RegionPlan, free_port_block
-from tests.faults.delay_proxy import CutMode, DelayProxy, DelayProxyConfig
 from tests.faults.netns import (
     CutHow,
     RegionNetwork,
