@@ -10,7 +10,7 @@ soon as it is accepted, until ``heal()``: peers see a refused, broken link at on
 link that loses every packet: nothing is forwarded in either direction and new connections wait, while bytes
 already read are held and bytes not yet read stay in the kernel buffers; ``heal()`` resumes every connection
 where it stopped at once (a real outage adds TCP's retransmission backoff on top; the network namespace
-harness in tests/faults/netns.py, cut by "drop", measures that).
+harness in tests/support/netns.py, cut by "drop", measures that).
 
     async with DelayProxy(DelayProxyConfig(target="127.0.0.1:7103", delay_s=0.04)) as proxy:
         ...  # dial proxy.address instead of the target

@@ -1,11 +1,9 @@
-"""region_node: the aggregator, its SQLite store, the broadcaster, query/poll/admin services,
-configuration, the process entry point and the ``reactmesh`` CLI.
+"""reactmesh.region_node: the roles of a region node, their stores and services, the process and the CLI.
 
-Layout: ``store`` (SQLite: watermarks, G-counter slots, windows), ``aggregator`` (Aggregator
-servicer: dedupe, group commit, acks), ``smoother`` (EMA-capped deltas), ``broadcaster``
-(frames, subscribers, resume), ``query`` (totals and history), ``polls`` and ``poll_store`` (live polls), ``metrics``
-(Prometheus collectors at the components' seams), ``replication`` (committed deltas
-to the broadcaster and to peers), ``config``, ``process`` (runs roles in one asyncio process),
-``mesh`` (local meshes: ``reactmesh up`` and test harnesses), ``loadgen``, ``watch``, ``demo``,
-``poll_cli``, ``cli`` (``reactmesh serve|up|load|watch|poll|bench``).
+Layout: ``aggregator/`` (exactly-once counting, group commit, its SQLite store), ``broadcaster/`` (smoothed,
+capped frames to subscribers), ``polls/`` (live polls on the broadcaster), ``query`` (totals and history),
+``replication`` (the Gossip servicer and dialers), ``state`` (the named collections a region replicates),
+``sqlite`` (WAL connection, versioned meta, rollback: one helper for every store), ``config`` (a node's TOML),
+``metrics/`` (Prometheus collectors at the seams), ``node`` (runs roles in one asyncio process), ``devmesh``
+(local meshes for ``reactmesh up``, benchmarks and tests; only the CLI imports it), ``cli/`` (``reactmesh``).
 """

@@ -6,6 +6,10 @@ that never mask the original error.
 - ``open_meta`` creates a new file's schema and ``meta`` rows in one transaction, or checks an existing file's:
   a file written by a newer build is refused with ``SchemaVersionError``, a file of another kind (or not ours at
   all) with ``StoreError``, so nothing is ever misread.
+- ``write_transaction`` runs a batch of statements in ONE transaction under the store's lock, to COMMIT or
+  ROLLBACK, even when its caller is cancelled: aiosqlite runs statements on its own thread, so a transaction cut
+  off between two awaits would leave the connection inside BEGIN (the next BEGIN fails) or roll back a COMMIT
+  that the thread was already executing. A cancelled caller just does not learn the outcome.
 - ``rollback_quietly`` ends an open transaction after a failure without raising over it.
 """
 
@@ -13,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -65,6 +69,42 @@ async def rollback_quietly(conn: aiosqlite.Connection) -> None:
             await conn.execute("ROLLBACK")
     except (sqlite3.Error, ValueError):
         pass  # a closed or broken connection has nothing left to roll back
+
+
+Statement = tuple[str, Iterable[Sequence[Any]]]
+"""An ``executemany``: SQL and its parameter rows."""
+
+
+async def write_transaction(conn: aiosqlite.Connection, lock: asyncio.Lock, statements: Sequence[Statement]) -> int:
+    """Run ``statements`` in one transaction under ``lock``; return the rows they changed.
+
+    The transaction runs in a task of its own that the caller's cancellation does not reach, so it always ends in
+    COMMIT or ROLLBACK before ``lock`` is released. Errors roll it back and propagate to the caller.
+    """
+    run = asyncio.ensure_future(_transaction(conn, lock, statements))
+    run.add_done_callback(_retrieve)
+    return await asyncio.shield(run)
+
+
+async def _transaction(conn: aiosqlite.Connection, lock: asyncio.Lock, statements: Sequence[Statement]) -> int:
+    async with lock:
+        await conn.execute("BEGIN IMMEDIATE")
+        changed = 0
+        try:
+            for sql, rows in statements:
+                cur = await conn.executemany(sql, rows)
+                changed += max(cur.rowcount, 0)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await rollback_quietly(conn)
+            raise
+        return changed
+
+
+def _retrieve(task: asyncio.Future[int]) -> None:
+    # A cancelled caller no longer awaits the transaction; its error is still the caller's to see, not a warning.
+    if not task.cancelled():
+        task.exception()
 
 
 async def open_meta(

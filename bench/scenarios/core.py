@@ -1,6 +1,6 @@
 """core: the aggregator's counting core against the Redis-Lua design, on the same entries, in the same run.
 
-Ours: a real ``region_node.aggregator.Aggregator`` (real SQLite file, synchronous=FULL, its own ``run()``
+Ours: a real ``region_node.aggregator.core.Aggregator`` (real SQLite file, synchronous=FULL, its own ``run()``
 loop committing every 100 ms) is fed serialized EdgeBatches of 1024 client-batch entries as fast as it
 takes them: each is parsed (``EdgeBatch.FromString``, as the gRPC layer would) and handed to ``Aggregator.receive``
 (dedupe by session watermark, increment, per-second window), yielding to the loop between EdgeBatches as

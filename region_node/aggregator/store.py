@@ -15,7 +15,7 @@ Guarantees:
   ``SchemaVersionError`` rather than misread, and a file that is not a reactmesh store is refused.
 - ``node_generation()`` is a random id created with the file. A node that lost its disk gets a new
   one, which is what lets it take a fresh G-counter replica id instead of reusing slots it can no
-  longer read (see region_node.aggregator).
+  longer read (see region_node.aggregator.core).
 
 Tables:
 
@@ -51,7 +51,7 @@ from reactmesh.region_node.sqlite import (
     Synchronous,
     connect_wal,
     open_meta,
-    rollback_quietly,
+    write_transaction,
 )
 
 SCHEMA_VERSION = 1
@@ -130,8 +130,8 @@ class Store:
     async def commit(self, watermarks: Mapping[bytes, int], slots: Iterable[Slot], now_ms: int) -> None:
         """Upsert ``watermarks`` (session -> seq) and ``slots`` in one transaction.
 
-        Each value is kept only if it is above what is stored. On any error (including
-        cancellation) the transaction is rolled back and nothing is written.
+        Each value is kept only if it is above what is stored. On any error the transaction is rolled
+        back and nothing is written; a cancelled caller's transaction still runs to its end.
         """
         wm_rows = [(session, seq, now_ms) for session, seq in watermarks.items()]
         counter_rows: list[tuple[str, str, str, int]] = []
@@ -144,20 +144,11 @@ class Store:
                 window_rows.append((stream, emoji, start_s, replica, count))
             else:
                 counter_rows.append((collection, encode_key(key), replica, count))
-        async with self._lock:
-            conn = self._live()
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                if wm_rows:
-                    await conn.executemany(_UPSERT_WATERMARK, wm_rows)
-                if counter_rows:
-                    await conn.executemany(_UPSERT_COUNTER, counter_rows)
-                if window_rows:
-                    await conn.executemany(_UPSERT_WINDOW, window_rows)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await asyncio.shield(rollback_quietly(conn))
-                raise
+        await write_transaction(
+            self._live(),
+            self._lock,
+            [(_UPSERT_WATERMARK, wm_rows), (_UPSERT_COUNTER, counter_rows), (_UPSERT_WINDOW, window_rows)],
+        )
 
     async def prune_windows(self, before_s: int) -> int:
         """Delete window rows with ``start_s < before_s``; return how many."""
@@ -171,22 +162,16 @@ class Store:
         With ``sessions``, only those are considered (primary-key lookups); without, the whole
         table is scanned (meant for start-up).
         """
-        async with self._lock:
-            conn = self._live()
-            if sessions is None:
-                cur = await conn.execute("DELETE FROM watermarks WHERE updated_ms < ?", (idle_before_ms,))
+        if sessions is None:
+            async with self._lock:
+                cur = await self._live().execute("DELETE FROM watermarks WHERE updated_ms < ?", (idle_before_ms,))
                 return int(cur.rowcount)
-            rows = [(s, idle_before_ms) for s in sessions]
-            if not rows:
-                return 0
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await conn.executemany("DELETE FROM watermarks WHERE session_id = ? AND updated_ms < ?", rows)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await asyncio.shield(rollback_quietly(conn))
-                raise
-            return int(cur.rowcount)
+        rows = [(s, idle_before_ms) for s in sessions]
+        if not rows:
+            return 0
+        return await write_transaction(
+            self._live(), self._lock, [("DELETE FROM watermarks WHERE session_id = ? AND updated_ms < ?", rows)]
+        )
 
     # -- reading -----------------------------------------------------------------------------
 

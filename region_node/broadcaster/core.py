@@ -27,7 +27,7 @@ Guarantees:
   stay pending, still counted); level 2 also emits frames on every other tick only.
 - ``drain(stream)`` makes the next frame release everything pending; from then on the stream's
   frames (and snapshots) carry ``drained``, and late deltas are released unsmoothed.
-- Polls: a poll source (``set_poll_source``, the node's ``region_node.polls.PollBook``) says which
+- Polls: a poll source (``set_poll_source``, the node's ``region_node.polls.book.PollBook``) says which
   polls changed (``polls_changed``); the next frame of their stream carries their current state,
   rendered once per tick however many votes arrived, and only if it differs from what was last
   shown. Poll messages replace what a viewer displays, so a coalesced frame keeps the newest state

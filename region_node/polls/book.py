@@ -24,7 +24,7 @@ What a client can rely on (see ``merge.polls`` for the CRDT underneath):
   writes: a voter who changed their vote 8 times after a close their region had not heard of has
   no earlier vote left to count.)
 - Vote, CreatePoll and ClosePoll answer only after the change is in the node's poll file (SQLite,
-  WAL; ``region_node.poll_store``). The file is written by one writer task in group commits: every
+  WAL; ``region_node.polls.store``). The file is written by one writer task in group commits: every
   write takes all changes made since the previous one (local or merged), so a burst of votes costs
   one transaction, not one per vote. It is reloaded on restart, and the HLC restarts after the
   greatest stamp it holds.

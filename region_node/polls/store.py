@@ -29,7 +29,7 @@ from reactmesh.merge.codec import seal
 from reactmesh.merge.errors import DecodeError
 from reactmesh.merge.lww import LwwMap
 from reactmesh.merge.polls import PollSet
-from reactmesh.region_node.sqlite import StoreError, Synchronous, connect_wal, open_meta, rollback_quietly
+from reactmesh.region_node.sqlite import StoreError, Synchronous, connect_wal, open_meta, write_transaction
 from reactmesh.v1 import crdt_pb2
 
 SCHEMA_VERSION = 1
@@ -96,24 +96,15 @@ class PollStore:
     async def save(self, delta: PollSet) -> int:
         """Write a delta of ``PollSet.delta_since`` in one transaction; return the units written.
 
-        On any error (including cancellation) the transaction is rolled back and nothing is written.
+        On any error the transaction is rolled back and nothing is written; a cancelled caller's transaction still
+        runs to its end (``sqlite.write_transaction``).
         """
         heads, voters, rows = _rows(delta)
         if not heads and not voters:
             return 0
-        async with self._lock:
-            conn = self._live()
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                if heads:
-                    await conn.executemany(_UPSERT_HEAD, heads)
-                if voters:
-                    await conn.executemany(_DELETE_VOTER, voters)
-                    await conn.executemany(_INSERT_VOTE, rows)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await asyncio.shield(rollback_quietly(conn))
-                raise
+        await write_transaction(
+            self._live(), self._lock, [(_UPSERT_HEAD, heads), (_DELETE_VOTER, voters), (_INSERT_VOTE, rows)]
+        )
         return len(heads) + len(voters)
 
     async def load(self, history: int = LwwMap.DEFAULT_HISTORY) -> PollSet:

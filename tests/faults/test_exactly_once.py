@@ -10,46 +10,13 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-import grpc
 import pytest
 
 from reactmesh.region_node.cli.load import drive
 from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
-from reactmesh.v1 import query_pb2, query_pb2_grpc
+from tests.support.totals import converge_to
 
 STREAMS = 4
-
-
-async def merged_totals(address: str, streams: list[str]) -> Counter[str]:
-    out: Counter[str] = Counter()
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = query_pb2_grpc.QueryStub(channel)
-        for s in streams:
-            reply = await stub.GetTotals(query_pb2.GetTotalsRequest(stream_id=s), timeout=5)
-            for c in reply.totals:
-                out[f"{s}/{c.emoji}"] = c.count
-    return out
-
-
-async def converge_to(address: str, truth: Counter[str]) -> None:
-    streams = sorted({k.split("/")[0] for k in truth})
-    last: list[Counter[str]] = [Counter()]
-
-    async def check() -> bool:
-        last[0] = await merged_totals(address, streams)
-        return last[0] == truth
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not await check():
-        if loop.time() > deadline:
-            diff = {
-                k: (last[0].get(k, 0), truth.get(k, 0))
-                for k in set(last[0]) | set(truth)
-                if last[0].get(k) != truth.get(k)
-            }
-            raise AssertionError(f"totals differ from ground truth (merged, truth): {diff}")
-        await asyncio.sleep(0.1)
 
 
 async def run_with_faults(tmp_path: Path, kills: list[tuple[float, str]]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reactmesh.region_node.devmesh import free_port_block
-from tests.faults.netns import (
+from tests.support.netns import (
     RegionProcesses,
     ground_truth,
     region_plans,

@@ -30,7 +30,7 @@ import pytest
 
 from reactmesh.bench.delay_proxy import CutMode, DelayProxy, DelayProxyConfig
 from reactmesh.region_node.devmesh import RegionPlan, free_port_block
-from tests.faults.netns import (
+from tests.support.netns import (
     CutHow,
     RegionNetwork,
     RegionProcesses,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reactmesh.region_node.cli.load import LoadSummary, drive
 from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
-from tests.faults.test_exactly_once import converge_to, merged_totals
+from tests.support.totals import converge_to, merged_totals
 
 
 def truth_of(*summaries: LoadSummary) -> Counter[str]:

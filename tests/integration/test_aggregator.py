@@ -26,7 +26,7 @@ from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
-from tests.helpers import eventually
+from tests.support.polling import eventually
 
 APPLIED, DUPLICATE, REFUSED = pb.EdgeAck.APPLIED, pb.EdgeAck.DUPLICATE, pb.EdgeAck.REFUSED
 
@@ -109,11 +109,6 @@ async def start(config: AggregatorConfig, clock: FakeClock) -> Node:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return Node(agg, server, grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from reactmesh.region_node.broadcaster.frames import Subscription
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.broadcaster.smoother import SmootherConfig
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
-from tests.helpers import eventually
+from tests.support.polling import eventually
 
 Frame = broadcast_pb2.Frame
 CONFIG = BroadcasterConfig(smoothing=SmootherConfig(alpha=0.2, k=2.0, drain_ticks=10))

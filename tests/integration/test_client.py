@@ -24,7 +24,7 @@ from reactmesh.edge.client import ClientError, ConnectionState, LiveView, Reacti
 from reactmesh.edge.errors import abort_with, resource_exhausted
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
-from tests.helpers import eventually
+from tests.support.polling import eventually
 
 Ack = ingest_pb2.BatchAck
 Frame = broadcast_pb2.Frame
@@ -140,11 +140,6 @@ def dead_address() -> Iterator[str]:
         yield f"127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from reactmesh.edge.forwarder import Forwarder, ForwarderClosed
 from reactmesh.edge.ring import HashRing
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
-from tests.helpers import eventually
-from tests.integration.edge_helpers import (
+from tests.support.edge import (
     FakeAggregator,
     batch,
     edge_rig,
@@ -31,6 +30,7 @@ from tests.integration.edge_helpers import (
     session,
     stream_exchange,
 )
+from tests.support.polling import eventually
 
 Ack = ingest_pb2.BatchAck
 SECRET = "integration-test-secret-0123456789"

@@ -34,7 +34,7 @@ from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.polls.store import PollStore
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
-from tests.helpers import eventually
+from tests.support.polling import eventually
 
 T0 = 1_700_000_000_000
 SKEW_MS = {"a": 0, "b": 7, "c": -5}

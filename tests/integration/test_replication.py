@@ -14,7 +14,7 @@ from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
-from tests.helpers import eventually
+from tests.support.polling import eventually
 
 FAST = GossipConfig(max_keys_per_delta=50, max_inflight_deltas=2, poll_interval_s=0.005)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from reactmesh.region_node.config import ROLES, from_mapping
-from tests.k8s import (
+from tests.support.k8s import (
     K8S,
     REGIONS,
     SCHEMA_VERSION,

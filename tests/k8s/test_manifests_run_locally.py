@@ -36,8 +36,8 @@ from reactmesh.edge.ring import HashRing
 from reactmesh.region_node.config import load
 from reactmesh.region_node.devmesh import free_port_block, to_toml, wait_serving
 from reactmesh.v1 import query_pb2, query_pb2_grpc
-from tests.helpers import eventually
-from tests.k8s import REGIONS, REPO, Cluster, Container, render_regions, split_address
+from tests.support.k8s import REGIONS, REPO, Cluster, Container, render_regions, split_address
+from tests.support.polling import eventually
 
 ANY_HOST = ("0.0.0.0", "[::]", "::")
 ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops import metered_region, scrape_text
+from tests.support.metered import metered_region, scrape_text
 
 MONITORING = Path(__file__).resolve().parents[2] / "k8s" / "monitoring"
 RULES = MONITORING / "prometheus-rules.yaml"

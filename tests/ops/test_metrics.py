@@ -29,7 +29,7 @@ from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.metrics.edge import BATCH_OUTCOMES, REJECT_REASONS
 from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.v1 import common_pb2, gossip_pb2, ingest_pb2, ingest_pb2_grpc
-from tests.ops import http_get, metered_region, names, scrape, scrape_text, value
+from tests.support.metered import http_get, metered_region, names, scrape, scrape_text, value
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from reactmesh.edge.client import ReactionClient
-from tests.ops import http_get, metered_region
 from tests.ops.test_alert_rules import ALERTS, RULES
+from tests.support.metered import http_get, metered_region
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None,

@@ -55,7 +55,7 @@ def test_every_contract_holds_for_the_code(graph: grimp.ImportGraph, contract_id
         ("layers", "reactmesh.merge.clock", "reactmesh.region_node.node"),
         ("layers", "reactmesh.edge.ring", "reactmesh.region_node.query"),
         ("layers", "reactmesh.region_node.node", "reactmesh.bench.run"),
-        ("no-tests", "reactmesh.region_node.config", "tests.helpers"),
+        ("no-tests", "reactmesh.region_node.config", "tests.support.polling"),
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.node"),
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.broadcaster.core"),
         ("devmesh", "reactmesh.region_node.broadcaster.core", "reactmesh.region_node.devmesh"),

@@ -17,8 +17,8 @@ S2 = b"\x02" * 16
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "node.db")
+async def store(db_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(db_path)
     yield s
     await s.close()
 
@@ -68,22 +68,22 @@ async def test_commit_is_atomic_when_a_row_fails_midway(store: Store) -> None:
     assert sorted(await store.load_watermarks()) == [(S1, 1, 1), (S2, 2, 3)]
 
 
-async def test_commit_on_a_closed_store_raises_and_writes_nothing(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "node.db")
+async def test_commit_on_a_closed_store_raises_and_writes_nothing(db_path: Path) -> None:
+    store = await Store.open(db_path)
     await store.close()
     with pytest.raises(StoreError):
         await store.commit({S1: 1}, [], now_ms=1)
-    reopened = await Store.open(tmp_path / "node.db")
+    reopened = await Store.open(db_path)
     try:
         assert await reopened.load_watermarks() == []
     finally:
         await reopened.close()
 
 
-async def test_a_commit_is_visible_to_a_new_connection_without_close(tmp_path: Path) -> None:
-    first = await Store.open(tmp_path / "node.db")
+async def test_a_commit_is_visible_to_a_new_connection_without_close(db_path: Path) -> None:
+    first = await Store.open(db_path)
     await first.commit({S1: 4}, [(TOTALS, ("s", "e"), "r", 4)], now_ms=1)
-    second = await Store.open(tmp_path / "node.db")  # as after kill -9 of the first process
+    second = await Store.open(db_path)  # as after kill -9 of the first process
     try:
         assert await second.load_watermarks() == [(S1, 4, 1)]
         assert (await second.load_collections())[TOTALS].value(("s", "e")) == 4
@@ -93,15 +93,15 @@ async def test_a_commit_is_visible_to_a_new_connection_without_close(tmp_path: P
         await first.close()
 
 
-async def test_file_uses_wal_and_full_synchronous_unless_told_normal(tmp_path: Path) -> None:
+async def test_file_uses_wal_and_full_synchronous_unless_told_normal(db_path: Path) -> None:
     for mode, level in (("FULL", 2), ("NORMAL", 1)):
-        store = await Store.open(tmp_path / "node.db", synchronous=mode)  # type: ignore[arg-type]
+        store = await Store.open(db_path, synchronous=mode)  # type: ignore[arg-type]
         try:
             # synchronous is a per-connection setting: read it on the store's own connection.
             assert list(await store._live().execute_fetchall("PRAGMA synchronous")) == [(level,)]
         finally:
             await store.close()
-    with sqlite3.connect(tmp_path / "node.db") as conn:
+    with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -120,8 +120,8 @@ async def test_generation_is_stable_for_a_file_and_new_for_a_new_file(tmp_path: 
         await b.close()
 
 
-async def test_newer_schema_version_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "node.db"
+async def test_newer_schema_version_is_refused_with_a_clear_error(db_path: Path) -> None:
+    path = db_path
     store = await Store.open(path)
     await store.close()
     with sqlite3.connect(path) as conn:

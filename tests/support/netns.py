@@ -19,8 +19,8 @@ deletes the namespaces, which removes their veths and routes. Namespace names ca
 new ``RegionNetwork`` first removes namespaces left behind by a dead pid (a test run that was killed).
 
 ``RegionProcesses`` runs ``python -m reactmesh.region_node.cli serve`` per process from config mappings (built with
-``region_node.mesh.RegionPlan``), each optionally inside a region's namespace, and simulated viewers
-(``region_node.loadgen.drive``) as a subprocess per region that taps until told to stop and then prints its
+``region_node.devmesh.RegionPlan``), each optionally inside a region's namespace, and simulated viewers
+(``reactmesh.region_node.cli.load.drive``) as a subprocess per region that taps until told to stop and then prints its
 summary, the region's ground truth (``reactmesh load`` can neither be stopped on cue nor say when it starts).
 ``wait_converged`` and ``probe_replication_lag`` check and measure the broadcasters through the Query service.
 """
@@ -53,13 +53,14 @@ from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.region_node.cli.load import LoadSummary, drive
 from reactmesh.region_node.devmesh import RegionPlan, plan, to_toml, wait_serving
 from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
+from tests.support.totals import CHANNEL_OPTIONS, merged_totals
 
 _PREFIX = "rmx"
 _LOCK = Path("/tmp/reactmesh-netns.lock")
 _NAME = re.compile(rf"^{_PREFIX}(\d+)-")
 _BLACKHOLE_TABLE = 77
 _REPO = Path(__file__).resolve().parents[2]
-CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)
+
 CutHow = Literal["drop", "link"]
 
 
@@ -321,7 +322,7 @@ class RegionProcesses:
         return await self.procs[(region, name)].wait()
 
     async def start_load(self, region: str, edges: Sequence[str], **params: Any) -> LoadRun:
-        """Start simulated viewers in the region's namespace (``python -m tests.faults.netns load``): they tap
+        """Start simulated viewers in the region's namespace (``python -m tests.support.netns load``): they tap
         until ``LoadRun.stop()``, then flush, and the summary is that region's ground truth.
 
         ``params``: viewers, streams, taps_per_second, hot_share, stream_prefix, seed (as ``reactmesh load``).
@@ -334,7 +335,7 @@ class RegionProcesses:
                 *self.prefixes.get(region, ()),
                 sys.executable,
                 "-m",
-                "tests.faults.netns",
+                "tests.support.netns",
                 "load",
                 *args,
                 stdout=asyncio.subprocess.PIPE,
@@ -410,18 +411,6 @@ def ground_truth(summaries: Iterable[LoadSummary]) -> Counter[str]:
         assert acked == s.taps_sent, f"{s.taps_sent} taps sent, {acked} acked"
         truth.update(s.accepted)
     return +truth
-
-
-async def merged_totals(address: str, streams: Iterable[str], timeout: float = 2.0) -> Counter[str]:  # noqa: ASYNC109
-    """A broadcaster's merged global totals, per "stream/emoji"."""
-    out: Counter[str] = Counter()
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        stub = query_pb2_grpc.QueryStub(channel)
-        for s in streams:
-            reply = await stub.GetTotals(query_pb2.GetTotalsRequest(stream_id=s), timeout=timeout)
-            for c in reply.totals:
-                out[f"{s}/{c.emoji}"] = c.count
-    return +out
 
 
 async def wait_converged(broadcasters: Mapping[str, str], truth: Counter[str], within: float = 60.0) -> float:
@@ -523,11 +512,11 @@ def describe_lags(lags: Mapping[str, Sequence[float]]) -> str:
 
 
 async def _load_main(argv: Sequence[str]) -> int:
-    """``python -m tests.faults.netns load --edge HOST:PORT [...]``: tap until SIGTERM, flush, print the summary.
+    """``python -m tests.support.netns load --edge HOST:PORT [...]``: tap until SIGTERM, flush, print the summary.
 
-    Prints "tapping" once the viewers start, then one line of JSON (region_node.loadgen.LoadSummary).
+    Prints "tapping" once the viewers start, then one line of JSON (reactmesh.region_node.cli.load.LoadSummary).
     """
-    parser = argparse.ArgumentParser(prog="tests.faults.netns load")
+    parser = argparse.ArgumentParser(prog="tests.support.netns load")
     parser.add_argument("--edge", action="append", required=True)
     parser.add_argument("--viewers", type=int, default=30)
     parser.add_argument("--streams", type=int, default=4)
@@ -558,7 +547,7 @@ async def _load_main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["load"]:
-        sys.exit("usage: python -m tests.faults.netns load --edge HOST:PORT [options]")
-    from reactmesh.region_node.cli import run_async
+        sys.exit("usage: python -m tests.support.netns load --edge HOST:PORT [options]")
+    from reactmesh.region_node.cli.main import run_async
 
     sys.exit(run_async(_load_main(sys.argv[2:])))

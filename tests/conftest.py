@@ -1,4 +1,9 @@
-"""Hypothesis profiles for the property suites.
+"""Shared fixtures of every suite, and the Hypothesis profiles.
+
+Fixtures: ``clock`` (a FakeClock: tests advance time themselves instead of sleeping), ``db_path`` (a fresh SQLite
+file path in the test's own directory). Helpers that are not fixtures live in tests/support/.
+
+Hypothesis profiles:
 
 ``ci`` (the default) is deterministic: a fixed seed derived from each test, no example database,
 so a run that passes once passes every time. ``thorough`` explores more and differently on every
@@ -8,8 +13,12 @@ run; select it with ``HYPOTHESIS_PROFILE=thorough``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from reactmesh.merge.clock import FakeClock
 
 settings.register_profile(
     "ci",
@@ -27,3 +36,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "node.db"
