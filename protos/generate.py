@@ -3,8 +3,11 @@
     python protos/generate.py           # rewrite protos/reactmesh/v1/*_pb2*.py{,i}
     python protos/generate.py --check   # exit 1 if the committed stubs drift from the .proto files
 
-The stubs are generated with the grpcio-tools version pinned in pyproject.toml; another version
-writes different bytes, so --check names the version it ran with.
+protoc (grpcio-tools) writes the messages (*_pb2.py), their type stubs (*_pb2.pyi) and the gRPC
+modules (*_pb2_grpc.py); mypy-protobuf's protoc-gen-mypy_grpc plugin writes the type stubs of the
+gRPC modules (*_pb2_grpc.pyi: stubs, servicers and add_*_to_server, for grpc and grpc.aio alike).
+Both generators are pinned in pyproject.toml because other versions write different bytes, so
+--check names the versions it ran with.
 """
 
 from __future__ import annotations
@@ -12,13 +15,25 @@ from __future__ import annotations
 import argparse
 import filecmp
 import importlib.metadata
+import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PACKAGE = ROOT / "reactmesh" / "v1"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+GENERATORS = ("grpcio-tools", "mypy-protobuf")
+MYPY_GRPC_PLUGIN = "protoc-gen-mypy_grpc"
+
+
+def mypy_grpc_plugin() -> str:
+    """Path of mypy-protobuf's gRPC plugin: beside this interpreter's scripts, else on PATH."""
+    found = shutil.which(MYPY_GRPC_PLUGIN, path=sysconfig.get_path("scripts")) or shutil.which(MYPY_GRPC_PLUGIN)
+    if found is None:
+        raise SystemExit(f"{MYPY_GRPC_PLUGIN} not found: pip install -e '.[dev]' (it comes with mypy-protobuf)")
+    return found
 
 
 def generate(out: Path) -> None:
@@ -31,9 +46,12 @@ def generate(out: Path) -> None:
         "protoc",
         f"-I{ROOT}",
         f"-I{include}",
+        # The plugin's path goes to protoc only; nothing of it reaches the generated files.
+        f"--plugin={MYPY_GRPC_PLUGIN}={mypy_grpc_plugin()}",
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpc_python_out={out}",
+        f"--mypy_grpc_out=quiet:{out}",
         *[str(ROOT / p) for p in protos],
     ]
     if protoc.main(args) != 0:
@@ -68,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.check:
         drift = check()
         if drift:
-            version = importlib.metadata.version("grpcio-tools")
-            print(f"stubs drift from the .proto files (grpcio-tools {version}): {', '.join(drift)}")
+            versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in GENERATORS)
+            print(f"stubs drift from the .proto files ({versions}): {', '.join(drift)}")
             print("run: python protos/generate.py")
             return 1
         print("stubs are in sync with the .proto files")

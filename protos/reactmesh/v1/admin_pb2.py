@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/admin.proto\x12\x0creactmesh.v1\"J\n\x11MuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"&\n\x12MuteViewerResponse\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"(\n\x13UnmuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\"\x16\n\x14UnmuteViewerResponse\"\'\n\x12\x44rainStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\",\n\x13\x44rainStreamResponse\x12\x15\n\rdrained_at_ms\x18\x01 \x01(\x03\x32\x83\x02\n\x05\x41\x64min\x12O\n\nMuteViewer\x12\x1f.reactmesh.v1.MuteViewerRequest\x1a .reactmesh.v1.MuteViewerResponse\x12U\n\x0cUnmuteViewer\x12!.reactmesh.v1.UnmuteViewerRequest\x1a\".reactmesh.v1.UnmuteViewerResponse\x12R\n\x0b\x44rainStream\x12 .reactmesh.v1.DrainStreamRequest\x1a!.reactmesh.v1.DrainStreamResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/admin.proto\x12\x0creactmesh.v1\"J\n\x11MuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"&\n\x12MuteViewerResponse\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"(\n\x13UnmuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\"\x16\n\x14UnmuteViewerResponse\"\'\n\x12\x44rainStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\",\n\x13\x44rainStreamResponse\x12\x15\n\rdrained_at_ms\x18\x01 \x01(\x03\x32\x83\x02\n\x05\x41\x64min\x12O\n\nMuteViewer\x12\x1f.reactmesh.v1.MuteViewerRequest\x1a .reactmesh.v1.MuteViewerResponse\x12U\n\x0cUnmuteViewer\x12!.reactmesh.v1.UnmuteViewerRequest\x1a\".reactmesh.v1.UnmuteViewerResponse\x12R\n\x0b\x44rainStream\x12 .reactmesh.v1.DrainStreamRequest\x1a!.reactmesh.v1.DrainStreamResponseBn\n\x0fio.reactmesh.v1B\nAdminProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactmesh.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.reactmesh.v1B\nAdminProtoP\001Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\252\002\014Reactmesh.V1'
   _globals['_MUTEVIEWERREQUEST']._serialized_start=42
   _globals['_MUTEVIEWERREQUEST']._serialized_end=116
   _globals['_MUTEVIEWERRESPONSE']._serialized_start=118

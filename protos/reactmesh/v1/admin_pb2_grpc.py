@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminStub:
-    """Missing associated documentation comment in .proto file."""
+    """Operator actions on a region: muting viewers and draining streams.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -52,7 +53,8 @@ class AdminStub:
 
 
 class AdminServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Operator actions on a region: muting viewers and draining streams.
+    """
 
     def MuteViewer(self, request, context):
         """Drops the viewer's taps at every edge of the region until `until_ms`.
@@ -62,7 +64,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnmuteViewer(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lifts the viewer's mute at every edge of the region.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -102,7 +105,8 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Missing associated documentation comment in .proto file."""
+    """Operator actions on a region: muting viewers and draining streams.
+    """
 
     @staticmethod
     def MuteViewer(request,

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from reactmesh.v1 import common_pb2 as reactmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dreactmesh/v1/aggregator.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\"\x89\x01\n\x0e\x46orwardedBatch\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12+\n\x06\x63ounts\x18\x04 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x05 \x01(\x03\"L\n\tEdgeBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12-\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1c.reactmesh.v1.ForwardedBatch\"\xa9\x01\n\x07\x45\x64geAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x34\n\x08outcomes\x18\x02 \x03(\x0e\x32\".reactmesh.v1.EdgeAck.EntryOutcome\"V\n\x0c\x45ntryOutcome\x12\x1d\n\x19\x45NTRY_OUTCOME_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0b\n\x07REFUSED\x10\x03\x32K\n\nAggregator\x12=\n\x07\x46orward\x12\x17.reactmesh.v1.EdgeBatch\x1a\x15.reactmesh.v1.EdgeAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dreactmesh/v1/aggregator.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\"\x89\x01\n\x0e\x46orwardedBatch\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12+\n\x06\x63ounts\x18\x04 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x05 \x01(\x03\"L\n\tEdgeBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12-\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1c.reactmesh.v1.ForwardedBatch\"\xa9\x01\n\x07\x45\x64geAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x34\n\x08outcomes\x18\x02 \x03(\x0e\x32\".reactmesh.v1.EdgeAck.EntryOutcome\"V\n\x0c\x45ntryOutcome\x12\x1d\n\x19\x45NTRY_OUTCOME_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0b\n\x07REFUSED\x10\x03\x32K\n\nAggregator\x12=\n\x07\x46orward\x12\x17.reactmesh.v1.EdgeBatch\x1a\x15.reactmesh.v1.EdgeAck(\x01\x30\x01\x42s\n\x0fio.reactmesh.v1B\x0f\x41ggregatorProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactmesh.v1.aggregator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.reactmesh.v1B\017AggregatorProtoP\001Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\252\002\014Reactmesh.V1'
   _globals['_FORWARDEDBATCH']._serialized_start=75
   _globals['_FORWARDEDBATCH']._serialized_end=212
   _globals['_EDGEBATCH']._serialized_start=214

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class AggregatorStub:
-    """Missing associated documentation comment in .proto file."""
+    """Counts the validated taps that the edges of its region forward, exactly once
+    per (session, seq), and acknowledges them once they are committed.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +44,9 @@ class AggregatorStub:
 
 
 class AggregatorServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Counts the validated taps that the edges of its region forward, exactly once
+    per (session, seq), and acknowledges them once they are committed.
+    """
 
     def Forward(self, request_iterator, context):
         """Acks come in the order of the EdgeBatches, one EdgeAck per EdgeBatch.
@@ -68,7 +72,9 @@ def add_AggregatorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Aggregator:
-    """Missing associated documentation comment in .proto file."""
+    """Counts the validated taps that the edges of its region forward, exactly once
+    per (session, seq), and acknowledges them once they are committed.
+    """
 
     @staticmethod
     def Forward(request_iterator,

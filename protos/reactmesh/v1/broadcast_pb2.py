@@ -26,13 +26,14 @@ from reactmesh.v1 import common_pb2 as reactmesh_dot_v1_dot_common__pb2
 from reactmesh.v1 import polls_pb2 as reactmesh_dot_v1_dot_polls__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1creactmesh/v1/broadcast.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\x1a\x18reactmesh/v1/polls.proto\"P\n\x10SubscribeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12)\n\x06resume\x18\x02 \x01(\x0b\x32\x19.reactmesh.v1.ResumePoint\")\n\x0bResumePoint\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\xa1\x02\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.reactmesh.v1.Frame.Kind\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x03\x12\x11\n\tcoalesced\x18\x07 \x01(\r\x12!\n\x05polls\x18\x08 \x03(\x0b\x32\x12.reactmesh.v1.Poll\x12\x0f\n\x07\x64rained\x18\t \x01(\x08\"5\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\t\n\x05\x44\x45LTA\x10\x02\x32O\n\tBroadcast\x12\x42\n\tSubscribe\x12\x1e.reactmesh.v1.SubscribeRequest\x1a\x13.reactmesh.v1.Frame0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1creactmesh/v1/broadcast.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\x1a\x18reactmesh/v1/polls.proto\"P\n\x10SubscribeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12)\n\x06resume\x18\x02 \x01(\x0b\x32\x19.reactmesh.v1.ResumePoint\")\n\x0bResumePoint\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\xa1\x02\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.reactmesh.v1.Frame.Kind\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x03\x12\x11\n\tcoalesced\x18\x07 \x01(\r\x12!\n\x05polls\x18\x08 \x03(\x0b\x32\x12.reactmesh.v1.Poll\x12\x0f\n\x07\x64rained\x18\t \x01(\x08\"5\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\t\n\x05\x44\x45LTA\x10\x02\x32O\n\tBroadcast\x12\x42\n\tSubscribe\x12\x1e.reactmesh.v1.SubscribeRequest\x1a\x13.reactmesh.v1.Frame0\x01\x42r\n\x0fio.reactmesh.v1B\x0e\x42roadcastProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactmesh.v1.broadcast_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.reactmesh.v1B\016BroadcastProtoP\001Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\252\002\014Reactmesh.V1'
   _globals['_SUBSCRIBEREQUEST']._serialized_start=99
   _globals['_SUBSCRIBEREQUEST']._serialized_end=179
   _globals['_RESUMEPOINT']._serialized_start=181

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class BroadcastStub:
-    """Missing associated documentation comment in .proto file."""
+    """Streams the smoothed live counts and poll state of a stream to viewers.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +43,8 @@ class BroadcastStub:
 
 
 class BroadcastServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Streams the smoothed live counts and poll state of a stream to viewers.
+    """
 
     def Subscribe(self, request, context):
         """Starts with a SNAPSHOT frame, unless `resume` names a frame the
@@ -70,7 +72,8 @@ def add_BroadcastServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Broadcast:
-    """Missing associated documentation comment in .proto file."""
+    """Streams the smoothed live counts and poll state of a stream to viewers.
+    """
 
     @staticmethod
     def Subscribe(request,

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reactmesh/v1/common.proto\x12\x0creactmesh.v1\"-\n\rReactionCount\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reactmesh/v1/common.proto\x12\x0creactmesh.v1\"-\n\rReactionCount\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x42o\n\x0fio.reactmesh.v1B\x0b\x43ommonProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactmesh.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.reactmesh.v1B\013CommonProtoP\001Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\252\002\014Reactmesh.V1'
   _globals['_REACTIONCOUNT']._serialized_start=43
   _globals['_REACTIONCOUNT']._serialized_end=88
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class GossipStub:
-    """Missing associated documentation comment in .proto file."""
+    """Replicates CRDT state between nodes of the mesh (see the top of this file).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +43,8 @@ class GossipStub:
 
 
 class GossipServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Replicates CRDT state between nodes of the mesh (see the top of this file).
+    """
 
     def Exchange(self, request_iterator, context):
         """Either side may send any message; the dialling side starts with Hello.
@@ -68,7 +70,8 @@ def add_GossipServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Gossip:
-    """Missing associated documentation comment in .proto file."""
+    """Replicates CRDT state between nodes of the mesh (see the top of this file).
+    """
 
     @staticmethod
     def Exchange(request_iterator,

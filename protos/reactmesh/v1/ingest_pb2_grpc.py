@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class IngestStub:
-    """Missing associated documentation comment in .proto file."""
+    """Takes viewers' batched taps at an edge and acknowledges every batch it
+    receives.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -47,7 +49,9 @@ class IngestStub:
 
 
 class IngestServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Takes viewers' batched taps at an edge and acknowledges every batch it
+    receives.
+    """
 
     def Stream(self, request_iterator, context):
         """One long-lived stream per client session. Every ClientBatch gets exactly
@@ -90,7 +94,9 @@ def add_IngestServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Ingest:
-    """Missing associated documentation comment in .proto file."""
+    """Takes viewers' batched taps at an edge and acknowledges every batch it
+    receives.
+    """
 
     @staticmethod
     def Stream(request_iterator,

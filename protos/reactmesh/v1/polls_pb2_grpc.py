@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class PollsStub:
-    """Missing associated documentation comment in .proto file."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +58,8 @@ class PollsStub:
 
 
 class PollsServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+    """
 
     def CreatePoll(self, request, context):
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
@@ -77,13 +79,17 @@ class PollsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClosePoll(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Closes the poll now: votes stamped after the close never count. Closing a
+        closed poll returns it unchanged. NOT_FOUND for an unknown poll.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPoll(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The poll's current state and tallies as known to the answering node.
+        NOT_FOUND for an unknown poll.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -120,7 +126,8 @@ def add_PollsServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Polls:
-    """Missing associated documentation comment in .proto file."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+    """
 
     @staticmethod
     def CreatePoll(request,

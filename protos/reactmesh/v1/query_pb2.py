@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from reactmesh.v1 import common_pb2 as reactmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/query.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\"%\n\x10GetTotalsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"e\n\x11GetTotalsResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12+\n\x06totals\x18\x02 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x10\n\x08\x61s_of_ms\x18\x03 \x01(\x03\"f\n\x11GetHistoryRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x03\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x03\x12\x0e\n\x06step_s\x18\x04 \x01(\r\x12\x0e\n\x06\x65mojis\x18\x05 \x03(\t\".\n\x0cHistoryPoint\x12\x0f\n\x07start_s\x18\x01 \x01(\x03\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"J\n\rHistorySeries\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.reactmesh.v1.HistoryPoint\"d\n\x12GetHistoryResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06step_s\x18\x02 \x01(\r\x12+\n\x06series\x18\x03 \x03(\x0b\x32\x1b.reactmesh.v1.HistorySeries2\xa6\x01\n\x05Query\x12L\n\tGetTotals\x12\x1e.reactmesh.v1.GetTotalsRequest\x1a\x1f.reactmesh.v1.GetTotalsResponse\x12O\n\nGetHistory\x12\x1f.reactmesh.v1.GetHistoryRequest\x1a .reactmesh.v1.GetHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/query.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\"%\n\x10GetTotalsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"e\n\x11GetTotalsResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12+\n\x06totals\x18\x02 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x10\n\x08\x61s_of_ms\x18\x03 \x01(\x03\"f\n\x11GetHistoryRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x03\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x03\x12\x0e\n\x06step_s\x18\x04 \x01(\r\x12\x0e\n\x06\x65mojis\x18\x05 \x03(\t\".\n\x0cHistoryPoint\x12\x0f\n\x07start_s\x18\x01 \x01(\x03\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"J\n\rHistorySeries\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.reactmesh.v1.HistoryPoint\"d\n\x12GetHistoryResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06step_s\x18\x02 \x01(\r\x12+\n\x06series\x18\x03 \x03(\x0b\x32\x1b.reactmesh.v1.HistorySeries2\xa6\x01\n\x05Query\x12L\n\tGetTotals\x12\x1e.reactmesh.v1.GetTotalsRequest\x1a\x1f.reactmesh.v1.GetTotalsResponse\x12O\n\nGetHistory\x12\x1f.reactmesh.v1.GetHistoryRequest\x1a .reactmesh.v1.GetHistoryResponseBn\n\x0fio.reactmesh.v1B\nQueryProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactmesh.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.reactmesh.v1B\nQueryProtoP\001Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\252\002\014Reactmesh.V1'
   _globals['_GETTOTALSREQUEST']._serialized_start=69
   _globals['_GETTOTALSREQUEST']._serialized_end=106
   _globals['_GETTOTALSRESPONSE']._serialized_start=108

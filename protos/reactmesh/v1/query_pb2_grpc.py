@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class QueryStub:
-    """Missing associated documentation comment in .proto file."""
+    """Reads the counts of a stream: exact totals and per-second history.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -47,10 +48,12 @@ class QueryStub:
 
 
 class QueryServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Reads the counts of a stream: exact totals and per-second history.
+    """
 
     def GetTotals(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The stream's exact totals per emoji.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -85,7 +88,8 @@ def add_QueryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Query:
-    """Missing associated documentation comment in .proto file."""
+    """Reads the counts of a stream: exact totals and per-second history.
+    """
 
     @staticmethod
     def GetTotals(request,
