@@ -8,6 +8,7 @@ them and ``abort_with`` turns them into the call's status in one place. Misuse o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -64,7 +65,7 @@ def failed_precondition(message: str) -> ServiceError:
 RETRY_AFTER_KEY = "retry-after-ms"
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: ServiceError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> None:
     """End the call with ``error``'s status; attaches ``retry-after-ms`` trailing metadata if set."""
     if error.retry_after_ms is not None:
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(error.retry_after_ms)),))

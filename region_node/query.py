@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, insort
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 
@@ -30,7 +31,7 @@ _STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _EMOJI = re.compile(r"[a-z0-9_]{1,32}")
 
 
-class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
+class QueryServicer(query_pb2_grpc.QueryServicer):
     """Serves ``reactmesh.v1.Query`` from one node's ReplicaState."""
 
     SERVICE_NAME = "reactmesh.v1.Query"
@@ -155,7 +156,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     # -- gRPC --------------------------------------------------------------------------------
 
     async def GetTotals(
-        self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext
+        self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetTotalsResponse:
         try:
             totals = self.totals(request.stream_id)
@@ -169,7 +170,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         )
 
     async def GetHistory(
-        self, request: query_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext
+        self, request: query_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetHistoryResponse:
         try:
             step, series = self.history(

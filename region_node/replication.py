@@ -23,7 +23,7 @@ from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-class GossipServicer(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
+class GossipServicer(gossip_pb2_grpc.GossipServicer):
     """Serves Gossip.Exchange for one GossipNode."""
 
     SERVICE_NAME = "reactmesh.v1.Gossip"
@@ -31,7 +31,11 @@ class GossipServicer(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
     def __init__(self, node: GossipNode) -> None:
         self.node = node
 
-    async def Exchange(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    # The session reads and writes through the context (GossipNode drives both directions), which grpc.aio
+    # allows for a handler that returns None instead of yielding.
+    async def Exchange(  # type: ignore[override]
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
         try:
             await self.node.run_session(_ServerTransport(context), dialer=False)
         except ProtocolError as exc:
@@ -42,7 +46,7 @@ class GossipServicer(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
 
 
 class _ServerTransport:
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self._ctx = context
 
     async def read(self) -> object:

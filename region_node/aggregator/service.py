@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -22,7 +23,7 @@ from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore[misc]
+class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):
     """Serves ``reactmesh.v1.Aggregator`` for one Aggregator."""
 
     SERVICE_NAME = "reactmesh.v1.Aggregator"
@@ -34,8 +35,8 @@ class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore
         aggregator_pb2_grpc.add_AggregatorServicer_to_server(self, server)
 
     async def Forward(
-        self, request_iterator: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext
-    ) -> None:
+        self, request_iterator: AsyncIterator[aggregator_pb2.EdgeBatch], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[aggregator_pb2.EdgeAck]:
         agg = self._aggregator
         if not agg.serving:
             await abort_with(
@@ -55,7 +56,7 @@ class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore
                 if isinstance(item, ServiceError):
                     await abort_with(context, item)
                     return
-                await context.write(item)
+                yield item
         finally:
             fwd.reader.cancel()
             agg.detach(fwd)

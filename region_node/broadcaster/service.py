@@ -8,6 +8,7 @@ subscribers) ends the call with the ServiceError's status.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -29,7 +30,7 @@ class BroadcastService:
         self._broadcaster = broadcaster
 
     async def _subscribe(
-        self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+        self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         try:
             sub = self._broadcaster.subscribe(request)

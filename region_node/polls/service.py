@@ -7,6 +7,7 @@ token's subject. Every refusal is the PollBook's ServiceError status.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 
@@ -24,7 +25,7 @@ from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
+class PollsServicer(polls_pb2_grpc.PollsServicer):
     """Serves ``reactmesh.v1.Polls`` from one PollBook."""
 
     SERVICE_NAME = "reactmesh.v1.Polls"
@@ -36,7 +37,7 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
         self._hosts = Authenticator(config.host_secret or config.auth_secret, clock)
 
     async def CreatePoll(
-        self, request: polls_pb2.CreatePollRequest, context: grpc.aio.ServicerContext
+        self, request: polls_pb2.CreatePollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> polls_pb2.Poll:
         try:
             self._hosts.authenticate(context.invocation_metadata())
@@ -48,7 +49,9 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
             raise
         return to_proto(value)
 
-    async def Vote(self, request: polls_pb2.VoteRequest, context: grpc.aio.ServicerContext) -> polls_pb2.VoteResponse:
+    async def Vote(
+        self, request: polls_pb2.VoteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> polls_pb2.VoteResponse:
         try:
             principal = self._viewers.authenticate(context.invocation_metadata())
             if principal is not None and principal.viewer_id != request.viewer_id:
@@ -59,7 +62,9 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
             raise
         return polls_pb2.VoteResponse(poll=to_proto(value))
 
-    async def ClosePoll(self, request: polls_pb2.ClosePollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
+    async def ClosePoll(
+        self, request: polls_pb2.ClosePollRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> polls_pb2.Poll:
         try:
             self._hosts.authenticate(context.invocation_metadata())
             value = await self.book.close(request.poll_id)
@@ -68,7 +73,9 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):  # type: ignore[misc]
             raise
         return to_proto(value)
 
-    async def GetPoll(self, request: polls_pb2.GetPollRequest, context: grpc.aio.ServicerContext) -> polls_pb2.Poll:
+    async def GetPoll(
+        self, request: polls_pb2.GetPollRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> polls_pb2.Poll:
         try:
             self._viewers.authenticate(context.invocation_metadata())
             value = self.book.get(request.poll_id)

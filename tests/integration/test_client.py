@@ -48,7 +48,7 @@ class Region:
         return Ack(seq=batch.seq, outcome=Ack.ACCEPTED, accepted_taps=taps)
 
 
-class StandInEdge(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
+class StandInEdge(ingest_pb2_grpc.IngestServicer):
     """Ingest.Stream as the contract describes it, with failure points chosen per stream (0 = first stream)."""
 
     def __init__(self, region: Region) -> None:
@@ -86,7 +86,7 @@ class StandInEdge(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped by the test")
 
 
-class StandInBroadcaster(broadcast_pb2_grpc.BroadcastServicer):  # type: ignore[misc]
+class StandInBroadcaster(broadcast_pb2_grpc.BroadcastServicer):
     """Broadcast.Subscribe playing one script per connection: frames, then optionally a status that ends it
     (OK ends it normally)."""
 

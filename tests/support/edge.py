@@ -26,7 +26,7 @@ from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, common_pb2, ingest
 EdgeAck = aggregator_pb2.EdgeAck
 
 
-class FakeAggregator(aggregator_pb2_grpc.AggregatorServicer):  # type: ignore[misc]
+class FakeAggregator(aggregator_pb2_grpc.AggregatorServicer):
     def __init__(self) -> None:
         self.watermarks: dict[bytes, int] = {}
         self.received: list[tuple[bytes, int]] = []  # every entry as it arrived, resends included
