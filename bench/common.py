@@ -1,27 +1,23 @@
-"""Shared parts of the benchmark scenarios: options, machine facts, run statistics, tables, JSON, CPU time,
-child processes, and a process mesh whose gossip links can be rerouted (through ``bench.delay_proxy``).
-
-Every figure a scenario reports is the median of its runs with the min and max beside it. A ratio is computed
-inside each run from figures measured in that run, and its median is reported (never a ratio of medians).
+"""Shared parts of the benchmark scenarios: configuration knobs, a process mesh whose gossip links can be rerouted
+(through ``bench.delay_proxy``), and reading its totals. Reports are in ``bench.report``, child processes in
+``bench.procs``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
-import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from reactmesh.bench.procs import free_port
 from reactmesh.region_node.devmesh import ProcessMesh, plan, to_toml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,19 +26,6 @@ EDGE_OVERRIDES: dict[str, dict[str, Any]] = {"edge": {"rate_per_s": 1000.0, "bur
 """Mesh overrides of every scenario: a simulated viewer sends 10-tap batches several times a second, far
 above a human's 10 taps/s, so the edge's per-viewer rate limit is raised (nothing is rate-limited, which
 keeps the ground truth exact per (stream, emoji))."""
-
-KNOB_PREFIX = "REACTMESH_BENCH_"
-
-
-def knobs() -> dict[str, str]:
-    """The experiment knobs set in the environment (recorded with every result):
-
-    - REACTMESH_BENCH_OVERRIDES: JSON {section: {field: value}} merged into every mesh's config, e.g.
-      '{"aggregator": {"tick_ms": 50}}';
-    - REACTMESH_BENCH_SWITCH_INTERVAL_S: ``sys.setswitchinterval`` for the bench and every process it starts;
-    - REACTMESH_BENCH_LINK_DELAY_MS, REACTMESH_BENCH_PARTITION_S: see the latency and converge scenarios.
-    """
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(KNOB_PREFIX) and k != "REACTMESH_BENCH_OUT"}
 
 
 def env_overrides() -> dict[str, dict[str, Any]]:
@@ -76,290 +59,6 @@ def prepare_environment() -> None:
     site = Path(tempfile.mkdtemp(prefix="reactmesh-bench-site-"))
     (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({interval!r})\n")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the command line asked for."""
-
-    quick: bool
-    runs: int
-    out: Path
-
-
-@dataclass(frozen=True)
-class Target:
-    """One target of the issue: ``figure`` (its median) compared with ``limit`` by ``op`` (">=" or "<=")."""
-
-    name: str
-    figure: str
-    op: str
-    limit: float
-
-
-@dataclass
-class Report:
-    """What one scenario measured: per-run figures, their summary, and what they mean."""
-
-    scenario: str
-    title: str
-    options: Options
-    params: dict[str, Any] = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)
-    runs: list[dict[str, float]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.time)
-    seconds: float = 0.0
-
-    def add_run(self, figures: Mapping[str, float]) -> None:
-        self.runs.append({k: float(v) for k, v in figures.items()})
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """figure -> {median, min, max, n} over the runs that reported it."""
-        names: list[str] = []
-        for run in self.runs:
-            names.extend(k for k in run if k not in names)
-        out: dict[str, dict[str, float]] = {}
-        for name in names:
-            values = [run[name] for run in self.runs if name in run]
-            out[name] = {
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-                "n": len(values),
-            }
-        return out
-
-    def verdicts(self) -> list[dict[str, Any]]:
-        summary = self.summary()
-        out = []
-        for t in self.targets:
-            value = summary.get(t.figure, {}).get("median")
-            met = None if value is None else (value >= t.limit if t.op == ">=" else value <= t.limit)
-            out.append({"target": t.name, "figure": t.figure, "op": t.op, "limit": t.limit, "value": value, "met": met})
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "title": self.title,
-            "quick": self.options.quick,
-            "runs_requested": self.options.runs,
-            "machine": machine_info(),
-            "knobs": knobs(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
-            "seconds": round(self.seconds, 1),
-            "params": self.params,
-            "units": self.units,
-            "figures": self.summary(),
-            "runs": self.runs,
-            "targets": self.verdicts(),
-            "notes": self.notes,
-            "extra": self.extra,
-        }
-
-    def table(self) -> str:
-        """The scenario's figures as a Markdown table (median, min, max over the runs)."""
-        lines = [f"{self.title}: median of {len(self.runs)} run(s)", ""]
-        if knobs():
-            lines += ["experiment knobs: " + ", ".join(f"{k}={v}" for k, v in knobs().items()), ""]
-        lines += [
-            "| figure | median | min | max | unit |",
-            "| --- | ---: | ---: | ---: | --- |",
-        ]
-        for name, s in self.summary().items():
-            unit = self.units.get(name, "")
-            lines.append(f"| {name} | {fmt(s['median'])} | {fmt(s['min'])} | {fmt(s['max'])} | {unit} |")
-        verdicts = self.verdicts()
-        if verdicts:
-            lines += ["", "| target | figure | median | met |", "| --- | --- | ---: | --- |"]
-            for v in verdicts:
-                met = "n/a" if v["met"] is None else ("met" if v["met"] else "missed")
-                value = "n/a" if v["value"] is None else fmt(v["value"])
-                lines.append(f"| {v['target']} | {v['figure']} {v['op']} {fmt(v['limit'])} | {value} | {met} |")
-        for note in self.notes:
-            lines.append(f"\n- {note}")
-        return "\n".join(lines)
-
-    def write(self) -> Path:
-        self.options.out.mkdir(parents=True, exist_ok=True)
-        path = self.options.out / f"{self.scenario}.json"
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
-        return path
-
-
-def fmt(value: float) -> str:
-    if value != value:  # NaN
-        return "nan"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 1]); NaN for no samples."""
-    if not samples:
-        return float("nan")
-    s = sorted(samples)
-    return float(s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))])
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor()
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = []
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "grpc": grpc.__version__,
-        "loadavg": load,
-        "psutil": optional_module("psutil") is not None,
-    }
-
-
-def optional_module(name: str) -> Any:
-    """The module, or None if it is not installed (psutil, redis: the benchmarks work without them)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (its threads included); NaN if gone."""
-    psutil = optional_module("psutil")
-    try:
-        if psutil is not None:
-            t = psutil.Process(pid).cpu_times()
-            return float(t.user + t.system)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    except Exception:
-        return float("nan")
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class CpuMeter:
-    """CPU used by named processes between ``start()`` and ``stop()``, in cores (CPU s per wall s)."""
-
-    def __init__(self, pids: Mapping[str, int]) -> None:
-        self.pids = dict(pids)
-        self._t0 = 0.0
-        self._c0: dict[str, float] = {}
-        self.cores: dict[str, float] = {}
-
-    def start(self) -> None:
-        self._t0 = time.monotonic()
-        self._c0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-
-    def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self._t0
-        self.cores = {
-            name: round((cpu_seconds(pid) - self._c0[name]) / wall, 3) if wall > 0 else 0.0
-            for name, pid in self.pids.items()
-        }
-        return self.cores
-
-
-def child_env() -> dict[str, str]:
-    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
-
-
-async def spawn(module: str, *args: str, log: Path | None = None) -> asyncio.subprocess.Process:
-    """Start ``python -m module args`` with stdout piped (JSON results) and stderr to ``log``."""
-    stderr: Any = asyncio.subprocess.DEVNULL
-    handle = None
-    if log is not None:
-        handle = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
-        stderr = handle
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=child_env(),
-        )
-    finally:
-        if handle is not None:
-            handle.close()
-
-
-def emit_result(result: Mapping[str, Any]) -> None:
-    """A child's result: one JSON line on stdout, written whole. (gRPC and uvloop can leave the inherited pipe
-    non-blocking, where a large ``print`` may be cut short.)"""
-    sys.stdout.flush()
-    data = memoryview((json.dumps(result) + "\n").encode())
-    fd = sys.stdout.fileno()
-    os.set_blocking(fd, True)
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-async def read_json(proc: asyncio.subprocess.Process, within: float) -> dict[str, Any]:
-    """Wait for a child to exit and return the JSON object on the last line of its stdout."""
-    assert proc.stdout is not None
-    try:
-        data = await asyncio.wait_for(proc.stdout.read(), within)
-        await asyncio.wait_for(proc.wait(), 10)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise TimeoutError(f"child {proc.pid} produced no result within {within} s") from None
-    lines = [ln for ln in data.decode().splitlines() if ln.strip().startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"child {proc.pid} exited {proc.returncode} without a JSON result")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
-def run_loop(main: Callable[[], Any]) -> Any:
-    """Run ``main()`` (a coroutine function) on uvloop when installed, as the servers do."""
-    uvloop = optional_module("uvloop")
-    if uvloop is not None:
-        return uvloop.run(main())
-    return asyncio.run(main())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -403,19 +102,6 @@ class BenchMesh(ProcessMesh):
 
     def pids(self) -> dict[str, int]:
         return {f"{r}-{name}": p.pid for (r, name), p in self.procs.items() if p.returncode is None}
-
-
-async def stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
-    if proc.returncode is not None:
-        return
-    try:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), grace)
-    except ProcessLookupError:
-        return
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
 
 
 async def query_totals(address: str, streams: Sequence[str]) -> dict[str, int]:

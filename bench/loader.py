@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from reactmesh.bench.common import emit_result, run_loop
+from reactmesh.bench.procs import emit_result, run_loop
 from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.v1 import ingest_pb2

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reactmesh.bench.common import free_port, optional_module
+from reactmesh.bench.procs import free_port, optional_module
 
 SCRIPT = """
 local seq = tonumber(ARGV[2])

@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reactmesh.bench.common import Options, Report, knobs, machine_info, prepare_environment
+from reactmesh.bench.common import prepare_environment
+from reactmesh.bench.report import Options, Report, knobs, machine_info
 
 SCENARIOS = ("core", "ingest", "latency", "fanout", "converge", "memory")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

@@ -26,19 +26,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reactmesh.bench.common import (
-    EDGE_OVERRIDES,
-    BenchMesh,
-    Options,
-    Report,
-    Target,
-    merge_accepted,
-    query_totals,
-    read_json,
-    run_loop,
-    spawn,
-)
+from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh, merge_accepted, query_totals
 from reactmesh.bench.delay_proxy import DelayProxy, DelayProxyConfig
+from reactmesh.bench.procs import read_json, run_loop, spawn
+from reactmesh.bench.report import Options, Report, Target
 from reactmesh.bench.scenarios.latency import link_delay_ms
 from reactmesh.region_node.devmesh import free_port_block, plan
 

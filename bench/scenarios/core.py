@@ -28,8 +28,10 @@ from functools import partial
 from pathlib import Path
 
 from reactmesh.bench import redis_baseline
-from reactmesh.bench.common import Options, Report, Target, env_overrides, run_loop
+from reactmesh.bench.common import env_overrides
 from reactmesh.bench.loader import batch_patterns, stream_of
+from reactmesh.bench.procs import run_loop
+from reactmesh.bench.report import Options, Report, Target
 from reactmesh.merge.clock import SystemClock
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream

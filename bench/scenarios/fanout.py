@@ -28,20 +28,9 @@ from typing import Any
 
 import grpc
 
-from reactmesh.bench.common import (
-    EDGE_OVERRIDES,
-    BenchMesh,
-    CpuMeter,
-    Options,
-    Report,
-    Target,
-    emit_result,
-    percentile,
-    read_json,
-    run_loop,
-    spawn,
-    stop_process,
-)
+from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh
+from reactmesh.bench.procs import CpuMeter, emit_result, read_json, run_loop, spawn, stop_process
+from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.region_node.devmesh import free_port_block
 from reactmesh.v1 import broadcast_pb2
 

@@ -24,20 +24,9 @@ import time
 from functools import partial
 from typing import Any
 
-from reactmesh.bench.common import (
-    EDGE_OVERRIDES,
-    BenchMesh,
-    CpuMeter,
-    Options,
-    Report,
-    Target,
-    merge_accepted,
-    percentile,
-    read_json,
-    run_loop,
-    spawn,
-    wait_totals,
-)
+from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh, merge_accepted, wait_totals
+from reactmesh.bench.procs import CpuMeter, read_json, run_loop, spawn
+from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.region_node.devmesh import free_port_block
 
 NAME = "ingest"

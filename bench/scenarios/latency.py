@@ -36,18 +36,10 @@ from typing import Any
 
 import grpc
 
-from reactmesh.bench.common import (
-    EDGE_OVERRIDES,
-    BenchMesh,
-    Options,
-    Report,
-    Target,
-    percentile,
-    run_loop,
-    spawn,
-    stop_process,
-)
+from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh
 from reactmesh.bench.delay_proxy import DelayProxy, DelayProxyConfig
+from reactmesh.bench.procs import run_loop, spawn, stop_process
+from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.region_node.devmesh import free_port_block, plan
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 

@@ -32,7 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reactmesh.bench.common import Options, Report, emit_result, read_json, rss_bytes, run_loop, spawn
+from reactmesh.bench.procs import emit_result, read_json, rss_bytes, run_loop, spawn
+from reactmesh.bench.report import Options, Report
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.merge.clock import SystemClock
 from reactmesh.region_node.aggregator.config import AggregatorConfig

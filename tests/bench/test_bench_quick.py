@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from reactmesh.bench.common import Options, Report
 from reactmesh.bench.delay_proxy import DelayProxy, DelayProxyConfig
+from reactmesh.bench.report import Options, Report
 from reactmesh.bench.run import SCENARIOS, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def _assert_reported(data: dict[str, object], scenario: str) -> None:
 
 
 def test_report_gives_median_min_max_per_figure_and_judges_targets(tmp_path: Path) -> None:
-    from reactmesh.bench.common import Target
+    from reactmesh.bench.report import Target
 
     report = Report("x", "x", Options(quick=True, runs=3, out=tmp_path))
     for v in (3.0, 1.0, 2.0):

@@ -1,0 +1,155 @@
+"""Child processes of the benchmarks: spawning ``python -m`` modules, their JSON results, CPU time and RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def optional_module(name: str) -> Any:
+    """The module, or None if it is not installed (psutil, redis: the benchmarks work without them)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (its threads included); NaN if gone."""
+    psutil = optional_module("psutil")
+    try:
+        if psutil is not None:
+            t = psutil.Process(pid).cpu_times()
+            return float(t.user + t.system)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except Exception:
+        return float("nan")
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class CpuMeter:
+    """CPU used by named processes between ``start()`` and ``stop()``, in cores (CPU s per wall s)."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+        self._t0 = 0.0
+        self._c0: dict[str, float] = {}
+        self.cores: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._c0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self._t0
+        self.cores = {
+            name: round((cpu_seconds(pid) - self._c0[name]) / wall, 3) if wall > 0 else 0.0
+            for name, pid in self.pids.items()
+        }
+        return self.cores
+
+
+def child_env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+
+
+async def spawn(module: str, *args: str, log: Path | None = None) -> asyncio.subprocess.Process:
+    """Start ``python -m module args`` with stdout piped (JSON results) and stderr to ``log``."""
+    stderr: Any = asyncio.subprocess.DEVNULL
+    handle = None
+    if log is not None:
+        handle = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
+        stderr = handle
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=child_env(),
+        )
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def emit_result(result: Mapping[str, Any]) -> None:
+    """A child's result: one JSON line on stdout, written whole. (gRPC and uvloop can leave the inherited pipe
+    non-blocking, where a large ``print`` may be cut short.)"""
+    sys.stdout.flush()
+    data = memoryview((json.dumps(result) + "\n").encode())
+    fd = sys.stdout.fileno()
+    os.set_blocking(fd, True)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+async def read_json(proc: asyncio.subprocess.Process, within: float) -> dict[str, Any]:
+    """Wait for a child to exit and return the JSON object on the last line of its stdout."""
+    assert proc.stdout is not None
+    try:
+        data = await asyncio.wait_for(proc.stdout.read(), within)
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise TimeoutError(f"child {proc.pid} produced no result within {within} s") from None
+    lines = [ln for ln in data.decode().splitlines() if ln.strip().startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"child {proc.pid} exited {proc.returncode} without a JSON result")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def run_loop(main: Callable[[], Any]) -> Any:
+    """Run ``main()`` (a coroutine function) on uvloop when installed, as the servers do."""
+    uvloop = optional_module("uvloop")
+    if uvloop is not None:
+        return uvloop.run(main())
+    return asyncio.run(main())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+    if proc.returncode is not None:
+        return
+    try:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), grace)
+    except ProcessLookupError:
+        return
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
