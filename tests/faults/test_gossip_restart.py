@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 
 from reactmesh.region_node.devmesh import free_port_block
-from tests.support.netns import (
-    RegionProcesses,
-    ground_truth,
-    region_plans,
-    wait_converged,
-)
+from tests.support.regions import RegionProcesses, ground_truth, region_plans
+from tests.support.totals import wait_converged
 
 REGIONS = ("a", "b", "c")
 LOAD = {"viewers": 30, "streams": 4, "taps_per_second": 6.0, "stream_prefix": "match"}

@@ -30,18 +30,9 @@ import pytest
 
 from reactmesh.bench.delay_proxy import CutMode, DelayProxy, DelayProxyConfig
 from reactmesh.region_node.devmesh import RegionPlan, free_port_block
-from tests.support.netns import (
-    CutHow,
-    RegionNetwork,
-    RegionProcesses,
-    describe_lags,
-    ground_truth,
-    merged_totals,
-    netns_unavailable,
-    probe_replication_lag,
-    region_plans,
-    wait_converged,
-)
+from tests.support.netns import CutHow, RegionNetwork, netns_unavailable
+from tests.support.regions import RegionProcesses, ground_truth, region_plans
+from tests.support.totals import describe_lags, merged_totals, probe_replication_lag, wait_converged
 
 REGIONS = ("a", "b", "c")
 LOAD = {"viewers": 30, "streams": 4, "taps_per_second": 6.0, "stream_prefix": "match"}
