@@ -14,8 +14,9 @@ increments here after they are durable, never before (a G-counter slot must neve
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol, Self
+from typing import Any
 
+from reactmesh.merge.contract import Replicated
 from reactmesh.merge.errors import DecodeError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
@@ -25,23 +26,7 @@ WINDOWS = "windows"
 WATERMARKS = "watermarks"
 COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS)
 
-
-class Replicated(Protocol):
-    """What gossip needs of a collection: the shared CRDT interface plus versioned deltas."""
-
-    @property
-    def version(self) -> int: ...
-
-    def merge(self, other: Any) -> Sequence[Any]: ...
-
-    def delta_since(self, version: int, limit: int | None = None) -> tuple[Self, int]: ...
-
-    def encode(self) -> bytes: ...
-
-    @classmethod
-    def decode(cls, data: bytes) -> Self: ...
-
-    def __len__(self) -> int: ...
+__all__ = ["COLLECTIONS", "TOTALS", "WATERMARKS", "WINDOWS", "Listener", "ReplicaState", "Replicated"]
 
 
 Listener = Callable[[str, Any, Any], None]
