@@ -57,7 +57,7 @@ from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
-from reactmesh.merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
+from reactmesh.region_node.state import TOTALS, WATERMARKS, WINDOWS, RegionState
 from reactmesh.region_node.store import Slot, Store, Synchronous
 from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
@@ -185,7 +185,7 @@ class Aggregator:
 
     def __init__(self, config: AggregatorConfig, clock: Clock) -> None:
         self.config = config
-        self.state = ReplicaState()
+        self.state = RegionState()
         self._clock = clock
         self._store: Store | None = None
         self._replica = ""

@@ -53,8 +53,8 @@ from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument, re
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import Key, KeyedGCounter
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.smoother import Smoother, SmootherConfig
+from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 SERVICE = "reactmesh.v1.Broadcast"
@@ -333,7 +333,7 @@ class Broadcaster:
         self,
         config: BroadcasterConfig,
         clock: Clock,
-        state: ReplicaState,
+        state: RegionState,
         *,
         hooks: BroadcastHooks | None = None,
         epoch: int | None = None,

@@ -48,10 +48,10 @@ from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.keyed import Key, KeyedGCounter
-from reactmesh.merge.replica import TOTALS
 from reactmesh.region_node.aggregator import Aggregator, CommitFacts
 from reactmesh.region_node.broadcaster import Broadcaster, BroadcastHooks
 from reactmesh.region_node.replication import Dialer
+from reactmesh.region_node.state import TOTALS
 from reactmesh.v1 import ingest_pb2
 
 log = logging.getLogger(__name__)

@@ -75,12 +75,10 @@ from reactmesh.merge.polls import PollSet, PollSpec, PollValue
 from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster import PollSource, check_stream_id
 from reactmesh.region_node.poll_store import PollStore
+from reactmesh.region_node.state import POLLS
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-POLLS = "polls"
-"""The ReplicaState collection holding the PollSet."""
 
 MAX_QUESTION_CHARS = 280
 MIN_OPTIONS = 2

@@ -47,7 +47,7 @@ from typing import Literal
 import aiosqlite
 
 from reactmesh.merge.keyed import Key, KeyedGCounter, decode_key, encode_key
-from reactmesh.merge.replica import TOTALS, WINDOWS
+from reactmesh.region_node.state import TOTALS, WINDOWS
 
 SCHEMA_VERSION = 1
 

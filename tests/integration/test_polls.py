@@ -28,11 +28,11 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.polls import PollSet
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
 from reactmesh.region_node.poll_cli import add_poll_commands, run_poll
 from reactmesh.region_node.poll_store import PollStore
 from reactmesh.region_node.polls import PollsConfig, PollsServicer, attach_polls
+from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.region_node.store import SchemaVersionError, Store, StoreError
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
@@ -52,7 +52,7 @@ class Region:
         self.clock = clock
         self.config = config
         self.bconfig = bconfig
-        self.state = ReplicaState(extra={"polls": PollSet()})
+        self.state = RegionState(extra={"polls": PollSet()})
         self.broadcaster = Broadcaster(bconfig, clock, self.state)
         self.servicer: PollsServicer
         self.server = grpc.aio.server()

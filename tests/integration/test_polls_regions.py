@@ -22,14 +22,14 @@ import pytest
 
 from reactmesh.edge.errors import ServiceError
 from reactmesh.merge.clock import FakeClock, SystemClock
-from reactmesh.merge.gossip import GossipConfig, GossipNode
+from reactmesh.merge.gossip import GossipConfig
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.polls import PollSet, deadline_stamp
-from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster import Broadcaster, BroadcasterConfig
 from reactmesh.region_node.poll_store import PollStore
 from reactmesh.region_node.polls import PollBook, PollsConfig, PollsServicer, attach_polls
 from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.region_node.state import RegionGossipNode, RegionState
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 from tests.helpers import eventually
 
@@ -48,9 +48,9 @@ class Region:
         self.name = name
         self.db = db
         self.clock = FakeClock(start_wall_ms=T0 + SKEW_MS[name])
-        self.state = ReplicaState(extra={"polls": PollSet()})
+        self.state = RegionState(extra={"polls": PollSet()})
         self.broadcaster = Broadcaster(BroadcasterConfig(), self.clock, self.state)
-        self.gossip = GossipNode(f"{name}/bcast-0", name, "broadcaster", self.state, SystemClock(), FAST)
+        self.gossip = RegionGossipNode(f"{name}/bcast-0", name, "broadcaster", self.state, SystemClock(), FAST)
         self.server = grpc.aio.server()
         self.servicer: PollsServicer
         self.address = ""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reactmesh.merge.replica import TOTALS, WINDOWS
+from reactmesh.region_node.state import TOTALS, WINDOWS
 from reactmesh.region_node.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreError
 
 S1 = b"\x01" * 16
