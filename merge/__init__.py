@@ -1,12 +1,15 @@
-"""merge: reactmesh's CRDT library and replication protocol.
+"""merge: reactmesh's CRDT library and replication protocol; it knows no application's collection names.
 
-Layout: ``gcounter`` (grow-only counter), ``keyed`` (map of G-counters for totals and per-second
-windows, with per-peer delta extraction), ``hlc`` (hybrid logical clock), ``lww`` (last-writer-wins
-register map for poll votes), ``maxmap`` (key -> max integer, for session watermarks), ``polls`` (poll specs and votes),
-``replica`` (a node's named collections), ``gossip`` (per-peer acknowledged deltas and digests), ``digest``
-(bucketed anti-entropy hashes), ``codec``
-(typed, versioned envelopes), ``clock`` (system and fake clocks), ``errors``.
+Layout: ``contract`` (the Protocols every CRDT keeps: ``CRDT`` and ``Replicated``), ``deltalog`` (the
+per-key version log behind every ``delta_since``), ``tags`` (the type-tag table), ``codec`` (typed,
+versioned envelopes), ``gcounter`` (grow-only counter), ``keyed`` (map of G-counters), ``maxmap`` (key
+-> max integer), ``lww`` (last-writer-wins register map with a close marker), ``polls`` (poll specs and
+votes, one CRDT), ``hlc`` (hybrid logical clock), ``replica`` (a node's named collections, supplied by
+the caller), ``gossip`` (per-peer acknowledged deltas, digests; routes and origin tracking by
+collection name, supplied by the caller), ``digest`` (bucketed anti-entropy hashes), ``clock`` (system
+and fake clocks), ``errors``.
 
-Every CRDT type offers the same small interface: ``new()``, ``value()``, a mutator returning the
-delta, ``merge(other)`` (in place; a delta or a full state), ``encode()`` and ``decode()``.
+Every CRDT type offers the same small interface (``merge.contract``): ``new()``, ``value()``,
+mutators returning the delta, ``merge(other)`` (in place; a delta or a full state), ``copy()``,
+``encode()`` and ``decode()``; the replicated ones add ``version``, ``delta_since`` and ``len()``.
 """

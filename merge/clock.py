@@ -18,7 +18,7 @@ class Clock(Protocol):
     """What components need of time."""
 
     def wall_ms(self) -> int:
-        """Wall-clock time, Unix milliseconds (may jump; for timestamps and windows)."""
+        """Wall-clock time, Unix milliseconds (may jump; for timestamps and time buckets)."""
         ...
 
     def monotonic(self) -> float:

@@ -2,7 +2,8 @@
 
 Decoding checks the tag and the version before touching the body, and fails loudly
 (DecodeError naming what it found and what it expected) rather than guessing, as riak_dt's
-``from_binary`` does.
+``from_binary`` does. Which tags and versions exist is ``merge.tags``; ``seal_as`` and ``open_as``
+read them from there.
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
 from reactmesh.merge.errors import DecodeError
+from reactmesh.merge.tags import Tag
 from reactmesh.v1 import crdt_pb2
 
 
-def seal(type_tag: str, version: int, body: Message) -> bytes:
-    """Wrap a serialised body in an envelope."""
-    return crdt_pb2.Envelope(type=type_tag, version=version, body=body.SerializeToString()).SerializeToString()
+def seal(type_tag: str, version: int, body: Message | bytes) -> bytes:
+    """Wrap a body (a protobuf message, or bytes already serialised) in an envelope."""
+    raw = body if isinstance(body, bytes) else body.SerializeToString()
+    return crdt_pb2.Envelope(type=type_tag, version=version, body=raw).SerializeToString()
+
+
+def seal_as(tag: Tag, body: Message | bytes) -> bytes:
+    """Wrap a body in an envelope of ``tag`` at the version it writes."""
+    return seal(tag.type, tag.writes, body)
+
+
+def open_as(data: bytes, tag: Tag) -> bytes:
+    """The body of an envelope of ``tag`` in a version it reads; DecodeError for anything else."""
+    return open_envelope(data, tag.type, tag.reads)[1]
 
 
 def open_envelope(data: bytes, type_tag: str, versions: frozenset[int]) -> tuple[int, bytes]:

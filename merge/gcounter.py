@@ -14,16 +14,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge import tags
+from reactmesh.merge.codec import open_as, parse_body, seal_as
+from reactmesh.merge.contract import CRDT
 from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.tags import Tag
 from reactmesh.v1 import crdt_pb2
 
 
 class GCounter:
     """Replica id -> count; merge = per-replica max; value = sum."""
 
-    TYPE: ClassVar[str] = "gcounter"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
+    TAG: ClassVar[Tag] = tags.GCOUNTER
+    TYPE: ClassVar[str] = TAG.type
 
     __slots__ = ("_slots",)
 
@@ -59,12 +62,15 @@ class GCounter:
         delta._slots = {replica: new} if new else {}
         return delta
 
-    def merge(self, other: GCounter) -> None:
-        """Join ``other`` (a state or a delta) into this counter, in place."""
+    def merge(self, other: GCounter) -> list[str]:
+        """Join ``other`` (a state or a delta) into this counter, in place; return the replicas whose slot grew."""
         mine = self._slots
+        grown: list[str] = []
         for replica, count in other._slots.items():
             if count > mine.get(replica, 0):
                 mine[replica] = count
+                grown.append(replica)
+        return grown
 
     def copy(self) -> GCounter:
         c = GCounter.__new__(GCounter)
@@ -83,11 +89,11 @@ class GCounter:
     def encode(self) -> bytes:
         replicas = sorted(self._slots)
         body = crdt_pb2.GCounterState(replicas=replicas, counts=[self._slots[r] for r in replicas])
-        return seal(self.TYPE, 1, body)
+        return seal_as(self.TAG, body)
 
     @classmethod
     def decode(cls, data: bytes) -> GCounter:
-        _, raw = open_envelope(data, cls.TYPE, cls.VERSIONS)
+        raw = open_as(data, cls.TAG)
         body = crdt_pb2.GCounterState()
         parse_body(raw, body, cls.TYPE)
         if len(body.replicas) != len(body.counts):
@@ -108,3 +114,6 @@ def _check_slot(replica: str, count: int) -> None:
         raise CRDTMisuse("replica id must be a non-empty string")
     if count < 0:
         raise CRDTMisuse(f"slot {replica!r} has negative count {count}")
+
+
+_: type[CRDT] = GCounter

@@ -2,10 +2,15 @@
 
 A session runs over any transport with ``read()``/``write()`` of ``GossipMessage`` (a grpc.aio
 call on the dialling side, the servicer context on the other). The dialler sends Hello first, the
-listener answers with its own. Then each side that should send to the other (``sends_to``) streams
+listener answers with its own. Then each side that should send to the other (its ``route``) streams
 ``Delta`` messages holding every change of its ReplicaState the peer has not acknowledged, at most
 ``max_keys_per_delta`` keys per collection each and at most ``max_inflight_deltas`` unacknowledged;
 the receiver merges and answers ``DeltaAck``.
+
+The application decides, by collection name, what flows where: ``route`` (which collections a node
+of one role sends a node of another; everything by default), ``GossipConfig.digest_collections``
+(which ones anti-entropy digests cover; none by default) and ``origin_collection`` (whose growth
+stamps a Delta with its origin commit time and region, for replication lag; none by default).
 
 Acknowledgements are remembered per peer node and incarnation: a peer that reconnects with the
 same incarnation resumes from what it acknowledged; a restarted peer (new incarnation) gets full
@@ -27,7 +32,7 @@ from typing import Any, Protocol
 from reactmesh.merge import digest
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError, DecodeError, MergeError
-from reactmesh.merge.replica import TOTALS, ReplicaState
+from reactmesh.merge.replica import ReplicaState
 from reactmesh.v1 import gossip_pb2
 
 
@@ -52,7 +57,7 @@ class GossipConfig:
     # collections; the sender answers every differing bucket with its state for that bucket.
     digest_interval_s: float = 15.0
     digest_buckets: int = 64
-    digest_collections: tuple[str, ...] = ("totals", "watermarks")
+    digest_collections: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_keys_per_delta < 1:
@@ -102,16 +107,13 @@ Route = frozenset[str] | None
 
 NOTHING: Route = frozenset()
 
+Router = Callable[[str, str], Route]
+"""Called as route(sender_role, receiver_role): what a node of one role sends a node of the other."""
 
-def default_route(my_role: str, peer_role: str) -> Route:
-    """Aggregators feed everyone everything; broadcasters (region gateways) feed other broadcasters
-    everything and their own region's aggregators the session watermarks, so an aggregator can
-    recognise a batch that another region already counted when a client fails over."""
-    if my_role == "aggregator":
-        return None
-    if my_role == "broadcaster":
-        return None if peer_role == "broadcaster" else frozenset({"watermarks"})
-    return NOTHING
+
+def everything(my_role: str, peer_role: str) -> Route:
+    """Every node sends every peer every collection."""
+    return None
 
 
 class GossipNode:
@@ -125,8 +127,10 @@ class GossipNode:
         state: ReplicaState,
         clock: Clock,
         config: GossipConfig | None = None,
-        route: Callable[[str, str], Route] = default_route,
+        route: Router = everything,
         rng: random.Random | None = None,
+        *,
+        origin_collection: str | None = None,
     ) -> None:
         self.node_id = node_id
         self.region = region
@@ -139,20 +143,24 @@ class GossipNode:
         self.peers: dict[str, PeerRecord] = {}
         self.stats = GossipStats()
         self.lag_observers: list[LagObserver] = []
-        # (totals version, origin commit ms, origin region) of every growth of totals, oldest first,
-        # so each Delta can say when and where its oldest update was committed, across relays too.
+        self.origin_collection = origin_collection
+        # (version of origin_collection, origin commit ms, origin region) of every growth of that
+        # collection, oldest first, so each Delta can say when and where its oldest update was
+        # committed, across relays too.
         self._origins: deque[tuple[int, int, str]] = deque(maxlen=100_000)
         self._merging: tuple[int, str] | None = None
-        state.add_listener(self._on_grow)
+        if origin_collection is not None:
+            state.add_listener(self._on_grow)
 
     def _on_grow(self, collection: str, coll: Any, grown: Any) -> None:
-        if collection != TOTALS:
+        if collection != self.origin_collection:
             return
         origin_ms, region = self._merging or (self.clock.wall_ms(), self.region)
         self._origins.append((coll.version, origin_ms, region))
 
     def origin_of(self, since_version: int, upto_version: int) -> tuple[int, str]:
-        """Commit time and region of the oldest update among totals versions (since, upto]."""
+        """Commit time and region of the oldest update among ``origin_collection`` versions (since, upto];
+        now and this node's region when there is none (or no origin collection)."""
         best: tuple[int, str] | None = None
         for version, origin_ms, region in reversed(self._origins):
             if version <= since_version:
@@ -291,7 +299,11 @@ class _Sender:
     async def _send(self, parts: list[tuple[str, bytes]], upto: dict[str, int]) -> None:
         node = self.node
         self.seq += 1
-        origin_ms, origin_region = node.origin_of(self.sent.get(TOTALS, 0), upto.get(TOTALS, 0))
+        origin = node.origin_collection
+        if origin is None:
+            origin_ms, origin_region = node.clock.wall_ms(), node.region
+        else:
+            origin_ms, origin_region = node.origin_of(self.sent.get(origin, 0), upto.get(origin, 0))
         msg = gossip_pb2.GossipMessage(
             delta=gossip_pb2.Delta(
                 seq=self.seq,

@@ -1,28 +1,33 @@
 """A map of G-counters: key -> (replica id -> count), with per-peer delta extraction.
 
-Used for totals keyed by (stream, emoji) and for per-second history keyed by
-(stream, emoji, window_start), so history is itself a CRDT and merges across regions like the
-totals do. Each key is an independent G-counter (Shapiro et al. 2011); the map's merge is the
-key-wise G-counter merge, which keeps every law (commutative, associative, idempotent).
+Keys are tuples of str and int, such as ``("a", "b")`` or ``("a", "b", 60)``, so a family of
+counters (one per name, or one per name and time bucket) is itself one CRDT. Each key is an
+independent G-counter (Shapiro et al. 2011, section 3.1.1); the map's merge is the key-wise
+G-counter merge, which keeps every law (commutative, associative, idempotent).
 
-Deltas (Almeida et al. 2018): every change stamps the key with a local, increasing version.
+Deltas (Almeida et al., "Delta State Replicated Data Types", 2018): ``increment`` returns the
+delta-state of its key, and every change stamps the key in a ``merge.deltalog.DeltaLog``, so
 ``delta_since(v)`` returns the sub-state of the keys changed after version v — the join of every
-delta since then — so a replica that records the version each peer acknowledged sends that peer
+delta since then — and a replica that records the version each peer acknowledged sends that peer
 exactly what it has not acknowledged (Akka's delta/resetDelta, per peer).
 
-Keys are tuples of str and int. Equality: same keys with the same non-zero slots.
-Pruning (window retention) is a local operation, not a CRDT mutation: every replica prunes by
-the same rule, and callers drop pruned keys from incoming deltas.
+Equality: same keys with the same non-zero slots.
+Pruning (retention of old time buckets) is a local operation, not a CRDT mutation: every replica
+prunes by the same rule, and callers drop pruned keys from incoming deltas; a pruned key leaves
+the version log too.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import ClassVar
+from typing import ClassVar, overload
 
-from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge import tags
+from reactmesh.merge.codec import open_as, parse_body, seal_as
+from reactmesh.merge.contract import Replicated
+from reactmesh.merge.deltalog import DeltaLog
 from reactmesh.merge.errors import CRDTMisuse, DecodeError
+from reactmesh.merge.tags import Tag
 from reactmesh.v1 import crdt_pb2
 
 Key = tuple[str | int, ...]
@@ -68,16 +73,14 @@ def decode_key(text: str) -> Key:
 class KeyedGCounter:
     """key -> G-counter slots; merge = key-wise per-replica max; value(key) = sum of slots."""
 
-    TYPE: ClassVar[str] = "keyed_gcounter"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
+    TAG: ClassVar[Tag] = tags.KEYED_GCOUNTER
+    TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_slots", "_touched", "_version")
+    __slots__ = ("_log", "_slots")
 
     def __init__(self) -> None:
         self._slots: dict[Key, dict[str, int]] = {}
-        # key -> version of its last change, oldest first.
-        self._touched: OrderedDict[Key, int] = OrderedDict()
-        self._version = 0
+        self._log: DeltaLog[Key] = DeltaLog()
 
     @classmethod
     def new(cls) -> KeyedGCounter:
@@ -88,9 +91,18 @@ class KeyedGCounter:
     @property
     def version(self) -> int:
         """Local change counter; pass it back to ``delta_since`` later."""
-        return self._version
+        return self._log.version
 
-    def value(self, key: Key) -> int:
+    @overload
+    def value(self) -> dict[Key, int]: ...
+
+    @overload
+    def value(self, key: Key) -> int: ...
+
+    def value(self, key: Key | None = None) -> dict[Key, int] | int:
+        """The count of ``key`` (0 if absent); without a key, every key's count."""
+        if key is None:
+            return dict(self.items())
         slots = self._slots.get(key)
         return sum(slots.values()) if slots else 0
 
@@ -127,7 +139,7 @@ class KeyedGCounter:
             slots = self._slots[key] = {}
         new = slots.get(replica, 0) + n
         slots[replica] = new
-        self._touch(key)
+        self._log.touch(key)
         delta._slots[key] = {replica: new}
         return delta
 
@@ -140,7 +152,7 @@ class KeyedGCounter:
                 if not theirs:
                     continue
                 self._slots[key] = dict(theirs)
-                self._touch(key)
+                self._log.touch(key)
                 grown.append(key)
                 continue
             changed = False
@@ -149,7 +161,7 @@ class KeyedGCounter:
                     mine[replica] = count
                     changed = True
             if changed:
-                self._touch(key)
+                self._log.touch(key)
                 grown.append(key)
         return grown
 
@@ -158,13 +170,8 @@ class KeyedGCounter:
         doomed = [k for k in self._slots if drop(k)]
         for k in doomed:
             del self._slots[k]
-            self._touched.pop(k, None)
+            self._log.forget(k)
         return len(doomed)
-
-    def _touch(self, key: Key) -> None:
-        self._version += 1
-        self._touched[key] = self._version
-        self._touched.move_to_end(key)
 
     # -- deltas ------------------------------------------------------------------------------
 
@@ -174,20 +181,9 @@ class KeyedGCounter:
         With ``limit``, at most that many keys (the oldest changes first); the returned version
         then covers only what was included, so the caller can send the rest in later rounds.
         """
-        if limit is not None and limit < 0:
-            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
-        changed: list[tuple[Key, int]] = []
-        for key, v in reversed(self._touched.items()):
-            if v <= version:
-                break
-            changed.append((key, v))
-        changed.reverse()
-        upto = self._version
-        if limit is not None and len(changed) > limit:
-            changed = changed[:limit]
-            upto = changed[-1][1] if changed else version
+        changed, upto = self._log.since(version, limit)
         delta = KeyedGCounter()
-        for key, _ in changed:
+        for key in changed:
             delta._slots[key] = dict(self._slots[key])
         return delta, upto
 
@@ -204,7 +200,7 @@ class KeyedGCounter:
         out = KeyedGCounter()
         for key, slots in self._slots.items():
             out._slots[key] = dict(slots)
-            out._touch(key)
+            out._log.touch(key)
         return out
 
     # -- equality and codec ------------------------------------------------------------------
@@ -234,11 +230,11 @@ class KeyedGCounter:
                     body.replicas.append(replica)
                 entry.replica_index.append(i)
                 entry.counts.append(count)
-        return seal(self.TYPE, 1, body)
+        return seal_as(self.TAG, body)
 
     @classmethod
     def decode(cls, data: bytes) -> KeyedGCounter:
-        _, raw = open_envelope(data, cls.TYPE, cls.VERSIONS)
+        raw = open_as(data, cls.TAG)
         body = crdt_pb2.KeyedGCounterState()
         parse_body(raw, body, cls.TYPE)
         replicas = list(body.replicas)
@@ -258,5 +254,8 @@ class KeyedGCounter:
                     slots[replica] = count
             if slots:  # a key with no positive count is the bottom: absent
                 out._slots[key] = slots
-                out._touch(key)
+                out._log.touch(key)
         return out
+
+
+_: type[Replicated] = KeyedGCounter

@@ -1,9 +1,9 @@
-"""Last-writer-wins register map with a close marker: poll votes (voter -> option).
+"""Last-writer-wins register map with a close marker: key -> int, e.g. one choice per voter.
 
 A LWW register (Shapiro et al. 2011, section 3.2.1) keeps the value of the highest timestamp;
-timestamps come from a hybrid logical clock (``merge.hlc``), so one voter has one vote globally
-and may change it. A poll also closes: a vote counts only if stamped before the close, and the
-close may reach a replica after later votes did. So each key keeps a bounded history rather
+timestamps come from a hybrid logical clock (``merge.hlc``), so one key has one value globally
+and may change it. The map also closes: a write counts only if stamped before the close, and the
+close may reach a replica after later writes did. So each key keeps a bounded history rather
 than one value:
 
 - state of a key: the K (``history``, default 8) greatest (stamp, value) pairs of the union of
@@ -28,10 +28,11 @@ disappeared or switched value). The map keeps ``tally()`` current itself; a call
 per-value counts must remember the value it counted for each key, and for every returned key
 subtract that and add ``value(key)``. ``set`` can change only its own key's counting value;
 a close (``close``, or ``merge`` bringing an earlier one) re-counts every key once, which happens
-once or twice per poll.
+once or twice per map.
 
-Deltas for peers: every change stamps the key (or the close marker) with a local, increasing
-version, and ``delta_since(v)`` returns the join of every change after v, like KeyedGCounter's.
+Deltas for peers: every change stamps its key in a ``merge.deltalog.DeltaLog``; the close marker
+takes a version of its own from the same log (``tick``), so ``delta_since(v)`` returns the join of
+the keys changed after v plus the close marker whenever its version falls in the covered range.
 
 Equality: same ``closed_at`` and the same pairs for every key. Equal maps may encode to
 different bytes (entry order follows insertion).
@@ -39,13 +40,16 @@ different bytes (entry order follows insertion).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, overload
 
-from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge import tags
+from reactmesh.merge.codec import open_as, parse_body, seal_as
+from reactmesh.merge.contract import Replicated
+from reactmesh.merge.deltalog import DeltaLog
 from reactmesh.merge.errors import ConfigError, CRDTMisuse, DecodeError
 from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.merge.tags import Tag
 from reactmesh.v1 import crdt_pb2
 
 Pair = tuple[HlcTimestamp, int]
@@ -57,11 +61,11 @@ _INT64_MAX = 2**63 - 1
 class LwwMap:
     """key (str) -> bounded history of (stamp, value); counting value = latest before the close."""
 
-    TYPE: ClassVar[str] = "lww_map"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
+    TAG: ClassVar[Tag] = tags.LWW_MAP
+    TYPE: ClassVar[str] = TAG.type
     DEFAULT_HISTORY: ClassVar[int] = 8
 
-    __slots__ = ("_close_version", "_closed_at", "_counting", "_history", "_k", "_tally", "_touched", "_version")
+    __slots__ = ("_close_version", "_closed_at", "_counting", "_history", "_k", "_log", "_tally")
 
     def __init__(self, history: int = DEFAULT_HISTORY) -> None:
         if history < 1:
@@ -73,10 +77,8 @@ class LwwMap:
         # Derived: key -> counting value, and value -> number of keys counting it.
         self._counting: dict[str, int] = {}
         self._tally: dict[int, int] = {}
-        # key -> version of its last change, oldest first; the close marker's version apart.
-        self._touched: OrderedDict[str, int] = OrderedDict()
+        self._log: DeltaLog[str] = DeltaLog()
         self._close_version = 0
-        self._version = 0
 
     @classmethod
     def new(cls) -> LwwMap:
@@ -92,7 +94,7 @@ class LwwMap:
     @property
     def version(self) -> int:
         """Local change counter; pass it back to ``delta_since`` later."""
-        return self._version
+        return self._log.version
 
     @property
     def closed_at(self) -> HlcTimestamp | None:
@@ -211,15 +213,12 @@ class LwwMap:
             if new == old:
                 return False
         self._history[key] = new
-        self._version += 1
-        self._touched[key] = self._version
-        self._touched.move_to_end(key)
+        self._log.touch(key)
         return True
 
     def _set_close(self, stamp: HlcTimestamp) -> None:
         self._closed_at = stamp
-        self._version += 1
-        self._close_version = self._version
+        self._close_version = self._log.tick()
 
     def _recount(self, key: str) -> bool:
         """Recompute ``key``'s counting value and the tally; True if it changed."""
@@ -257,20 +256,9 @@ class LwwMap:
         then covers only what was included, so the caller can send the rest in later rounds. The
         close marker rides along whenever its change falls inside the covered range.
         """
-        if limit is not None and limit < 0:
-            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
-        changed: list[tuple[str, int]] = []
-        for key, v in reversed(self._touched.items()):
-            if v <= version:
-                break
-            changed.append((key, v))
-        changed.reverse()
-        upto = max(self._version, version)
-        if limit is not None and len(changed) > limit:
-            changed = changed[:limit]
-            upto = changed[-1][1] if changed else version
+        changed, upto = self._log.since(version, limit)
         delta = LwwMap(self._k)
-        for key, _ in changed:
+        for key in changed:
             delta._history[key] = list(self._history[key])
         if self._closed_at is not None and version < self._close_version <= upto:
             delta._closed_at = self._closed_at
@@ -313,12 +301,12 @@ class LwwMap:
             c.wall_ms = self._closed_at.wall_ms
             c.logical = self._closed_at.logical
             c.replica = self._closed_at.replica
-        return seal(self.TYPE, 1, body)
+        return seal_as(self.TAG, body)
 
     @classmethod
     def decode(cls, data: bytes, history: int = DEFAULT_HISTORY) -> LwwMap:
         """The map ``data`` encodes, keeping ``history`` pairs per key; DecodeError for anything else."""
-        _, raw = open_envelope(data, cls.TYPE, cls.VERSIONS)
+        raw = open_as(data, cls.TAG)
         body = crdt_pb2.LwwMapState()
         parse_body(raw, body, cls.TYPE)
         groups: dict[str, list[Pair]] = {}
@@ -336,3 +324,6 @@ class LwwMap:
             out._absorb(key, pairs)
         out._recount_all()
         return out
+
+
+_: type[Replicated] = LwwMap

@@ -1,18 +1,18 @@
 """A map of max-registers: key (bytes or str) -> the largest non-negative integer written.
 
-Used for session watermarks travelling with gossip: a watermark only rises, so the join of two
+For values that only rise, such as the highest sequence number applied per sender: the join of two
 maps is the key-wise maximum (a max-register per key, the simplest state-based CRDT of Shapiro et
 al. 2011), which is commutative, associative and idempotent. 0 is the bottom: a key never written
 and a key at 0 are the same, so zeros are never stored. ``set`` returns the delta (Almeida et al.,
 "Delta State Replicated Data Types", 2018), and ``delta_since(v)`` the join of every change after
-the local version v, like KeyedGCounter's.
+the local version v, read from a ``merge.deltalog.DeltaLog``.
 
-Keys are ``bytes`` (session ids) or ``str``, of at most MAX_KEY_BYTES bytes (UTF-8 for str);
+Keys are ``bytes`` (such as 16-byte ids) or ``str``, of at most MAX_KEY_BYTES bytes (UTF-8 for str);
 ``b"a"`` and ``"a"`` are different keys. Values are at most 2**63 - 1 (SQLite's INTEGER).
 Equality: the same keys with the same values.
 
 Encoding (type "max_map", version 1). No protobuf message fits bytes keys, so the envelope body
-is a compact binary form, about 20 bytes per 16-byte session id::
+is a compact binary form, about 20 bytes per 16-byte key::
 
     body   := count:uvarint record{count}
     record := kind:u8 (0 = bytes key, 1 = UTF-8 str key) key_len:uvarint key:byte{key_len} value:uvarint
@@ -25,13 +25,15 @@ repeated within one body keeps its maximum.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
-from reactmesh.merge.codec import open_envelope
+from reactmesh.merge import tags
+from reactmesh.merge.codec import open_as, seal_as
+from reactmesh.merge.contract import Replicated
+from reactmesh.merge.deltalog import DeltaLog
 from reactmesh.merge.errors import CRDTMisuse, DecodeError
-from reactmesh.v1 import crdt_pb2
+from reactmesh.merge.tags import Tag
 
 Key = bytes | str
 
@@ -45,16 +47,14 @@ _KIND_STR = 1
 class MaxMap:
     """key -> max non-negative int; merge = key-wise max; missing keys read as 0."""
 
-    TYPE: ClassVar[str] = "max_map"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
+    TAG: ClassVar[Tag] = tags.MAX_MAP
+    TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_touched", "_values", "_version")
+    __slots__ = ("_log", "_values")
 
     def __init__(self) -> None:
         self._values: dict[Key, int] = {}
-        # key -> version of its last change, oldest first.
-        self._touched: OrderedDict[Key, int] = OrderedDict()
-        self._version = 0
+        self._log: DeltaLog[Key] = DeltaLog()
 
     @classmethod
     def new(cls) -> MaxMap:
@@ -65,7 +65,7 @@ class MaxMap:
     @property
     def version(self) -> int:
         """Local change counter; pass it back to ``delta_since`` later."""
-        return self._version
+        return self._log.version
 
     def get(self, key: Key, default: int = 0) -> int:
         return self._values.get(key, default)
@@ -98,7 +98,7 @@ class MaxMap:
         delta = MaxMap()
         if value > self._values.get(key, 0):
             self._values[key] = value
-            self._touch(key)
+            self._log.touch(key)
             delta._values[key] = value
         return delta
 
@@ -109,7 +109,7 @@ class MaxMap:
         for key, value in other._values.items():
             if value > mine.get(key, 0):
                 mine[key] = value
-                self._touch(key)
+                self._log.touch(key)
                 grown.append(key)
         return grown
 
@@ -118,13 +118,8 @@ class MaxMap:
         doomed = [k for k in self._values if drop(k)]
         for k in doomed:
             del self._values[k]
-            self._touched.pop(k, None)
+            self._log.forget(k)
         return len(doomed)
-
-    def _touch(self, key: Key) -> None:
-        self._version += 1
-        self._touched[key] = self._version
-        self._touched.move_to_end(key)
 
     # -- deltas ------------------------------------------------------------------------------
 
@@ -134,21 +129,10 @@ class MaxMap:
         With ``limit``, at most that many keys (the oldest changes first); the returned version
         then covers only what was included, so the caller can send the rest in later rounds.
         """
-        if limit is not None and limit < 0:
-            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
-        changed: list[tuple[Key, int]] = []
-        for key, v in reversed(self._touched.items()):
-            if v <= version:
-                break
-            changed.append((key, v))
-        changed.reverse()
-        upto = max(self._version, version)
-        if limit is not None and len(changed) > limit:
-            changed = changed[:limit]
-            upto = changed[-1][1] if changed else version
+        changed, upto = self._log.since(version, limit)
         delta = MaxMap()
         values = self._values
-        for key, _ in changed:
+        for key in changed:
             delta._values[key] = values[key]
         return delta, upto
 
@@ -156,7 +140,7 @@ class MaxMap:
         out = MaxMap()
         for key, value in self._values.items():
             out._values[key] = value
-            out._touch(key)
+            out._log.touch(key)
         return out
 
     # -- equality and codec ------------------------------------------------------------------
@@ -183,11 +167,11 @@ class MaxMap:
             _put_uvarint(out, len(raw))
             out += raw
             _put_uvarint(out, value)
-        return crdt_pb2.Envelope(type=self.TYPE, version=1, body=bytes(out)).SerializeToString()
+        return seal_as(self.TAG, bytes(out))
 
     @classmethod
     def decode(cls, data: bytes) -> MaxMap:
-        _, body = open_envelope(data, cls.TYPE, cls.VERSIONS)
+        body = open_as(data, cls.TAG)
         if not body:
             raise DecodeError("max_map body is empty (no record count): truncated?")
         count, pos = _get_uvarint(body, 0)
@@ -223,7 +207,7 @@ class MaxMap:
         if pos != end:
             raise DecodeError(f"max_map body: {end - pos} trailing bytes after {count} records")
         for key in values:
-            out._touch(key)
+            out._log.touch(key)
         return out
 
 
@@ -264,3 +248,6 @@ def _get_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift >= 70:
             raise DecodeError(f"max_map body: varint longer than 10 bytes ending at offset {pos}")
+
+
+_: type[Replicated] = MaxMap

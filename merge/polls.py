@@ -31,9 +31,9 @@ persist a poll. Tallies are kept incrementally by each poll's LwwMap; ``tally(po
 O(options), never by scanning voters.
 
 Deltas for peers: the unit of change is a poll's head (spec and close marker, voter "") or one
-(poll, voter) history. Every change stamps its unit with a local, increasing version;
+(poll, voter) history. Every change stamps its unit in a ``merge.deltalog.DeltaLog``;
 ``delta_since(v, limit)`` returns the join of the units changed after v, at most ``limit`` of them,
-oldest first, like KeyedGCounter's. ``len()`` counts units.
+oldest first. ``len()`` counts units.
 
 Equality: the same polls with equal specs and equal vote maps (LwwMap equality). Equal sets may
 encode to different bytes.
@@ -41,15 +41,18 @@ encode to different bytes.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, overload
 
-from reactmesh.merge.codec import open_envelope, parse_body, seal
+from reactmesh.merge import tags
+from reactmesh.merge.codec import open_as, parse_body, seal_as
+from reactmesh.merge.contract import Replicated
+from reactmesh.merge.deltalog import DeltaLog
 from reactmesh.merge.errors import ConfigError, CRDTMisuse, DecodeError
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.lww import LwwMap
+from reactmesh.merge.tags import Tag
 from reactmesh.v1 import crdt_pb2
 
 DEADLINE_REPLICA = "\x00"
@@ -144,10 +147,10 @@ class _Entry:
 class PollSet:
     """poll id -> (spec, votes); see the module docstring for what merge and deltas guarantee."""
 
-    TYPE: ClassVar[str] = "poll_set"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
+    TAG: ClassVar[Tag] = tags.POLL_SET
+    TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_by_stream", "_k", "_latest", "_polls", "_touched", "_version")
+    __slots__ = ("_by_stream", "_k", "_latest", "_log", "_polls")
 
     def __init__(self, history: int = LwwMap.DEFAULT_HISTORY) -> None:
         if history < 1:
@@ -156,9 +159,8 @@ class PollSet:
         self._polls: dict[str, _Entry] = {}
         # stream id -> ids of the polls whose spec names it (insertion-ordered set).
         self._by_stream: dict[str, dict[str, None]] = {}
-        # unit -> version of its last change, oldest first; its keys are exactly the units present.
-        self._touched: OrderedDict[Unit, int] = OrderedDict()
-        self._version = 0
+        # Its keys are exactly the units present.
+        self._log: DeltaLog[Unit] = DeltaLog()
         self._latest: HlcTimestamp | None = None
 
     @classmethod
@@ -170,7 +172,7 @@ class PollSet:
     @property
     def version(self) -> int:
         """Local change counter; pass it back to ``delta_since`` later."""
-        return self._version
+        return self._log.version
 
     @property
     def history_limit(self) -> int:
@@ -250,7 +252,7 @@ class PollSet:
 
     def __len__(self) -> int:
         """Number of units (poll heads and voters) held."""
-        return len(self._touched)
+        return len(self._log)
 
     # -- mutating ----------------------------------------------------------------------------
 
@@ -280,10 +282,10 @@ class PollSet:
         if len(written):
             if entry is None:
                 self._polls[poll_id] = _Entry(None, votes)
-            self._touch((poll_id, voter))
+            self._log.touch((poll_id, voter))
             self._saw(stamp)
             delta._polls[poll_id] = _Entry(None, written)
-            delta._touch((poll_id, voter))
+            delta._log.touch((poll_id, voter))
             delta._saw(stamp)
         return delta
 
@@ -297,10 +299,10 @@ class PollSet:
             entry = self._polls[poll_id] = _Entry(None, LwwMap(self._k))
         written = entry.votes.close(stamp)
         if written.closed_at is not None:
-            self._touch((poll_id, _HEAD))
+            self._log.touch((poll_id, _HEAD))
             self._saw(stamp)
             delta._polls[poll_id] = _Entry(None, written)
-            delta._touch((poll_id, _HEAD))
+            delta._log.touch((poll_id, _HEAD))
             delta._saw(stamp)
         return delta
 
@@ -354,12 +356,12 @@ class PollSet:
             self._saw(spec.created)
             head = True
         if head:
-            self._touch((poll_id, _HEAD))
+            self._log.touch((poll_id, _HEAD))
             if mine.votes.closed_at is not None:
                 self._saw(mine.votes.closed_at)
         touched = False
         for voter in voters:
-            self._touch((poll_id, voter))
+            self._log.touch((poll_id, voter))
             touched = True
         if touched and votes is not None:
             self._saw(votes.latest_stamp())
@@ -371,11 +373,6 @@ class PollSet:
             ids.pop(poll_id, None)
             if not ids:
                 del self._by_stream[spec.stream_id]
-
-    def _touch(self, unit: Unit) -> None:
-        self._version += 1
-        self._touched[unit] = self._version
-        self._touched.move_to_end(unit)
 
     def _saw(self, stamp: HlcTimestamp | None) -> None:
         if stamp is not None and (self._latest is None or stamp > self._latest):
@@ -389,21 +386,10 @@ class PollSet:
         With ``limit``, at most that many units (the oldest changes first); the returned version
         then covers only what was included, so the caller sends the rest in later rounds.
         """
-        if limit is not None and limit < 0:
-            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
-        changed: list[tuple[Unit, int]] = []
-        for unit, v in reversed(self._touched.items()):
-            if v <= version:
-                break
-            changed.append((unit, v))
-        changed.reverse()
-        upto = max(self._version, version)
-        if limit is not None and len(changed) > limit:
-            changed = changed[:limit]
-            upto = changed[-1][1] if changed else version
+        changed, upto = self._log.since(version, limit)
         delta = PollSet(self._k)
         heads: list[str] = []
-        for (poll_id, voter), _ in changed:
+        for poll_id, voter in changed:
             if voter == _HEAD:
                 heads.append(poll_id)
                 continue
@@ -412,7 +398,7 @@ class PollSet:
                 entry = delta._polls[poll_id] = _Entry(None, LwwMap(self._k))
             for stamp, option in self._polls[poll_id].votes.history(voter):
                 entry.votes.set(voter, option, stamp)
-            delta._touch((poll_id, voter))
+            delta._log.touch((poll_id, voter))
         for poll_id in heads:
             mine = self._polls[poll_id]
             entry = delta._polls.get(poll_id)
@@ -421,7 +407,7 @@ class PollSet:
             entry.spec = mine.spec
             if mine.votes.closed_at is not None:
                 entry.votes.close(mine.votes.closed_at)  # after the pairs: set() refuses writes after a close
-            delta._touch((poll_id, _HEAD))
+            delta._log.touch((poll_id, _HEAD))
         return delta, upto
 
     def copy(self) -> PollSet:
@@ -457,12 +443,12 @@ class PollSet:
             votes = entry.votes
             if len(votes) or votes.closed_at is not None:
                 msg.votes = votes.encode()
-        return seal(self.TYPE, 1, body)
+        return seal_as(self.TAG, body)
 
     @classmethod
     def decode(cls, data: bytes, history: int = LwwMap.DEFAULT_HISTORY) -> PollSet:
         """The set ``data`` encodes, keeping ``history`` writes per voter; DecodeError for anything else."""
-        _, raw = open_envelope(data, cls.TYPE, cls.VERSIONS)
+        raw = open_as(data, cls.TAG)
         body = crdt_pb2.PollSetState()
         parse_body(raw, body, cls.TYPE)
         out = cls(history)
@@ -480,3 +466,6 @@ def _counts(entry: _Entry, stamp: HlcTimestamp) -> bool:
         return False
     spec = entry.spec
     return spec is None or not spec.closes_at_ms or stamp < deadline_stamp(spec.closes_at_ms)
+
+
+_: type[Replicated] = PollSet

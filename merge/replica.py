@@ -1,79 +1,46 @@
 """A node's replicated state: named CRDT collections, read as deltas and merged from peers.
 
-``totals`` (keys (stream, emoji)) and ``windows`` (keys (stream, emoji, window_start_s)) are
-KeyedGCounters; ``watermarks`` (session id -> highest applied seq) is a MaxMap, so an aggregator
-in another region can tell a batch counted here from a new one after a client fails over. More
-collections (polls) may be registered by the roles that use them. The gossip protocol reads
-``delta_since(versions)`` for each peer and merges what peers send with ``merge_part``; listeners
-hear which keys grew, which is how the broadcaster learns true deltas.
+The caller names the collections and supplies each one (any ``merge.contract.Replicated``), e.g.
+``ReplicaState({"counts": KeyedGCounter(), "seen": MaxMap()})``; merge/ knows no application's names.
+The gossip protocol reads ``delta_since(versions)`` for each peer and merges what peers send with
+``merge_part``; listeners hear which keys grew, which is how a consumer learns true deltas.
 
-Only committed state may enter a ReplicaState that others read: an aggregator merges its own
-increments here after they are durable, never before (a G-counter slot must never go back).
+Only committed state may enter a ReplicaState that others read: a node merges its own changes here
+after they are durable, never before (a G-counter slot must never go back).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol, Self
+from typing import Any, TypeVar
 
+from reactmesh.merge.contract import Replicated
 from reactmesh.merge.errors import DecodeError
-from reactmesh.merge.keyed import KeyedGCounter
-from reactmesh.merge.maxmap import MaxMap
 
-TOTALS = "totals"
-WINDOWS = "windows"
-WATERMARKS = "watermarks"
-COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS)
+__all__ = ["Listener", "ReplicaState", "Replicated"]
 
-
-class Replicated(Protocol):
-    """What gossip needs of a collection: the shared CRDT interface plus versioned deltas."""
-
-    @property
-    def version(self) -> int: ...
-
-    def merge(self, other: Any) -> Sequence[Any]: ...
-
-    def delta_since(self, version: int, limit: int | None = None) -> tuple[Self, int]: ...
-
-    def encode(self) -> bytes: ...
-
-    @classmethod
-    def decode(cls, data: bytes) -> Self: ...
-
-    def __len__(self) -> int: ...
-
+R = TypeVar("R", bound=Replicated)
 
 Listener = Callable[[str, Any, Any], None]
 """Called as listener(collection, merged_state, grown_keys) after every merge that grew keys."""
 
 
 class ReplicaState:
-    """The CRDT collections of one node."""
+    """The CRDT collections of one node, by name."""
 
-    def __init__(self, extra: Mapping[str, Replicated] | None = None) -> None:
-        self.collections: dict[str, Replicated] = {
-            TOTALS: KeyedGCounter(),
-            WINDOWS: KeyedGCounter(),
-            WATERMARKS: MaxMap(),
-        }
-        for name, coll in (extra or {}).items():
-            if name in self.collections:
-                raise ValueError(f"collection {name!r} already exists")
-            self.collections[name] = coll
+    def __init__(self, collections: Mapping[str, Replicated]) -> None:
+        for name in collections:
+            if not name:
+                raise ValueError("a collection needs a non-empty name")
+        self.collections: dict[str, Replicated] = dict(collections)
         self._listeners: list[Listener] = []
 
-    @property
-    def totals(self) -> KeyedGCounter:
-        return self.collections[TOTALS]  # type: ignore[return-value]
-
-    @property
-    def windows(self) -> KeyedGCounter:
-        return self.collections[WINDOWS]  # type: ignore[return-value]
-
-    @property
-    def watermarks(self) -> MaxMap:
-        return self.collections[WATERMARKS]  # type: ignore[return-value]
+    def collection(self, name: str, kind: type[R]) -> R:
+        """The collection ``name``, which must be a ``kind``; KeyError if absent, TypeError if another type."""
+        coll = self.collections[name]
+        if not isinstance(coll, kind):
+            raise TypeError(f"collection {name!r} holds {type(coll).__name__}, not {kind.__name__}")
+        return coll
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

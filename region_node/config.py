@@ -46,6 +46,7 @@ from reactmesh.merge.gossip import GossipConfig
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.polls.config import PollsConfig
+from reactmesh.region_node.state import DIGESTED, region_gossip_config
 
 ROLES = ("edge", "aggregator", "broadcaster")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -109,7 +110,7 @@ class NodeConfig:
     edge: EdgeSection | None = None
     aggregator: AggregatorSection | None = None
     broadcaster: BroadcasterSection | None = None
-    gossip: GossipConfig = field(default_factory=GossipConfig)
+    gossip: GossipConfig = field(default_factory=region_gossip_config)
     metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
@@ -207,7 +208,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             polls=polls,
             config=build(BroadcasterConfig, "broadcaster", t),
         )
-    gossip = build(GossipConfig, "gossip", table("gossip") or {})
+    gossip = build(GossipConfig, "gossip", {"digest_collections": DIGESTED, **(table("gossip") or {})})
     return NodeConfig(
         region=region,  # type: ignore[arg-type]
         edge=edge,

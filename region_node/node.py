@@ -24,17 +24,16 @@ from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
-from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.config import ROLES, NodeConfig
 from reactmesh.region_node.metrics.node import NodeMetrics
-from reactmesh.region_node.polls.book import POLLS
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.region_node.state import POLLS, RegionGossipNode, RegionState
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class Node:
         self.aggregator_gossip: GossipNode | None = None
         self.broadcaster: Broadcaster | None = None
         self.broadcaster_gossip: GossipNode | None = None
-        self.replica: ReplicaState | None = None
+        self.replica: RegionState | None = None
         self.edge: Edge | None = None
         self.polls: PollsServicer | None = None
         self.dialers: list[Dialer] = []
@@ -131,7 +130,7 @@ class Node:
             agg = Aggregator(cfg.aggregator.config, self.clock)
             await agg.start()
             self.aggregator = agg
-            gossip = GossipNode(agg.config.node_id, cfg.region, "aggregator", agg.state, self.clock, cfg.gossip)
+            gossip = RegionGossipNode(agg.config.node_id, cfg.region, "aggregator", agg.state, self.clock, cfg.gossip)
             self.aggregator_gossip = gossip
             if self.metrics is not None:
                 self.metrics.watch_aggregator(agg, gossip)
@@ -143,11 +142,11 @@ class Node:
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
             section = cfg.broadcaster
-            self.replica = ReplicaState(extra={POLLS: PollSet()})
+            self.replica = RegionState(extra={POLLS: PollSet()})
             hooks = self.metrics.broadcast_hooks if self.metrics is not None else None
             bc = Broadcaster(section.config, self.clock, self.replica, hooks=hooks)
             self.broadcaster = bc
-            gossip = GossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
+            gossip = RegionGossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
             self.broadcaster_gossip = gossip
             self.polls = await attach_polls(
                 self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls

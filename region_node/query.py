@@ -23,7 +23,7 @@ import grpc
 from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.keyed import Key, KeyedGCounter
-from reactmesh.merge.replica import TOTALS, WINDOWS, ReplicaState
+from reactmesh.region_node.state import TOTALS, WINDOWS, RegionState
 from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 MAX_POINTS = 86_400
@@ -36,7 +36,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
     SERVICE_NAME = "reactmesh.v1.Query"
 
-    def __init__(self, state: ReplicaState, clock: Clock | None = None) -> None:
+    def __init__(self, state: RegionState, clock: Clock | None = None) -> None:
         self._state = state
         self._clock = clock or SystemClock()
         self._emojis: dict[str, set[str]] = {}

@@ -55,9 +55,9 @@ from reactmesh.edge.errors import ServiceError
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
-from reactmesh.merge.replica import TOTALS, WATERMARKS, WINDOWS, ReplicaState
 from reactmesh.region_node.aggregator.config import _EMOJI, _STREAM_ID, ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
 from reactmesh.region_node.aggregator.store import Slot, Store
+from reactmesh.region_node.state import TOTALS, WATERMARKS, WINDOWS, RegionState
 from reactmesh.v1 import aggregator_pb2
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class Aggregator:
 
     def __init__(self, config: AggregatorConfig, clock: Clock) -> None:
         self.config = config
-        self.state = ReplicaState()
+        self.state = RegionState()
         self._clock = clock
         self._store: Store | None = None
         self._replica = ""

@@ -45,7 +45,6 @@ from collections.abc import Iterable, Mapping
 import aiosqlite
 
 from reactmesh.merge.keyed import Key, KeyedGCounter, decode_key, encode_key
-from reactmesh.merge.replica import TOTALS, WINDOWS
 from reactmesh.region_node.sqlite import (
     StoreError,
     Synchronous,
@@ -53,6 +52,7 @@ from reactmesh.region_node.sqlite import (
     open_meta,
     write_transaction,
 )
+from reactmesh.region_node.state import TOTALS, WINDOWS
 
 SCHEMA_VERSION = 1
 

@@ -51,9 +51,9 @@ import grpc
 from reactmesh.edge.errors import ServiceError, invalid_argument, resource_exhausted
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import Key, KeyedGCounter
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.frames import Channel, Frame, Subscription
+from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -112,7 +112,7 @@ class Broadcaster:
         self,
         config: BroadcasterConfig,
         clock: Clock,
-        state: ReplicaState,
+        state: RegionState,
         *,
         hooks: BroadcastHooks | None = None,
         epoch: int | None = None,

@@ -9,7 +9,6 @@ from prometheus_client.core import Metric
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.keyed import Key, KeyedGCounter
-from reactmesh.merge.replica import TOTALS
 from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcastHooks
 from reactmesh.region_node.metrics.families import (
     DURATION_BUCKETS,
@@ -19,6 +18,7 @@ from reactmesh.region_node.metrics.families import (
     counter,
     gauge,
 )
+from reactmesh.region_node.state import TOTALS
 
 
 class BroadcasterCollector(BroadcastHooks):

@@ -74,12 +74,10 @@ from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster.core import PollSource, check_stream_id
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.polls.store import PollStore
+from reactmesh.region_node.state import POLLS
 from reactmesh.v1 import polls_pb2
 
 log = logging.getLogger(__name__)
-
-POLLS = "polls"
-"""The ReplicaState collection holding the PollSet."""
 
 MAX_QUESTION_CHARS = 280
 MIN_OPTIONS = 2

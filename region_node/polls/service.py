@@ -16,10 +16,10 @@ from reactmesh.edge.errors import ServiceError, abort_with
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.merge.polls import PollSet
-from reactmesh.merge.replica import ReplicaState
-from reactmesh.region_node.polls.book import POLLS, PollBook, StreamDirectory, to_proto
+from reactmesh.region_node.polls.book import PollBook, StreamDirectory, to_proto
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.polls.store import PollStore
+from reactmesh.region_node.state import POLLS, RegionState
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
 
 
 async def attach_polls(
-    state: ReplicaState,
+    state: RegionState,
     broadcaster: StreamDirectory | None,
     clock: Clock,
     node_id: str,
@@ -102,14 +102,14 @@ async def attach_polls(
 ) -> PollsServicer:
     """Load the node's polls from ``db_path`` into ``state``, wire them to ``broadcaster`` and start them.
 
-    ``state`` must have been built with ``ReplicaState(extra={"polls": PollSet()})``; ``db_path``
+    ``state`` must have been built with ``RegionState(extra={POLLS: PollSet()})``; ``db_path``
     None keeps polls in memory only (they then survive a restart only through peers). The HLC of
     the node (replica ``node_id``) starts after the greatest stamp loaded.
     """
     config = config or PollsConfig()
     polls = state.collections.get(POLLS)
     if not isinstance(polls, PollSet):
-        raise TypeError(f'the ReplicaState needs extra={{"{POLLS}": PollSet()}}, has {type(polls).__name__}')
+        raise TypeError(f'the RegionState needs extra={{"{POLLS}": PollSet()}}, has {type(polls).__name__}')
     store = await PollStore.open(db_path, synchronous=config.synchronous) if db_path is not None else None
     try:
         was_empty = not len(polls)

@@ -20,12 +20,12 @@ from reactmesh.edge.errors import RETRY_AFTER_KEY, ServiceError
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.keyed import KeyedGCounter
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster, BroadcastHooks
 from reactmesh.region_node.broadcaster.frames import Subscription
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.broadcaster.smoother import SmootherConfig
+from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
 from tests.support.polling import eventually
 
@@ -37,7 +37,7 @@ READ_TIMEOUT = 10.0
 class Aggregator:
     """Stands in for an aggregator: own G-counter slots, committed deltas merged through the codec."""
 
-    def __init__(self, state: ReplicaState, replica: str = "a/agg-0~1") -> None:
+    def __init__(self, state: RegionState, replica: str = "a/agg-0~1") -> None:
         self.state = state
         self.replica = replica
         self.own = KeyedGCounter()
@@ -49,7 +49,7 @@ class Aggregator:
         self.state.merge_part(TOTALS, delta.encode())
 
 
-def totals(state: ReplicaState, stream: str) -> dict[str, int]:
+def totals(state: RegionState, stream: str) -> dict[str, int]:
     return {k[1]: v for k, v in state.totals.items() if k[0] == stream}  # type: ignore[misc]
 
 
@@ -73,7 +73,7 @@ class Display:
 
 
 class Env:
-    def __init__(self, broadcaster: Broadcaster, state: ReplicaState, clock: FakeClock, stub: Any) -> None:
+    def __init__(self, broadcaster: Broadcaster, state: RegionState, clock: FakeClock, stub: Any) -> None:
         self.broadcaster = broadcaster
         self.state = state
         self.clock = clock
@@ -114,8 +114,8 @@ async def make_env() -> AsyncIterator[Any]:
     channels: list[grpc.aio.Channel] = []
     broadcasters: list[Broadcaster] = []
 
-    async def make(config: BroadcasterConfig = CONFIG, state: ReplicaState | None = None, **kw: Any) -> Env:
-        state = state if state is not None else ReplicaState()
+    async def make(config: BroadcasterConfig = CONFIG, state: RegionState | None = None, **kw: Any) -> Env:
+        state = state if state is not None else RegionState()
         clock = kw.pop("clock", None) or FakeClock()
         broadcaster = Broadcaster(config, clock, state, **kw)
         server = grpc.aio.server()
@@ -159,7 +159,7 @@ async def test_late_joiner_gets_a_snapshot_of_what_was_shown_then_deltas_to_the_
 
 
 async def test_broadcaster_started_on_existing_state_shows_it_in_the_first_snapshot(make_env: Any) -> None:
-    state = ReplicaState()
+    state = RegionState()
     Aggregator(state).commit("match", {"like": 42})
     env = await make_env(state=state)
     call = env.subscribe("match")

@@ -28,7 +28,6 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.polls import PollSet
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster
@@ -38,6 +37,7 @@ from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.polls.store import PollStore
 from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
+from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
 
 Frame = broadcast_pb2.Frame
@@ -56,7 +56,7 @@ class Region:
         self.clock = clock
         self.config = config
         self.bconfig = bconfig
-        self.state = ReplicaState(extra={"polls": PollSet()})
+        self.state = RegionState(extra={"polls": PollSet()})
         self.broadcaster = Broadcaster(bconfig, clock, self.state)
         self.servicer: PollsServicer
         self.server = grpc.aio.server()

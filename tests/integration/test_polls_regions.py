@@ -22,10 +22,9 @@ import pytest
 
 from reactmesh.edge.errors import ServiceError
 from reactmesh.merge.clock import FakeClock, SystemClock
-from reactmesh.merge.gossip import GossipConfig, GossipNode
+from reactmesh.merge.gossip import GossipConfig
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.polls import PollSet, deadline_stamp
-from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.polls.book import PollBook
@@ -33,6 +32,7 @@ from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.polls.store import PollStore
 from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.region_node.state import RegionGossipNode, RegionState
 from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 from tests.support.polling import eventually
 
@@ -51,9 +51,9 @@ class Region:
         self.name = name
         self.db = db
         self.clock = FakeClock(start_wall_ms=T0 + SKEW_MS[name])
-        self.state = ReplicaState(extra={"polls": PollSet()})
+        self.state = RegionState(extra={"polls": PollSet()})
         self.broadcaster = Broadcaster(BroadcasterConfig(), self.clock, self.state)
-        self.gossip = GossipNode(f"{name}/bcast-0", name, "broadcaster", self.state, SystemClock(), FAST)
+        self.gossip = RegionGossipNode(f"{name}/bcast-0", name, "broadcaster", self.state, SystemClock(), FAST)
         self.server = grpc.aio.server()
         self.servicer: PollsServicer
         self.address = ""

@@ -12,8 +12,8 @@ import pytest
 
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.keyed import KeyedGCounter
-from reactmesh.merge.replica import TOTALS, WINDOWS, ReplicaState
 from reactmesh.region_node.query import QueryServicer
+from reactmesh.region_node.state import TOTALS, WINDOWS, RegionState
 from reactmesh.v1 import query_pb2, query_pb2_grpc
 
 T0 = 1_700_000_000  # a Unix second
@@ -22,7 +22,7 @@ T0 = 1_700_000_000  # a Unix second
 class Aggregator:
     """Commits taps the way an aggregator does: totals and per-second windows, merged through the codec."""
 
-    def __init__(self, state: ReplicaState, replica: str) -> None:
+    def __init__(self, state: RegionState, replica: str) -> None:
         self.state = state
         self.replica = replica
         self.totals = KeyedGCounter()
@@ -54,8 +54,8 @@ class ScanCounting(KeyedGCounter):
 
 
 @pytest.fixture
-async def query() -> AsyncIterator[tuple[Any, ReplicaState, QueryServicer]]:
-    state = ReplicaState()
+async def query() -> AsyncIterator[tuple[Any, RegionState, QueryServicer]]:
+    state = RegionState()
     clock = FakeClock()
     servicer = QueryServicer(state, clock)
     server = grpc.aio.server()
@@ -130,7 +130,7 @@ async def test_history_indexes_windows_that_arrive_out_of_order(query: Any) -> N
 
 
 async def test_queries_use_the_index_not_a_scan_of_the_state() -> None:
-    state = ReplicaState()
+    state = RegionState()
     windows = ScanCounting()
     totals = ScanCounting()
     state.collections[WINDOWS] = windows
@@ -185,7 +185,7 @@ async def test_bad_stream_id_in_totals_is_an_invalid_argument(query: Any) -> Non
 
 
 def test_servicer_indexes_state_merged_before_it_started() -> None:
-    state = ReplicaState()
+    state = RegionState()
     agg = Aggregator(state, "a/agg-0~1")
     for s in (5, 1, 3):
         agg.commit("match", T0 + s, {"like": s})

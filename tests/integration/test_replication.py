@@ -11,12 +11,12 @@ import pytest
 from reactmesh.merge.clock import SystemClock
 from reactmesh.merge.gossip import GossipConfig, GossipNode
 from reactmesh.merge.keyed import KeyedGCounter
-from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.replication import Dialer, GossipServicer
+from reactmesh.region_node.state import DIGESTED, RegionGossipNode, RegionState
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 from tests.support.polling import eventually
 
-FAST = GossipConfig(max_keys_per_delta=50, max_inflight_deltas=2, poll_interval_s=0.005)
+FAST = GossipConfig(max_keys_per_delta=50, max_inflight_deltas=2, poll_interval_s=0.005, digest_collections=DIGESTED)
 
 
 async def serve(node: GossipNode) -> tuple[grpc.aio.Server, str]:
@@ -29,13 +29,13 @@ async def serve(node: GossipNode) -> tuple[grpc.aio.Server, str]:
 
 @pytest.fixture
 async def aggregator() -> AsyncIterator[tuple[GossipNode, str]]:
-    node = GossipNode("a/agg-0", "a", "aggregator", ReplicaState(), SystemClock(), FAST)
+    node = RegionGossipNode("a/agg-0", "a", "aggregator", RegionState(), SystemClock(), FAST)
     server, address = await serve(node)
     yield node, address
     await server.stop(None)
 
 
-def commit(state: ReplicaState, replica: str, key: tuple[str | int, ...], n: int) -> None:
+def commit(state: RegionState, replica: str, key: tuple[str | int, ...], n: int) -> None:
     """Add n to replica's slot of key, as an aggregator does after a durable commit."""
     delta = KeyedGCounter()
     delta.increment(key, replica, state.totals.slots(key).get(replica, 0) + n)
@@ -46,7 +46,7 @@ async def test_committed_deltas_reach_the_broadcaster_exactly(aggregator: tuple[
     agg, address = aggregator
     for i in range(300):  # more keys than one delta may carry
         commit(agg.state, "a/agg-0~1", (f"s{i % 30}", f"e{i}"), i + 1)
-    bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), FAST)
     dialer = Dialer(bcast, address, SystemClock())
     dialer.start()
     try:
@@ -66,7 +66,7 @@ async def test_reconnect_of_same_incarnation_resumes_from_acknowledged_state(
     agg, address = aggregator
     for i in range(100):
         commit(agg.state, "a/agg-0~1", ("s", f"e{i}"), 1)
-    bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), FAST)
     first = Dialer(bcast, address, SystemClock())
     first.start()
     await eventually(lambda: bcast.state.totals == agg.state.totals)
@@ -89,7 +89,7 @@ async def test_restarted_receiver_gets_full_state_again(aggregator: tuple[Gossip
     for i in range(120):
         commit(agg.state, "a/agg-0~1", ("s", f"e{i}"), 2)
     for _ in range(2):  # the second node is the same broadcaster after a restart: new incarnation, empty state
-        bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), FAST)
+        bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), FAST)
         dialer = Dialer(bcast, address, SystemClock())
         dialer.start()
         try:
@@ -100,7 +100,7 @@ async def test_restarted_receiver_gets_full_state_again(aggregator: tuple[Gossip
 
 async def test_broadcaster_does_not_push_its_state_to_aggregators(aggregator: tuple[GossipNode, str]) -> None:
     agg, address = aggregator
-    bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), FAST)
     commit(bcast.state, "b/agg-0~9", ("s", "like"), 3)
     commit(agg.state, "a/agg-0~1", ("s", "like"), 1)
     dialer = Dialer(bcast, address, SystemClock())
@@ -164,8 +164,8 @@ async def test_digest_exchange_repairs_what_acknowledged_deltas_missed(aggregato
     agg, address = aggregator
     for i in range(40):
         commit(agg.state, "a/agg-0~1", ("s", f"e{i}"), i + 1)
-    config = GossipConfig(poll_interval_s=0.005, digest_interval_s=0.05, digest_buckets=16)
-    bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), config)
+    config = GossipConfig(poll_interval_s=0.005, digest_interval_s=0.05, digest_buckets=16, digest_collections=DIGESTED)
+    bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), config)
     dialer = Dialer(bcast, address, SystemClock())
     dialer.start()
     try:
@@ -183,7 +183,7 @@ async def test_digest_exchange_repairs_what_acknowledged_deltas_missed(aggregato
 
 async def test_broadcaster_sends_aggregators_only_session_watermarks(aggregator: tuple[GossipNode, str]) -> None:
     agg, address = aggregator
-    bcast = GossipNode("a/bcast-0", "a", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    bcast = RegionGossipNode("a/bcast-0", "a", "broadcaster", RegionState(), SystemClock(), FAST)
     remote_session = b"\x07" * 16
     bcast.state.merge("watermarks", bcast.state.watermarks.copy().set(remote_session, 42))
     commit(bcast.state, "b/agg-0~9", ("s", "like"), 3)
@@ -198,9 +198,9 @@ async def test_broadcaster_sends_aggregators_only_session_watermarks(aggregator:
 
 async def test_relayed_deltas_keep_their_origin_region_and_commit_time(aggregator: tuple[GossipNode, str]) -> None:
     agg, address = aggregator  # region "a"
-    relay = GossipNode("r/bcast-0", "r", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    relay = RegionGossipNode("r/bcast-0", "r", "broadcaster", RegionState(), SystemClock(), FAST)
     relay_server, relay_address = await serve(relay)
-    final = GossipNode("z/bcast-0", "z", "broadcaster", ReplicaState(), SystemClock(), FAST)
+    final = RegionGossipNode("z/bcast-0", "z", "broadcaster", RegionState(), SystemClock(), FAST)
     lags: list[tuple[str, int]] = []
     final.lag_observers.append(lambda region, lag: lags.append((region, lag)))
     dialers = [Dialer(relay, address, SystemClock()), Dialer(final, relay_address, SystemClock())]

@@ -21,13 +21,12 @@ from prometheus_client.samples import Sample
 
 from reactmesh.edge.client import ReactionClient, subscribe
 from reactmesh.merge.clock import FakeClock
-from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.keyed import KeyedGCounter
-from reactmesh.merge.replica import TOTALS, ReplicaState
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.metrics.edge import BATCH_OUTCOMES, REJECT_REASONS
 from reactmesh.region_node.metrics.node import NodeMetrics
+from reactmesh.region_node.state import TOTALS, RegionGossipNode, RegionState
 from reactmesh.v1 import common_pb2, gossip_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.support.metered import http_get, metered_region, names, scrape, scrape_text, value
 
@@ -258,9 +257,9 @@ def _delta(seq: int, origin_time_ms: int, stream: str, emoji: str, count: int) -
 async def test_replication_and_frame_lag_measure_from_the_deltas_origin_time() -> None:
     clock = FakeClock()
     metrics = NodeMetrics("a", clock)
-    replica = ReplicaState()
+    replica = RegionState()
     broadcaster = Broadcaster(BroadcasterConfig(), clock, replica, hooks=metrics.broadcast_hooks)
-    gossip = GossipNode("a/bcast-0", "a", "broadcaster", replica, clock)
+    gossip = RegionGossipNode("a/bcast-0", "a", "broadcaster", replica, clock)
     metrics.watch_broadcaster(broadcaster, gossip, [])
     peer = _ScriptedPeer()
     session = asyncio.create_task(gossip.run_session(peer, dialer=False))

@@ -180,7 +180,7 @@ def test_len_counts_heads_and_voters_and_a_close_alone_is_a_unit() -> None:
     assert len(a) == 3
     close = a.close("p", ts(3))
     assert len(close) == 1
-    state = ReplicaState(extra={"polls": PollSet()})
+    state = ReplicaState({"polls": PollSet()})
     state.merge("polls", via_wire(a))
     parts, _ = state.delta_since({"polls": state.collections["polls"].version - 1})
     assert [name for name, _ in parts] == ["polls"]  # the close-only delta is not dropped as empty

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reactmesh.merge.replica import TOTALS, WINDOWS
 from reactmesh.region_node.aggregator.store import SCHEMA_VERSION, Store
 from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
+from reactmesh.region_node.state import TOTALS, WINDOWS
 
 S1 = b"\x01" * 16
 S2 = b"\x02" * 16
