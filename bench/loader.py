@@ -28,8 +28,8 @@ from typing import Any
 import grpc
 
 from reactmesh.bench.common import emit_result, run_loop
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.v1 import ingest_pb2
 
 _ACCEPTED = ingest_pb2.BatchAck.ACCEPTED

@@ -48,8 +48,8 @@ from typing import Any, Literal
 
 import grpc
 
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.region_node.loadgen import LoadSummary, drive
 from reactmesh.region_node.mesh import RegionPlan, plan, to_toml, wait_serving
 from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
