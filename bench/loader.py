@@ -1,7 +1,7 @@
 """Benchmark load generator: simulated viewers through the client SDK, open loop, one process.
 
 ``python -m reactmesh.bench.loader --edge HOST:PORT --viewers N --rate R --duration D`` runs N
-``edge.client.ReactionClient`` sessions (each its own Ingest stream, over a few shared channels) and closes
+``reactmesh.edge.sdk.ReactionClient`` sessions (each its own Ingest stream, over a few shared channels) and closes
 one batch per viewer every N/R seconds, whether or not earlier ones were acked (viewers do not wait), unless
 the viewer already has ``--max-unacked`` batches unacked: then the SDK keeps its taps pending and puts them in a
 later, bigger batch (its backpressure; a small value makes the load closed-loop). Each
@@ -28,8 +28,8 @@ from typing import Any
 import grpc
 
 from reactmesh.bench.procs import emit_result, run_loop
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.v1 import ingest_pb2
 
 _ACCEPTED = ingest_pb2.BatchAck.ACCEPTED

@@ -1,7 +1,10 @@
-"""edge: reactmesh's client-facing ingest and the client SDK.
+"""edge: reactmesh's client-facing ingest service and the client SDK.
 
-Layout: ``validation`` (checks every client batch), ``ratelimit`` (per-viewer token buckets),
-``ring`` (consistent hash of sessions onto aggregators), ``forwarder`` (one ordered bidirectional
-stream per aggregator, many client batches per message), ``service`` (the Ingest servicer),
-``config`` (EdgeConfig), ``errors`` (the service error vocabulary), ``client`` (ReactionClient SDK).
+Layout. The server: ``service`` (the Ingest servicer and the admission of each batch), ``validation``
+(checks every client batch), ``auth`` (bearer tokens), ``ratelimit`` (per-viewer token buckets), ``ring``
+(consistent hash of sessions onto aggregators), ``forwarder`` (one ordered stream per aggregator, many client
+batches per message), ``config`` (EdgeConfig). Shared by the server, the SDK and region_node: ``limits``
+(every wire rule: id forms, sizes, caps), ``errors`` (the gRPC status vocabulary, ServiceError), ``backoff``
+(named reconnect backoff policies). The SDK is the subpackage ``sdk`` (ReactionClient, LiveView,
+subscribe); it imports only the shared modules, never the server's.
 """

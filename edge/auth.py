@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reactmesh.edge.errors import ServiceError, unauthenticated
+from reactmesh.edge.limits import MAX_VIEWER_ID_CHARS, VIEWER_ID_FORM
 from reactmesh.merge.clock import Clock, SystemClock
 
 AUTHORIZATION_KEY = "authorization"
@@ -54,8 +55,8 @@ def issue_token(secret: str, viewer_id: str, ttl_s: float, *, now_ms: int | None
     """A token for ``viewer_id`` valid for ``ttl_s`` seconds from ``now_ms`` (default: the system clock)."""
     if not secret:
         raise ValueError("secret must be non-empty")
-    if not 0 < len(viewer_id) <= 128:
-        raise ValueError("viewer_id must be 1..128 chars")
+    if not 0 < len(viewer_id) <= MAX_VIEWER_ID_CHARS:
+        raise ValueError(f"viewer_id must be {VIEWER_ID_FORM}")
     if ttl_s <= 0:
         raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
     issued = SystemClock().wall_ms() if now_ms is None else now_ms

@@ -3,25 +3,29 @@
 A constructed EdgeConfig is always usable: every field has been checked in ``__post_init__`` and a bad
 value raises ConfigError naming the field and the expected form. ``from_mapping`` builds one from a
 parsed config file (lists become tuples; unknown keys are errors, so a typo never goes unnoticed).
+Name forms and protocol caps are ``edge.limits``'s; ``region`` follows its region rule.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from reactmesh.edge.errors import ConfigError
+from reactmesh.edge.limits import (
+    DEFAULT_MAX_COUNT_PER_ENTRY,
+    EMOJI_FORM,
+    MAX_COUNT_PER_ENTRY,
+    MAX_ENTRIES_PER_BATCH,
+    MAX_ENTRIES_PER_EDGE_BATCH,
+    REGION_FORM,
+    is_emoji,
+    is_region,
+)
 
 DEFAULT_REACTIONS: tuple[str, ...] = ("like", "heart", "laugh", "wow", "sad", "fire")
 
-# Fixed by the wire contract (ingest.proto, aggregator.proto).
-PROTOCOL_MAX_ENTRIES_PER_BATCH = 16
-PROTOCOL_MAX_ENTRIES_PER_EDGE_BATCH = 4096
-
-_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
-_REGION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MIN_SECRET_CHARS = 16
 
 
@@ -39,8 +43,8 @@ class EdgeConfig:
     region: str
     aggregators: tuple[str, ...]
     reactions: tuple[str, ...] = DEFAULT_REACTIONS
-    max_count_per_entry: int = 1000
-    max_entries_per_batch: int = PROTOCOL_MAX_ENTRIES_PER_BATCH
+    max_count_per_entry: int = DEFAULT_MAX_COUNT_PER_ENTRY
+    max_entries_per_batch: int = MAX_ENTRIES_PER_BATCH
     rate_per_s: float = 10.0
     burst: int = 50
     max_viewers_tracked: int = 100_000
@@ -54,12 +58,12 @@ class EdgeConfig:
     auth_secret: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
-            raise ConfigError("region", "1..64 chars of [A-Za-z0-9._-]", self.region)
+        if not is_region(self.region):
+            raise ConfigError("region", REGION_FORM, self.region)
         _check_aggregators(self.aggregators)
         _check_reactions(self.reactions)
-        _check_int("max_count_per_entry", self.max_count_per_entry, 1, 2**32)
-        _check_int("max_entries_per_batch", self.max_entries_per_batch, 1, PROTOCOL_MAX_ENTRIES_PER_BATCH)
+        _check_int("max_count_per_entry", self.max_count_per_entry, 1, MAX_COUNT_PER_ENTRY)
+        _check_int("max_entries_per_batch", self.max_entries_per_batch, 1, MAX_ENTRIES_PER_BATCH)
         if (
             isinstance(self.rate_per_s, bool)
             or not isinstance(self.rate_per_s, int | float)
@@ -69,9 +73,7 @@ class EdgeConfig:
         _check_int("burst", self.burst, 1, 2**32)
         _check_int("max_viewers_tracked", self.max_viewers_tracked, 1, 2**31)
         _check_int("flush_interval_ms", self.flush_interval_ms, 0, 10_000)
-        _check_int(
-            "max_entries_per_edge_batch", self.max_entries_per_edge_batch, 1, PROTOCOL_MAX_ENTRIES_PER_EDGE_BATCH
-        )
+        _check_int("max_entries_per_edge_batch", self.max_entries_per_edge_batch, 1, MAX_ENTRIES_PER_EDGE_BATCH)
         _check_int("max_inflight_entries", self.max_inflight_entries, 1, 2**31)
         _check_int("retry_after_ms", self.retry_after_ms, 1, 2**32 - 1)
         _check_int("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
@@ -117,9 +119,9 @@ def _check_aggregators(value: object) -> None:
 
 
 def _check_reactions(value: object) -> None:
-    expected = "a non-empty tuple of distinct emoji names, 1..32 chars of [a-z0-9_]"
+    expected = f"a non-empty tuple of distinct emoji names, {EMOJI_FORM}"
     if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
         raise ConfigError("reactions", expected, value)
     for emoji in value:
-        if not isinstance(emoji, str) or not _EMOJI.fullmatch(emoji):
+        if not is_emoji(emoji):
             raise ConfigError("reactions", expected, emoji)

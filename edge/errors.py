@@ -1,8 +1,12 @@
 """reactmesh's service-level error vocabulary.
 
 Expected failures carry a gRPC status code and a message a client can act on; a servicer raises
-them and ``abort_with`` turns them into the call's status in one place. Misuse of the Python API
-(wrong types, calling after close) raises ordinary TypeError/RuntimeError instead.
+them and ``abort_with`` turns them into the call's status in one place. Build them with the
+constructors below (one per status the servers use, each saying when it is used) rather than
+``ServiceError(grpc.StatusCode...., ...)``, so every status means the same thing in every service.
+A ``retry_after_ms`` travels as ``retry-after-ms`` trailing metadata, which the SDK honours.
+Misuse of the Python API (wrong types, calling after close) raises ordinary TypeError/RuntimeError
+instead; a bad configuration raises ConfigError.
 """
 
 from __future__ import annotations
@@ -19,12 +23,19 @@ __all__ = [
     "ConfigError",
     "ServiceError",
     "abort_with",
+    "deadline_exceeded",
     "failed_precondition",
+    "internal",
     "invalid_argument",
     "not_found",
+    "permission_denied",
     "resource_exhausted",
     "unauthenticated",
+    "unavailable",
 ]
+
+RETRY_AFTER_KEY = "retry-after-ms"
+"""Trailing-metadata key of a ServiceError's ``retry_after_ms`` (decimal milliseconds)."""
 
 
 @dataclass
@@ -40,29 +51,54 @@ class ServiceError(Exception):
 
 
 def invalid_argument(message: str) -> ServiceError:
-    """The request is malformed; resending it unchanged will fail again."""
+    """The request is malformed (undecodable bytes, an id or field outside its wire form, a second session
+    on one stream); resending it unchanged will fail again."""
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def resource_exhausted(message: str, retry_after_ms: int) -> ServiceError:
-    """The server is overloaded; retry after ``retry_after_ms`` (sent as trailing metadata)."""
+def resource_exhausted(message: str, retry_after_ms: int | None = None) -> ServiceError:
+    """A bound was reached: the server is overloaded (in-flight batches, subscribers), so retry after
+    ``retry_after_ms``; or, without ``retry_after_ms``, a per-object cap that waiting does not lift (polls
+    per stream)."""
     return ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_after_ms)
 
 
 def unauthenticated(message: str) -> ServiceError:
-    """Missing or bad credentials in the ``authorization`` metadata."""
+    """Missing, malformed, forged or expired credentials in the ``authorization`` metadata."""
     return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
+def permission_denied(message: str) -> ServiceError:
+    """The caller is authenticated but may not do this, e.g. vote as a viewer other than the token's subject."""
+    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
 def not_found(message: str) -> ServiceError:
+    """The named object does not exist here: an unknown poll, or a stream this node has no data for."""
     return ServiceError(grpc.StatusCode.NOT_FOUND, message)
 
 
 def failed_precondition(message: str) -> ServiceError:
+    """The object is not in a state that allows this: a vote on a closed poll, a new poll on a drained stream.
+    Retrying does not help until the state changes."""
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
-RETRY_AFTER_KEY = "retry-after-ms"
+def unavailable(message: str, retry_after_ms: int | None = None) -> ServiceError:
+    """The server cannot serve right now (starting, shutting down, a commit or a file write failed); the
+    client should resend what is unacknowledged, here after ``retry_after_ms`` when set, or elsewhere."""
+    return ServiceError(grpc.StatusCode.UNAVAILABLE, message, retry_after_ms)
+
+
+def deadline_exceeded(message: str) -> ServiceError:
+    """A server-side time limit ran out before the operation finished; the one status every server-side timeout
+    maps to. No server raises it yet."""
+    return ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def internal(message: str) -> ServiceError:
+    """A bug: a handler failed in a way no request should cause (the details are logged on the server)."""
+    return ServiceError(grpc.StatusCode.INTERNAL, message)
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> None:

@@ -15,7 +15,7 @@ grace period ends, and then every later entry of the same session fails with it,
 its unacked batches resends a suffix of its session, in order.
 
 Reconnects: the first attempt after a break is immediate; consecutive failures (streams that end
-without a single ack) back off exponentially with jitter, on the given Clock.
+without a single ack) back off with ``edge.backoff.EqualJitterBackoff``, on the given Clock.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from reactmesh.edge.backoff import EqualJitterBackoff
 from reactmesh.merge.clock import Clock
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
@@ -88,10 +89,8 @@ class Forwarder:
         self._clock = clock
         self._flush_interval = flush_interval_s
         self._max_entries = max_entries
-        self._backoff = backoff_s
-        self._backoff_max = backoff_max_s
+        self._backoff = EqualJitterBackoff(backoff_s, backoff_max_s, rng or random.Random())
         self._channel_factory = channel_factory
-        self._rng = rng or random.Random()
         self._channel: Any = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -200,8 +199,7 @@ class Forwarder:
         failures = 0
         while True:
             if failures > 1:
-                delay = min(self._backoff_max, self._backoff * 2 ** (failures - 2))
-                await self._clock.sleep(delay * (0.5 + 0.5 * self._rng.random()))
+                await self._clock.sleep(self._backoff.compute(failures - 1))
             self._acked_this_stream = False
             try:
                 await self._stream_once()

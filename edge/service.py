@@ -36,11 +36,20 @@ from google.protobuf.message import DecodeError
 
 from reactmesh.edge.auth import Authenticator, Principal
 from reactmesh.edge.config import EdgeConfig
-from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument, resource_exhausted, unauthenticated
+from reactmesh.edge.errors import (
+    ServiceError,
+    abort_with,
+    internal,
+    invalid_argument,
+    resource_exhausted,
+    unauthenticated,
+    unavailable,
+)
 from reactmesh.edge.forwarder import ChannelFactory, Forwarder, insecure_channel
+from reactmesh.edge.limits import SESSION_ID_BYTES
 from reactmesh.edge.ratelimit import RateLimiter
 from reactmesh.edge.ring import HashRing
-from reactmesh.edge.validation import SESSION_ID_BYTES, Validator
+from reactmesh.edge.validation import Validator
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 
@@ -65,10 +74,6 @@ class EdgeListener(Protocol):
     Called synchronously on the event loop for every batch: it must be cheap and must not raise."""
 
     def __call__(self, outcome: int, taps: int, rate_limited: int, reason: int) -> None: ...
-
-
-def _unavailable(message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
 
 
 def _trim(counts: Any, granted: int) -> list[common_pb2.ReactionCount]:
@@ -186,7 +191,7 @@ class Edge:
         Raises ServiceError (RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED) when the caller must end
         its call without forwarding this batch or any later one."""
         if not self._accepting:
-            raise _unavailable("edge is not accepting batches (starting or shutting down)")
+            raise unavailable("edge is not accepting batches (starting or shutting down)")
         seq = batch.seq
         if principal is not None:
             if self.clock.wall_ms() >= principal.expires_at_ms:
@@ -224,7 +229,7 @@ class Edge:
     def _resolved(self, seq: int, granted: int, limited: int, deliver: Deliver, future: asyncio.Future[int]) -> None:
         self._inflight -= 1
         if future.cancelled() or future.exception() is not None:
-            deliver(_unavailable("edge shut down before the aggregator acknowledged; resend unacknowledged batches"))
+            deliver(unavailable("edge shut down before the aggregator acknowledged; resend unacknowledged batches"))
             return
         outcome = future.result()
         if outcome == _APPLIED:
@@ -386,7 +391,7 @@ class IngestServicer:
         except Exception:
             log.exception("Ingest.Stream reader failed")
             state.failed = True
-            out.put_nowait(ServiceError(grpc.StatusCode.INTERNAL, "internal error"))
+            out.put_nowait(internal("internal error"))
             return
         state.eof = True
         if state.outstanding == 0:

@@ -1,4 +1,4 @@
-"""Validation of client batches against the wire contract (ingest.proto) and the deployment's limits.
+"""Validation of client batches against the wire rules (``edge.limits``, ingest.proto) and the deployment's caps.
 
 ``Validator.check`` returns None for a batch the edge may count, else the first failed rule as a
 (RejectReason, detail) pair. Rules are checked in a fixed order (session, viewer, seq, stream, entry
@@ -8,19 +8,21 @@ cost is a few attribute reads and one set lookup per entry.
 
 from __future__ import annotations
 
-import re
-
 from reactmesh.edge.config import EdgeConfig
+from reactmesh.edge.limits import (
+    MAX_EMOJI_CHARS,
+    MAX_VIEWER_ID_CHARS,
+    SESSION_ID_BYTES,
+    STREAM_ID_FORM,
+    STREAM_ID_RE,
+    VIEWER_ID_FORM,
+)
 from reactmesh.v1 import ingest_pb2
 
 Reason = ingest_pb2.BatchAck.RejectReason
 Rejection = tuple[Reason, str]
 
-SESSION_ID_BYTES = 16
-MAX_ID_CHARS = 128
-
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_stream_ok = _STREAM_ID.fullmatch
+_stream_ok = STREAM_ID_RE.fullmatch
 
 _Ack = ingest_pb2.BatchAck
 
@@ -43,12 +45,12 @@ class Validator:
         """None if ``batch`` is valid, else why it is not."""
         if len(batch.session_id) != SESSION_ID_BYTES:
             return _Ack.BAD_SESSION_ID, f"session_id must be {SESSION_ID_BYTES} bytes, got {len(batch.session_id)}"
-        if not 0 < len(batch.viewer_id) <= MAX_ID_CHARS:
-            return _Ack.BAD_VIEWER_ID, f"viewer_id must be 1..{MAX_ID_CHARS} chars"
+        if not 0 < len(batch.viewer_id) <= MAX_VIEWER_ID_CHARS:
+            return _Ack.BAD_VIEWER_ID, f"viewer_id must be {VIEWER_ID_FORM}"
         if batch.seq == 0:
             return _Ack.BAD_SEQ, "seq must be > 0"
         if _stream_ok(batch.stream_id) is None:
-            return _Ack.BAD_STREAM_ID, f"stream_id must be 1..{MAX_ID_CHARS} chars of [A-Za-z0-9._:-]"
+            return _Ack.BAD_STREAM_ID, f"stream_id must be {STREAM_ID_FORM}"
         counts = batch.counts
         n = len(counts)
         if n == 0:
@@ -61,7 +63,7 @@ class Validator:
         for entry in counts:
             emoji = entry.emoji
             if emoji not in reactions:
-                return _Ack.UNKNOWN_EMOJI, f"unknown emoji {emoji[:32]!r}"
+                return _Ack.UNKNOWN_EMOJI, f"unknown emoji {emoji[:MAX_EMOJI_CHARS]!r}"
             if emoji in seen:
                 return _Ack.DUPLICATE_EMOJI, f"emoji {emoji!r} appears more than once"
             seen.add(emoji)

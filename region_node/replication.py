@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from reactmesh.edge.client import backoff_delay
+from reactmesh.edge.backoff import backoff_delay
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode, ProtocolError
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc

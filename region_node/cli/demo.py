@@ -12,7 +12,7 @@ import grpc
 from rich.live import Live
 from rich.table import Table
 
-from reactmesh.edge.client import LiveView
+from reactmesh.edge.sdk import LiveView
 from reactmesh.region_node.cli.load import drive
 from reactmesh.region_node.cli.watch import follow
 from reactmesh.region_node.devmesh import RegionPlan
@@ -48,7 +48,7 @@ def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: d
 
 async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None:
     # The live table is the demo's output; client reconnect chatter would scroll it away.
-    logging.getLogger("reactmesh.edge.client").setLevel(logging.ERROR)
+    logging.getLogger("reactmesh.edge.sdk").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
     followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r])) for r, p in plans.items()]

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.v1 import ingest_pb2
 
 

@@ -176,7 +176,7 @@ async def _option_index(stub: Any, args: argparse.Namespace, metadata: Any) -> i
 async def _watch(stub: Any, args: argparse.Namespace, metadata: Any, console: Console) -> int:
     from rich.live import Live
 
-    from reactmesh.edge.client import LiveView, subscribe
+    from reactmesh.edge.sdk import LiveView, subscribe
     from reactmesh.v1 import polls_pb2
 
     if (args.poll_id is None) == (args.stream is None):

@@ -9,7 +9,7 @@ import contextlib
 from rich.live import Live
 from rich.table import Table
 
-from reactmesh.edge.client import LiveView, subscribe
+from reactmesh.edge.sdk import LiveView, subscribe
 
 
 def render(stream: str, views: dict[str, LiveView]) -> Table:

@@ -20,8 +20,8 @@ from typing import Any
 import grpc
 import pytest
 
-from reactmesh.edge.client import ClientError, ConnectionState, LiveView, ReactionClient
 from reactmesh.edge.errors import abort_with, resource_exhausted
+from reactmesh.edge.sdk import ClientError, ConnectionState, LiveView, ReactionClient
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.support.polling import eventually

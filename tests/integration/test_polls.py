@@ -23,7 +23,7 @@ import grpc
 import pytest
 
 from reactmesh.edge.auth import issue_token
-from reactmesh.edge.client import LiveView
+from reactmesh.edge.sdk import LiveView
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter

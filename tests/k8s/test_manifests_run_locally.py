@@ -31,8 +31,8 @@ from typing import Any
 
 import grpc
 
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.ring import HashRing
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.region_node.config import load
 from reactmesh.region_node.devmesh import free_port_block, to_toml, wait_serving
 from reactmesh.v1 import query_pb2, query_pb2_grpc

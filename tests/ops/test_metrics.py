@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from reactmesh.edge.client import ReactionClient, subscribe
+from reactmesh.edge.sdk import ReactionClient, subscribe
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from reactmesh.edge.client import ReactionClient
+from reactmesh.edge.sdk import ReactionClient
 from tests.ops.test_alert_rules import ALERTS, RULES
 from tests.support.metered import http_get, metered_region
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
-from reactmesh.edge.client import ReactionClient
 from reactmesh.edge.config import DEFAULT_REACTIONS
+from reactmesh.edge.sdk import ReactionClient
 from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 
 CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from reactmesh.edge.client import ClientConfig, LiveView, ReactionClient, backoff_delay
+from reactmesh.edge.backoff import backoff_delay
 from reactmesh.edge.errors import ConfigError
+from reactmesh.edge.sdk import ClientConfig, LiveView, ReactionClient
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import broadcast_pb2, common_pb2, ingest_pb2, polls_pb2
 

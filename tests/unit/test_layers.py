@@ -59,6 +59,8 @@ def test_every_contract_holds_for_the_code(graph: grimp.ImportGraph, contract_id
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.node"),
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.broadcaster.core"),
         ("devmesh", "reactmesh.region_node.broadcaster.core", "reactmesh.region_node.devmesh"),
+        ("sdk", "reactmesh.edge.service", "reactmesh.edge.sdk.client"),
+        ("sdk", "reactmesh.region_node.replication", "reactmesh.edge.sdk"),
         ("acyclic", "reactmesh.merge.codec", "reactmesh.merge.gossip"),
     ],
 )
