@@ -23,6 +23,7 @@ from reactmesh.edge.limits import (
     is_emoji,
     is_region,
 )
+from reactmesh.merge.checks import int_in
 
 DEFAULT_REACTIONS: tuple[str, ...] = ("like", "heart", "laugh", "wow", "sad", "fire")
 
@@ -62,23 +63,23 @@ class EdgeConfig:
             raise ConfigError("region", REGION_FORM, self.region)
         _check_aggregators(self.aggregators)
         _check_reactions(self.reactions)
-        _check_int("max_count_per_entry", self.max_count_per_entry, 1, MAX_COUNT_PER_ENTRY)
-        _check_int("max_entries_per_batch", self.max_entries_per_batch, 1, MAX_ENTRIES_PER_BATCH)
+        int_in("max_count_per_entry", self.max_count_per_entry, 1, MAX_COUNT_PER_ENTRY)
+        int_in("max_entries_per_batch", self.max_entries_per_batch, 1, MAX_ENTRIES_PER_BATCH)
         if (
             isinstance(self.rate_per_s, bool)
             or not isinstance(self.rate_per_s, int | float)
             or not 0 < self.rate_per_s < float("inf")
         ):
             raise ConfigError("rate_per_s", "a finite number > 0", self.rate_per_s)
-        _check_int("burst", self.burst, 1, 2**32)
-        _check_int("max_viewers_tracked", self.max_viewers_tracked, 1, 2**31)
-        _check_int("flush_interval_ms", self.flush_interval_ms, 0, 10_000)
-        _check_int("max_entries_per_edge_batch", self.max_entries_per_edge_batch, 1, MAX_ENTRIES_PER_EDGE_BATCH)
-        _check_int("max_inflight_entries", self.max_inflight_entries, 1, 2**31)
-        _check_int("retry_after_ms", self.retry_after_ms, 1, 2**32 - 1)
-        _check_int("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
-        _check_int("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms, self.reconnect_backoff_ms, 600_000)
-        _check_int("ring_vnodes", self.ring_vnodes, 1, 65_536)
+        int_in("burst", self.burst, 1, 2**32)
+        int_in("max_viewers_tracked", self.max_viewers_tracked, 1, 2**31)
+        int_in("flush_interval_ms", self.flush_interval_ms, 0, 10_000)
+        int_in("max_entries_per_edge_batch", self.max_entries_per_edge_batch, 1, MAX_ENTRIES_PER_EDGE_BATCH)
+        int_in("max_inflight_entries", self.max_inflight_entries, 1, 2**31)
+        int_in("retry_after_ms", self.retry_after_ms, 1, 2**32 - 1)
+        int_in("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
+        int_in("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms, self.reconnect_backoff_ms, 600_000)
+        int_in("ring_vnodes", self.ring_vnodes, 1, 65_536)
         if self.auth_secret is not None and (
             not isinstance(self.auth_secret, str) or len(self.auth_secret) < _MIN_SECRET_CHARS
         ):
@@ -99,11 +100,6 @@ class EdgeConfig:
             if key in values and isinstance(values[key], list):
                 values[key] = tuple(values[key])
         return cls(**values)
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(name, f"an integer in {lo}..{hi}", value)
 
 
 def _check_aggregators(value: object) -> None:

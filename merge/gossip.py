@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reactmesh.merge import digest
+from reactmesh.merge.checks import int_at_least, int_in, is_number, number_in
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError, DecodeError, MergeError
 from reactmesh.merge.replica import ReplicaState
@@ -60,16 +61,12 @@ class GossipConfig:
     digest_collections: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_keys_per_delta < 1:
-            raise ConfigError("gossip.max_keys_per_delta", "an integer >= 1", self.max_keys_per_delta)
-        if self.max_inflight_deltas < 1:
-            raise ConfigError("gossip.max_inflight_deltas", "an integer >= 1", self.max_inflight_deltas)
-        if not 0 < self.poll_interval_s <= 1:
-            raise ConfigError("gossip.poll_interval_s", "seconds in (0, 1]", self.poll_interval_s)
-        if self.digest_interval_s < 0:
+        int_at_least("gossip.max_keys_per_delta", self.max_keys_per_delta, 1)
+        int_at_least("gossip.max_inflight_deltas", self.max_inflight_deltas, 1)
+        number_in("gossip.poll_interval_s", self.poll_interval_s, 0, 1, low_open=True, unit="seconds")
+        if not is_number(self.digest_interval_s) or self.digest_interval_s < 0:
             raise ConfigError("gossip.digest_interval_s", "seconds >= 0 (0 disables digests)", self.digest_interval_s)
-        if not 1 <= self.digest_buckets <= 4096:
-            raise ConfigError("gossip.digest_buckets", "an integer in 1..4096", self.digest_buckets)
+        int_in("gossip.digest_buckets", self.digest_buckets, 1, 4096)
 
 
 @dataclass

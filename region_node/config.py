@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reactmesh.edge.config import EdgeConfig
+from reactmesh.edge.limits import REGION_FORM, is_region
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.gossip import GossipConfig
 from reactmesh.region_node.aggregator.config import AggregatorConfig
@@ -114,8 +115,8 @@ class NodeConfig:
     metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.region, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.region):
-            raise ConfigError("region", "1..32 chars of [a-z0-9-], e.g. 'a'", self.region)
+        if not is_region(self.region):
+            raise ConfigError("region", REGION_FORM, self.region)
         if self.metrics_listen is not None:
             check_address("metrics_listen", self.metrics_listen)
 

@@ -13,7 +13,6 @@ skipped; ``forget_windows_before`` trims the index to match.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
@@ -21,14 +20,14 @@ from typing import Any
 import grpc
 
 from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
+from reactmesh.edge.limits import EMOJI_FORM, is_emoji
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.region_node.broadcaster.core import check_stream_id
 from reactmesh.region_node.state import TOTALS, WINDOWS, RegionState
 from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 MAX_POINTS = 86_400
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
 
 
 class QueryServicer(query_pb2_grpc.QueryServicer):
@@ -105,7 +104,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
     def totals(self, stream_id: str) -> dict[str, int]:
         """Exact merged totals of the stream, by emoji. Raises ServiceError for a bad stream id."""
-        _check_stream_id(stream_id)
+        check_stream_id(stream_id)
         values = self._state.totals
         return {emoji: values.value((stream_id, emoji)) for emoji in sorted(self._emojis.get(stream_id, ()))}
 
@@ -117,7 +116,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         Every requested emoji gets a series (possibly empty); with none requested, every emoji
         with a non-zero bucket in range. Raises ServiceError INVALID_ARGUMENT for bad input.
         """
-        _check_stream_id(stream_id)
+        check_stream_id(stream_id)
         step = step_s or 1
         if step < 1:
             raise invalid_argument(f"step_s must be a positive number of seconds, got {step_s}")
@@ -133,8 +132,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             )
         wanted = sorted(set(emojis))
         for emoji in wanted:
-            if not _EMOJI.fullmatch(emoji):
-                raise invalid_argument(f"emoji must be 1..32 chars of [a-z0-9_], got {emoji[:40]!r}")
+            if not is_emoji(emoji):
+                raise invalid_argument(f"emoji must be {EMOJI_FORM}, got {emoji[:40]!r}")
         by_emoji = self._windows.get(stream_id, {})
         names = wanted or sorted(by_emoji)
         windows = self._state.windows
@@ -192,8 +191,3 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         query_pb2_grpc.add_QueryServicer_to_server(self, server)
-
-
-def _check_stream_id(stream_id: str) -> None:
-    if not _STREAM_ID.fullmatch(stream_id):
-        raise invalid_argument(f"stream_id must be 1..128 chars of [A-Za-z0-9._:-], got {stream_id[:140]!r}")

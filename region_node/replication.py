@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from reactmesh.edge.backoff import backoff_delay
+from reactmesh.edge.errors import abort_with, invalid_argument
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode, ProtocolError
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
@@ -39,7 +40,7 @@ class GossipServicer(gossip_pb2_grpc.GossipServicer):
         try:
             await self.node.run_session(_ServerTransport(context), dialer=False)
         except ProtocolError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort_with(context, invalid_argument(str(exc)))
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         gossip_pb2_grpc.add_GossipServicer_to_server(self, server)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from reactmesh.edge.limits import MAX_ENTRIES_PER_EDGE_BATCH, REGION_FORM, is_node_name, is_region
+from reactmesh.merge.checks import int_in
 from reactmesh.merge.errors import ConfigError
 from reactmesh.region_node.sqlite import Synchronous
 
 ACCEPTED_AT_TOLERANCE_MS = 60_000
 """An edge's accepted_at_ms further than this from the aggregator's clock is replaced by the aggregator's."""
-
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_EMOJI = re.compile(r"[a-z0-9_]{1,32}")
-
-
-def _int_field(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(name, f"an integer in {low}..{high}", value)
 
 
 @dataclass(frozen=True)
@@ -38,31 +29,31 @@ class AggregatorConfig:
     watermark_ttl_s: int = 7 * 86_400
     """A session silent longer than this is forgotten; if it then resends an already committed but
     unacked batch, that batch is counted twice."""
-    max_entries_per_batch: int = 4096
+    max_entries_per_batch: int = MAX_ENTRIES_PER_EDGE_BATCH
     max_count: int = 1_000_000
     """Largest count of one emoji in one entry (the edge's per-entry cap is lower)."""
     synchronous: Synchronous = "FULL"
     """SQLite synchronous mode: FULL survives power loss, NORMAL only a process crash."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
-            raise ConfigError("region", "1..32 chars of [a-z0-9-], e.g. 'a'", self.region)
+        if not is_region(self.region):
+            raise ConfigError("region", REGION_FORM, self.region)
         node_id = self.node_id
         if (
             not isinstance(node_id, str)
             or not node_id.startswith(f"{self.region}/")
-            or not _NODE_NAME.fullmatch(node_id[len(self.region) + 1 :])
+            or not is_node_name(node_id[len(self.region) + 1 :])
         ):
             raise ConfigError(
                 "node_id", f"'{self.region}/<name>' with a name of [A-Za-z0-9._-], e.g. 'a/agg-0'", node_id
             )
         if not isinstance(self.db_path, str) or not self.db_path or self.db_path == ":memory:":
             raise ConfigError("db_path", "a file path (the store must survive a restart)", self.db_path)
-        _int_field("tick_ms", self.tick_ms, 1, 10_000)
+        int_in("tick_ms", self.tick_ms, 1, 10_000)
         min_retention = 2 * ACCEPTED_AT_TOLERANCE_MS // 1000
-        _int_field("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
-        _int_field("watermark_ttl_s", self.watermark_ttl_s, 60, 10 * 365 * 86_400)
-        _int_field("max_entries_per_batch", self.max_entries_per_batch, 1, 1_000_000)
-        _int_field("max_count", self.max_count, 1, 2**31)
+        int_in("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
+        int_in("watermark_ttl_s", self.watermark_ttl_s, 60, 10 * 365 * 86_400)
+        int_in("max_entries_per_batch", self.max_entries_per_batch, 1, 1_000_000)
+        int_in("max_count", self.max_count, 1, 2**31)
         if self.synchronous not in ("FULL", "NORMAL"):
             raise ConfigError("synchronous", "'FULL' or 'NORMAL'", self.synchronous)

@@ -49,13 +49,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from reactmesh.edge.errors import ServiceError
+from reactmesh.edge.errors import ServiceError, unavailable
+from reactmesh.edge.limits import EMOJI_RE, MAX_SEQ, SESSION_ID_BYTES, STREAM_ID_RE
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
-from reactmesh.region_node.aggregator.config import _EMOJI, _STREAM_ID, ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
+from reactmesh.region_node.aggregator.config import ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
 from reactmesh.region_node.aggregator.store import Slot, Store
 from reactmesh.region_node.state import TOTALS, WATERMARKS, WINDOWS, RegionState
 from reactmesh.v1 import aggregator_pb2
@@ -66,8 +65,6 @@ APPLIED = aggregator_pb2.EdgeAck.APPLIED
 DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
 REFUSED = aggregator_pb2.EdgeAck.REFUSED
 
-SESSION_ID_BYTES = 16
-_MAX_SEQ = 2**63 - 1  # SQLite INTEGER
 _WATERMARK_EXPIRY_EVERY_S = 1.0
 _WINDOW_EXPIRY_EVERY_S = 60.0
 _NAME_CACHE_LIMIT = 100_000
@@ -234,7 +231,7 @@ class Aggregator:
                 await self.tick()
         finally:
             self._closed = True
-            bye = ServiceError(grpc.StatusCode.UNAVAILABLE, "aggregator is shutting down; resend unacked batches")
+            bye = unavailable("aggregator is shutting down; resend unacked batches")
             for fwd in self._streams:
                 fwd.dead = True
                 fwd.out.put_nowait(bye)
@@ -291,16 +288,16 @@ class Aggregator:
             seq = e.seq
             counts = e.counts
             valid = (
-                (stream in streams_ok or self._admit(stream, _STREAM_ID, streams_ok))
+                (stream in streams_ok or self._admit(stream, STREAM_ID_RE, streams_ok))
                 and len(session) == SESSION_ID_BYTES
-                and 0 < seq <= _MAX_SEQ
+                and 0 < seq <= MAX_SEQ
                 and len(counts) > 0
             )
             if valid:
                 for c in counts:
                     emoji = c.emoji
                     if not 0 < c.count <= max_count or (
-                        emoji not in emojis_ok and not self._admit(emoji, _EMOJI, emojis_ok)
+                        emoji not in emojis_ok and not self._admit(emoji, EMOJI_RE, emojis_ok)
                     ):
                         valid = False
                         break
@@ -458,9 +455,7 @@ class Aggregator:
                     wm[session] = seen
                 else:
                     wm.pop(session, None)
-        err = ServiceError(
-            grpc.StatusCode.UNAVAILABLE, "aggregator commit failed; resend unacked batches", retry_after_ms=1000
-        )
+        err = unavailable("aggregator commit failed; resend unacked batches", retry_after_ms=1000)
         for fwd in self._streams:
             fwd.dead = True
             fwd.out.put_nowait(err)

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
+from reactmesh.edge.errors import ServiceError, abort_with, internal, invalid_argument, unavailable
 from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
 from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
@@ -41,7 +41,7 @@ class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):
         if not agg.serving:
             await abort_with(
                 context,
-                ServiceError(grpc.StatusCode.UNAVAILABLE, "aggregator is not serving", retry_after_ms=1000),
+                unavailable("aggregator is not serving", retry_after_ms=1000),
             )
             return
         fwd = ForwardStream()
@@ -73,4 +73,4 @@ class AggregatorService(aggregator_pb2_grpc.AggregatorServicer):
             fwd.out.put_nowait(invalid_argument(f"undecodable EdgeBatch: {exc}"))
         except Exception as exc:
             log.exception("aggregator %s: Forward reader failed", agg.config.node_id)
-            fwd.out.put_nowait(ServiceError(grpc.StatusCode.INTERNAL, f"aggregator failed reading: {exc!r}"))
+            fwd.out.put_nowait(internal(f"aggregator failed reading: {exc!r}"))

@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reactmesh.merge.checks import int_in
 from reactmesh.merge.errors import ConfigError
 from reactmesh.region_node.broadcaster.smoother import SmootherConfig
-
-
-def _positive_int(name: str, value: object, upper: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
-        raise ConfigError(f"broadcaster.{name}", f"an integer in [1, {upper}]", value)
 
 
 @dataclass(frozen=True)
@@ -32,10 +28,10 @@ class BroadcasterConfig:
     retry_after_ms: int = 1000
 
     def __post_init__(self) -> None:
-        _positive_int("tick_ms", self.tick_ms, 60_000)
-        _positive_int("buffer_frames", self.buffer_frames, 1_000_000)
-        _positive_int("subscriber_queue_frames", self.subscriber_queue_frames, 1_000_000)
-        _positive_int("max_subscribers", self.max_subscribers, 100_000_000)
+        int_in("broadcaster.tick_ms", self.tick_ms, 1, 60_000)
+        int_in("broadcaster.buffer_frames", self.buffer_frames, 1, 1_000_000)
+        int_in("broadcaster.subscriber_queue_frames", self.subscriber_queue_frames, 1, 1_000_000)
+        int_in("broadcaster.max_subscribers", self.max_subscribers, 1, 100_000_000)
         if isinstance(self.smoothing, Mapping):
             # A [broadcaster.smoothing] table of a config file.
             try:
@@ -47,8 +43,8 @@ class BroadcasterConfig:
                 raise ConfigError("broadcaster.smoothing", "a table of SmootherConfig fields", self.smoothing) from exc
         if not isinstance(self.smoothing, SmootherConfig):
             raise ConfigError("broadcaster.smoothing", "a SmootherConfig or a table of its fields", self.smoothing)
-        _positive_int("tick_budget_ms", self.tick_budget_ms, 60_000)
-        _positive_int("degrade_subscribers", self.degrade_subscribers, 100_000_000)
-        _positive_int("degrade_top_k", self.degrade_top_k, 10_000)
-        _positive_int("recover_ticks", self.recover_ticks, 1_000_000)
-        _positive_int("retry_after_ms", self.retry_after_ms, 3_600_000)
+        int_in("broadcaster.tick_budget_ms", self.tick_budget_ms, 1, 60_000)
+        int_in("broadcaster.degrade_subscribers", self.degrade_subscribers, 1, 100_000_000)
+        int_in("broadcaster.degrade_top_k", self.degrade_top_k, 1, 10_000)
+        int_in("broadcaster.recover_ticks", self.recover_ticks, 1, 1_000_000)
+        int_in("broadcaster.retry_after_ms", self.retry_after_ms, 1, 3_600_000)

@@ -39,16 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
-import grpc
-
-from reactmesh.edge.errors import ServiceError, invalid_argument, resource_exhausted
+from reactmesh.edge.errors import invalid_argument, resource_exhausted, unavailable
+from reactmesh.edge.limits import STREAM_ID_FORM, is_stream_id
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
@@ -56,15 +54,14 @@ from reactmesh.region_node.broadcaster.frames import Channel, Frame, Subscriptio
 from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SNAPSHOT = broadcast_pb2.Frame.SNAPSHOT
 _DELTA = broadcast_pb2.Frame.DELTA
 
 
 def check_stream_id(stream_id: str) -> None:
-    """Raise INVALID_ARGUMENT unless ``stream_id`` is 1..128 chars of [A-Za-z0-9._:-]."""
-    if not _STREAM_ID.fullmatch(stream_id):
-        raise invalid_argument(f"stream_id must be 1..128 chars of [A-Za-z0-9._:-], got {stream_id[:140]!r}")
+    """Raise INVALID_ARGUMENT unless ``stream_id`` has the STREAM_ID_FORM."""
+    if not is_stream_id(stream_id):
+        raise invalid_argument(f"stream_id must be {STREAM_ID_FORM}, got {stream_id[:140]!r}")
 
 
 @dataclass(frozen=True)
@@ -293,7 +290,7 @@ class Broadcaster:
         """
         check_stream_id(request.stream_id)
         if self._closed:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "broadcaster is shutting down; reconnect with resume")
+            raise unavailable("broadcaster is shutting down; reconnect with resume")
         if self._subscribers >= self.config.max_subscribers:
             raise resource_exhausted(
                 f"broadcaster has {self._subscribers} subscribers (max_subscribers)", self.config.retry_after_ms

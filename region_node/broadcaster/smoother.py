@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from reactmesh.merge.checks import int_at_least, int_in, is_number
 from reactmesh.merge.errors import ConfigError
 
 
@@ -51,9 +52,9 @@ class SmootherConfig:
     drain_ticks: int = 20
 
     def __post_init__(self) -> None:
-        if not isinstance(self.alpha, int | float) or isinstance(self.alpha, bool) or not 0 < self.alpha <= 1:
+        if not is_number(self.alpha) or not 0 < self.alpha <= 1:
             raise ConfigError("smoothing.alpha", "a number in (0, 1]", self.alpha)
-        if not isinstance(self.k, int | float) or isinstance(self.k, bool) or not 1 <= self.k < 1e6:
+        if not is_number(self.k) or not 1 <= self.k < 1e6:
             raise ConfigError("smoothing.k", "a number >= 1 (the cap must keep up with a steady rate)", self.k)
         if self.k * self.alpha >= 1:
             raise ConfigError(
@@ -61,14 +62,8 @@ class SmootherConfig:
                 f"k * alpha < 1 so that a burst is spread over several ticks (alpha={self.alpha})",
                 self.k,
             )
-        if not _is_int(self.min_step) or self.min_step < 1:
-            raise ConfigError("smoothing.min_step", "an integer >= 1", self.min_step)
-        if not _is_int(self.drain_ticks) or not 2 <= self.drain_ticks <= 100_000:
-            raise ConfigError("smoothing.drain_ticks", "an integer in [2, 100000]", self.drain_ticks)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        int_at_least("smoothing.min_step", self.min_step, 1)
+        int_in("smoothing.drain_ticks", self.drain_ticks, 2, 100_000)
 
 
 class _Slot:

@@ -52,19 +52,27 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import grpc
-
 from reactmesh.edge.errors import (
-    ServiceError,
     failed_precondition,
     invalid_argument,
     not_found,
+    resource_exhausted,
+    unavailable,
+)
+from reactmesh.edge.limits import (
+    MAX_OPTION_CHARS,
+    MAX_OPTIONS,
+    MAX_QUESTION_CHARS,
+    MIN_OPTIONS,
+    POLL_ID_FORM,
+    VIEWER_ID_FORM,
+    is_poll_id,
+    is_viewer_id,
 )
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ClockDriftError
@@ -78,13 +86,6 @@ from reactmesh.region_node.state import POLLS
 from reactmesh.v1 import polls_pb2
 
 log = logging.getLogger(__name__)
-
-MAX_QUESTION_CHARS = 280
-MIN_OPTIONS = 2
-MAX_OPTIONS = 10
-MAX_OPTION_CHARS = 80
-MAX_VIEWER_CHARS = 128
-_POLL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class StreamDirectory(Protocol):
@@ -133,10 +134,6 @@ def to_proto(value: PollValue) -> polls_pb2.Poll:
         closes_at_ms=spec.closes_at_ms,
         closed_at_ms=closed.wall_ms if closed is not None else 0,
     )
-
-
-def _unavailable(message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
 
 
 class PollBook:
@@ -228,10 +225,7 @@ class PollBook:
             if self.config.require_known_stream and not existing and not streams.stream_known(stream_id):
                 raise not_found(f"stream {stream_id!r} is unknown here: no reactions have been counted for it yet")
         if len(existing) >= self.config.max_polls_per_stream:
-            raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"stream {stream_id!r} already has {len(existing)} polls (max_polls_per_stream)",
-            )
+            raise resource_exhausted(f"stream {stream_id!r} already has {len(existing)} polls (max_polls_per_stream)")
         stamp = self._stamp()
         poll_id = self._new_id()
         spec = PollSpec(stream_id, question, tuple(options), stamp, closes_at_ms)
@@ -246,8 +240,8 @@ class PollBook:
         poll), FAILED_PRECONDITION (the poll is closed here), UNAVAILABLE (poll file).
         """
         _check_poll_id(poll_id)
-        if not 0 < len(viewer_id) <= MAX_VIEWER_CHARS:
-            raise invalid_argument(f"viewer_id must be 1..{MAX_VIEWER_CHARS} chars, got {len(viewer_id)}")
+        if not is_viewer_id(viewer_id):
+            raise invalid_argument(f"viewer_id must be {VIEWER_ID_FORM}, got {len(viewer_id)}")
         spec = self._spec(poll_id)
         if not 0 <= option < len(spec.options):
             raise invalid_argument(f"option must be an index in 0..{len(spec.options) - 1}, got {option}")
@@ -403,7 +397,7 @@ class PollBook:
                 await self.flush()
             except Exception as exc:
                 self._store_errors += 1
-                raise _unavailable(f"poll file write failed: {exc}") from exc
+                raise unavailable(f"poll file write failed: {exc}") from exc
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, fut))
@@ -422,7 +416,7 @@ class PollBook:
                 waiters, self._waiters = self._waiters, []
                 for _, fut in waiters:
                     if not fut.done():
-                        fut.set_exception(_unavailable(f"poll file write failed: {exc}"))
+                        fut.set_exception(unavailable(f"poll file write failed: {exc}"))
                 continue
             waiting: list[tuple[int, asyncio.Future[None]]] = []
             for target, fut in self._waiters:
@@ -461,7 +455,7 @@ class PollBook:
         finally:
             for _, fut in self._waiters:
                 if not fut.done():
-                    fut.set_exception(_unavailable("polls are shutting down"))
+                    fut.set_exception(unavailable("polls are shutting down"))
             self._waiters = []
             self._store = None
             await store.close()
@@ -483,5 +477,5 @@ class PollBook:
 
 
 def _check_poll_id(poll_id: str) -> None:
-    if not _POLL_ID.fullmatch(poll_id):
-        raise invalid_argument(f"poll_id must be 1..64 chars of [A-Za-z0-9._:-], got {poll_id[:80]!r}")
+    if not is_poll_id(poll_id):
+        raise invalid_argument(f"poll_id must be {POLL_ID_FORM}, got {poll_id[:80]!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reactmesh.merge.checks import boolean, int_in
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.region_node.sqlite import Synchronous
@@ -28,19 +29,13 @@ class PollsConfig:
     max_drift_ms: int = HybridLogicalClock.DEFAULT_MAX_DRIFT_MS
 
     def __post_init__(self) -> None:
-        _check_int("tick_ms", self.tick_ms, 1, 60_000)
-        if not isinstance(self.require_known_stream, bool):
-            raise ConfigError("require_known_stream", "true or false", self.require_known_stream)
-        _check_int("max_polls_per_stream", self.max_polls_per_stream, 1, 100_000)
+        int_in("tick_ms", self.tick_ms, 1, 60_000)
+        boolean("require_known_stream", self.require_known_stream)
+        int_in("max_polls_per_stream", self.max_polls_per_stream, 1, 100_000)
         for name in ("auth_secret", "host_secret"):
             secret = getattr(self, name)
             if secret is not None and (not isinstance(secret, str) or len(secret) < _MIN_SECRET_CHARS):
                 raise ConfigError(name, f"None or a string of at least {_MIN_SECRET_CHARS} chars", "<redacted>")
         if self.synchronous not in ("FULL", "NORMAL"):
             raise ConfigError("synchronous", '"FULL" or "NORMAL"', self.synchronous)
-        _check_int("max_drift_ms", self.max_drift_ms, 0, 86_400_000)
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(name, f"an integer in {lo}..{hi}", value)
+        int_in("max_drift_ms", self.max_drift_ms, 0, 86_400_000)

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from reactmesh.edge.auth import Authenticator
-from reactmesh.edge.errors import ServiceError, abort_with
+from reactmesh.edge.errors import ServiceError, abort_with, permission_denied
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.merge.polls import PollSet
@@ -55,7 +55,7 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
         try:
             principal = self._viewers.authenticate(context.invocation_metadata())
             if principal is not None and principal.viewer_id != request.viewer_id:
-                raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, "viewer_id does not match the token's subject")
+                raise permission_denied("viewer_id does not match the token's subject")
             value, _ = await self.book.vote(request.poll_id, request.viewer_id, request.option)
         except ServiceError as err:
             await abort_with(context, err)
