@@ -34,7 +34,8 @@ from reactmesh.bench.procs import run_loop
 from reactmesh.bench.report import Options, Report, Target
 from reactmesh.merge.clock import SystemClock
 from reactmesh.region_node.aggregator.config import AggregatorConfig
-from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.pending import ForwardStream
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "core"

@@ -37,7 +37,8 @@ from reactmesh.bench.report import Options, Report
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.merge.clock import SystemClock
 from reactmesh.region_node.aggregator.config import AggregatorConfig
-from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.pending import ForwardStream
 from reactmesh.v1 import aggregator_pb2, common_pb2
 
 NAME = "memory"

@@ -26,12 +26,9 @@ Guarantees:
   (which peers would ignore under max-merge, silently dropping the new counts).
 - On start the watermarks, the slots (all of them, as stored) and the windows within retention are
   reloaded from SQLite into memory and into ``state``.
-- Retention: window rows older than ``window_retention_s`` are dropped from memory and disk (checked
-  every minute: pruning a KeyedGCounter scans its keys). Watermarks of sessions silent for longer
-  than ``watermark_ttl_s`` are dropped every second; such a session that then resends a batch that
-  was committed but never acked is counted twice. Clients resend within seconds to minutes, so the
-  default of 7 days is a wide margin; the cost is memory (~200 bytes per session seen in the TTL),
-  so a node with many short sessions may lower it.
+- Retention (``retention``): a session silent for longer than ``watermark_ttl_s`` that then resends a
+  batch committed but never acked is counted twice; clients resend within seconds to minutes, so the
+  default of 7 days is a wide margin.
 
 Windows are per second, from the edge's ``accepted_at_ms``, or from this node's clock when that is
 missing or more than 60 s away from it. ``add_commit_listener`` is the seam for replication (told
@@ -45,16 +42,17 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from reactmesh.edge.errors import ServiceError, unavailable
+from reactmesh.edge.errors import unavailable
 from reactmesh.edge.limits import EMOJI_RE, MAX_SEQ, SESSION_ID_BYTES, STREAM_ID_RE
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
 from reactmesh.region_node.aggregator.config import ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
+from reactmesh.region_node.aggregator.pending import CommitFacts, CommitListener, ForwardStream, Pending
+from reactmesh.region_node.aggregator.retention import Retention
 from reactmesh.region_node.aggregator.store import Slot, Store
 from reactmesh.region_node.state import TOTALS, WATERMARKS, WINDOWS, RegionState
 from reactmesh.v1 import aggregator_pb2
@@ -65,58 +63,7 @@ APPLIED = aggregator_pb2.EdgeAck.APPLIED
 DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
 REFUSED = aggregator_pb2.EdgeAck.REFUSED
 
-_WATERMARK_EXPIRY_EVERY_S = 1.0
-_WINDOW_EXPIRY_EVERY_S = 60.0
 _NAME_CACHE_LIMIT = 100_000
-_NEVER_MS = 2**63
-
-
-@dataclass(frozen=True, slots=True)
-class CommitFacts:
-    """What one commit did; given to every commit listener."""
-
-    committed_at_ms: int
-    commit_seconds: float
-    entries: int
-    taps: int
-    sessions: int
-    oldest_accepted_at_ms: int
-    """Smallest accepted_at_ms (edge clock, or ours when it was unusable) among the entries."""
-    mean_accepted_at_ms: float
-
-
-CommitListener = Callable[[CommitFacts], None]
-
-
-class ForwardStream:
-    """One open Forward call: its outgoing queue and its reader task."""
-
-    __slots__ = ("dead", "out", "reader", "unacked")
-
-    def __init__(self) -> None:
-        # An EdgeAck to send, None to end the call with OK, a ServiceError to end it with that status.
-        self.out: asyncio.Queue[aggregator_pb2.EdgeAck | ServiceError | None] = asyncio.Queue()
-        self.dead = False
-        self.unacked = 0
-        self.reader: asyncio.Task[None] | None = None
-
-
-class _Pending:
-    """Everything applied since the last commit."""
-
-    __slots__ = ("acc_min", "acc_sum", "acks", "entries", "prev_wm", "taps", "windows")
-
-    def __init__(self) -> None:
-        # session -> its watermark before this tick's first entry (restored if the commit fails).
-        self.prev_wm: dict[bytes, int] = {}
-        # (stream, window_start_s) -> emoji -> taps.
-        self.windows: dict[tuple[str, int], dict[str, int]] = {}
-        # Acks to send after the commit, in arrival order; None ends the call (the edge half-closed).
-        self.acks: list[tuple[ForwardStream, aggregator_pb2.EdgeAck | None]] = []
-        self.entries = 0
-        self.taps = 0
-        self.acc_sum = 0
-        self.acc_min = _NEVER_MS
 
 
 class Aggregator:
@@ -129,17 +76,14 @@ class Aggregator:
         self._store: Store | None = None
         self._replica = ""
         self._wm: dict[bytes, int] = {}
-        # session -> wall ms of its last committed update, least recent first.
-        self._touched: dict[bytes, int] = {}
-        self._pending = _Pending()
+        self._retention = Retention(config, clock)
+        self._pending = Pending()
         self._streams: set[ForwardStream] = set()
         self._listeners: list[CommitListener] = []
         self._tick_lock = asyncio.Lock()
         self._run_task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-        self._next_wm_expiry = 0.0
-        self._next_window_expiry = 0.0
         self._streams_ok: set[str] = set()
         self._emojis_ok: set[str] = set()
         self._stats = {
@@ -149,8 +93,6 @@ class Aggregator:
             "taps_applied": 0,
             "commits": 0,
             "commit_failures": 0,
-            "windows_expired": 0,
-            "watermarks_expired": 0,
         }
         self._last_commit_seconds = 0.0
 
@@ -175,7 +117,7 @@ class Aggregator:
             await store.prune_windows(window_cutoff_s)
             for session, seq, updated_ms in await store.load_watermarks():
                 self._wm[session] = seq
-                self._touched[session] = updated_ms
+                self._retention.touch(session, updated_ms)
             self.state.merge(WATERMARKS, _maxmap(self._wm))
             for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
@@ -186,9 +128,7 @@ class Aggregator:
             await store.close()
             raise
         self._store = store
-        now = self._clock.monotonic()
-        self._next_wm_expiry = now + _WATERMARK_EXPIRY_EVERY_S
-        self._next_window_expiry = now + _WINDOW_EXPIRY_EVERY_S
+        self._retention.start()
         log.info(
             "aggregator %s: replica %s, %d sessions, %d totals keys recovered from %s",
             cfg.node_id,
@@ -247,6 +187,8 @@ class Aggregator:
         commits, commit failures, windows and watermarks expired; gauges: last commit seconds,
         pending entries, sessions tracked, open Forward streams."""
         out: dict[str, int | float] = dict(self._stats)
+        out["windows_expired"] = self._retention.windows_expired
+        out["watermarks_expired"] = self._retention.watermarks_expired
         out["last_commit_seconds"] = self._last_commit_seconds
         out["pending_entries"] = self._pending.entries
         out["sessions_tracked"] = len(self._wm)
@@ -362,7 +304,7 @@ class Aggregator:
             if self._closed:
                 return 0
             committed = await self._commit_pending()
-            await self._expire()
+            await self._retention.expire(self._wm, self._pending.prev_wm, self.state.windows, self._store)
             return committed
 
     async def _commit_pending(self) -> int:
@@ -370,7 +312,7 @@ class Aggregator:
         p = self._pending
         if not p.prev_wm and not p.acks:
             return 0
-        self._pending = _Pending()
+        self._pending = Pending()
         facts: CommitFacts | None = None
         if p.prev_wm:
             wm = self._wm
@@ -385,10 +327,9 @@ class Aggregator:
                 raise
             seconds = time.perf_counter() - started
             self._publish(slots, watermarks)
-            touched = self._touched
+            touch = self._retention.touch
             for s in watermarks:
-                touched.pop(s, None)
-                touched[s] = now_ms
+                touch(s, now_ms)
             stats = self._stats
             stats["commits"] += 1
             stats["entries_applied"] += p.entries
@@ -415,7 +356,7 @@ class Aggregator:
                 fwd.out.put_nowait(ack)
         return p.entries
 
-    def _new_slots(self, p: _Pending) -> list[Slot]:
+    def _new_slots(self, p: Pending) -> list[Slot]:
         """This replica's slot values after adding ``p``: committed value + pending increments."""
         replica = self._replica
         win_state = self.state.windows
@@ -442,11 +383,11 @@ class Aggregator:
         if watermarks:
             self.state.merge(WATERMARKS, _maxmap(watermarks))
 
-    def _fail(self, failed: _Pending, exc: BaseException) -> None:
+    def _fail(self, failed: Pending, exc: BaseException) -> None:
         """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
         self._stats["commit_failures"] += 1
         log.error("aggregator %s: commit failed, ending every Forward call: %r", self.config.node_id, exc)
-        newer, self._pending = self._pending, _Pending()
+        newer, self._pending = self._pending, Pending()
         wm = self._wm
         # Newest first: ``failed`` holds the committed value of every session it touched.
         for p in (newer, failed):
@@ -459,39 +400,6 @@ class Aggregator:
         for fwd in self._streams:
             fwd.dead = True
             fwd.out.put_nowait(err)
-
-    async def _expire(self) -> None:
-        assert self._store is not None
-        now = self._clock.monotonic()
-        if now < self._next_wm_expiry and now < self._next_window_expiry:
-            return
-        now_ms = self._clock.wall_ms()
-        try:
-            if now >= self._next_wm_expiry:
-                self._next_wm_expiry = now + _WATERMARK_EXPIRY_EVERY_S
-                cutoff_ms = now_ms - self.config.watermark_ttl_s * 1000
-                doomed: list[bytes] = []
-                active = self._pending.prev_wm  # applied since the last commit: keep
-                for session, updated_ms in self._touched.items():
-                    if updated_ms >= cutoff_ms:
-                        break
-                    if session not in active:
-                        doomed.append(session)
-                if doomed:
-                    for session in doomed:
-                        del self._touched[session]
-                        self._wm.pop(session, None)
-                    self._stats["watermarks_expired"] += len(doomed)
-                    await self._store.prune_watermarks(cutoff_ms, doomed)
-            if now >= self._next_window_expiry:
-                self._next_window_expiry = now + _WINDOW_EXPIRY_EVERY_S
-                cutoff_s = now_ms // 1000 - self.config.window_retention_s
-                self._stats["windows_expired"] += self.state.windows.prune(
-                    lambda key: isinstance(key[2], int) and key[2] < cutoff_s
-                )
-                await self._store.prune_windows(cutoff_s)
-        except Exception:
-            log.exception("aggregator %s: expiry failed (retried later)", self.config.node_id)
 
     # -- Forward streams (the gRPC side is region_node.aggregator.service) ----------------------
 

@@ -17,7 +17,8 @@ import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from reactmesh.edge.errors import ServiceError, abort_with, internal, invalid_argument, unavailable
-from reactmesh.region_node.aggregator.core import Aggregator, ForwardStream
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.pending import ForwardStream
 from reactmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 log = logging.getLogger(__name__)

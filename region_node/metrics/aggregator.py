@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from reactmesh.region_node.aggregator.core import Aggregator, CommitFacts
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.pending import CommitFacts
 from reactmesh.region_node.metrics.families import (
     DURATION_BUCKETS,
     ENTRIES_BUCKETS,

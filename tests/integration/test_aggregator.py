@@ -21,7 +21,8 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.maxmap import MaxMap
 from reactmesh.region_node.aggregator.config import AggregatorConfig
-from reactmesh.region_node.aggregator.core import Aggregator, CommitFacts
+from reactmesh.region_node.aggregator.core import Aggregator
+from reactmesh.region_node.aggregator.pending import CommitFacts
 from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.v1 import aggregator_pb2 as pb

@@ -1,0 +1,85 @@
+"""Retention of an aggregator's state: session watermarks expire after ``watermark_ttl_s`` of silence, per-second
+windows after ``window_retention_s``, in memory and on disk.
+
+``SessionClock`` keeps each session's last committed update, least recent first, so finding the expired sessions
+costs the number of expired sessions, not the number of sessions. Expiry runs from the aggregator's tick, at most
+every second for watermarks and every minute for windows (pruning a KeyedGCounter scans its keys). A session
+applied since the last commit is never expired. An expiry that fails is logged and retried at its next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Container, MutableMapping
+
+from reactmesh.merge.clock import Clock
+from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.region_node.aggregator.config import AggregatorConfig
+from reactmesh.region_node.aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+WATERMARK_EXPIRY_EVERY_S = 1.0
+WINDOW_EXPIRY_EVERY_S = 60.0
+
+
+class Retention:
+    """When an aggregator's watermarks and windows expire; owns the sessions' last-update order."""
+
+    def __init__(self, config: AggregatorConfig, clock: Clock) -> None:
+        self._config = config
+        self._clock = clock
+        # session -> wall ms of its last committed update, least recent first.
+        self._touched: dict[bytes, int] = {}
+        self._next_wm = 0.0
+        self._next_windows = 0.0
+        self.watermarks_expired = 0
+        self.windows_expired = 0
+
+    def start(self) -> None:
+        """Schedule the first expiry one period from now."""
+        now = self._clock.monotonic()
+        self._next_wm = now + WATERMARK_EXPIRY_EVERY_S
+        self._next_windows = now + WINDOW_EXPIRY_EVERY_S
+
+    def touch(self, session: bytes, updated_ms: int) -> None:
+        """Record a committed update of ``session`` (the most recent one so far)."""
+        touched = self._touched
+        touched.pop(session, None)
+        touched[session] = updated_ms
+
+    async def expire(
+        self,
+        watermarks: MutableMapping[bytes, int],
+        active: Container[bytes],
+        windows: KeyedGCounter,
+        store: Store,
+    ) -> None:
+        """Drop expired sessions from ``watermarks`` (except ``active`` ones) and old windows, here and in ``store``."""
+        now = self._clock.monotonic()
+        if now < self._next_wm and now < self._next_windows:
+            return
+        now_ms = self._clock.wall_ms()
+        try:
+            if now >= self._next_wm:
+                self._next_wm = now + WATERMARK_EXPIRY_EVERY_S
+                cutoff_ms = now_ms - self._config.watermark_ttl_s * 1000
+                doomed: list[bytes] = []
+                for session, updated_ms in self._touched.items():
+                    if updated_ms >= cutoff_ms:
+                        break
+                    if session not in active:
+                        doomed.append(session)
+                if doomed:
+                    for session in doomed:
+                        del self._touched[session]
+                        watermarks.pop(session, None)
+                    self.watermarks_expired += len(doomed)
+                    await store.prune_watermarks(cutoff_ms, doomed)
+            if now >= self._next_windows:
+                self._next_windows = now + WINDOW_EXPIRY_EVERY_S
+                cutoff_s = now_ms // 1000 - self._config.window_retention_s
+                self.windows_expired += windows.prune(lambda key: isinstance(key[2], int) and key[2] < cutoff_s)
+                await store.prune_windows(cutoff_s)
+        except Exception:
+            log.exception("aggregator %s: expiry failed (retried later)", self._config.node_id)
