@@ -33,9 +33,9 @@ def _entries(coll: KeyedGCounter | MaxMap) -> Iterator[tuple[object, bytes, byte
             value = ";".join(f"{r}={c}" for r, c in sorted(slots.items()) if c)
             yield key, encode_key(key).encode(), value.encode()
     else:
-        for k, v in coll.items():
+        for k, v, t in coll.stamped_items():
             kb = k if isinstance(k, bytes) else b"s" + k.encode()
-            yield k, kb, str(v).encode()
+            yield k, kb, f"{v}@{t}".encode()
 
 
 def bucket_hashes(coll: KeyedGCounter | MaxMap, n: int) -> list[int]:
@@ -52,8 +52,9 @@ def bucket_subset(coll: KeyedGCounter | MaxMap, n: int, buckets: set[int]) -> Ke
         keys = [key for key, kb, _ in _entries(coll) if _h(kb) % n in buckets]
         return coll.subset(keys)  # type: ignore[arg-type]
     out = MaxMap()
-    for k, v in coll.items():
+    out.expire(coll.floor)  # the repair carries the floor, so a peer behind on expiry catches up too
+    for k, v, t in coll.stamped_items():
         kb = k if isinstance(k, bytes) else b"s" + k.encode()
         if _h(kb) % n in buckets:
-            out.set(k, v)
+            out.set(k, v, stamp=t)
     return out

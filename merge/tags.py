@@ -28,7 +28,7 @@ class Tag:
 
 GCOUNTER = Tag("gcounter")
 KEYED_GCOUNTER = Tag("keyed_gcounter")
-MAX_MAP = Tag("max_map")
+MAX_MAP = Tag("max_map", writes=2, reads=frozenset({1, 2}))
 LWW_MAP = Tag("lww_map")
 POLL_SET = Tag("poll_set")
 

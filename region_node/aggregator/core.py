@@ -115,10 +115,12 @@ class Aggregator:
             window_cutoff_s = now_ms // 1000 - cfg.window_retention_s
             await store.prune_watermarks(now_ms - cfg.watermark_ttl_s * 1000)
             await store.prune_windows(window_cutoff_s)
+            recovered = MaxMap()
             for session, seq, updated_ms in await store.load_watermarks():
                 self._wm[session] = seq
                 self._retention.touch(session, updated_ms)
-            self.state.merge(WATERMARKS, _maxmap(self._wm))
+                recovered.set(session, seq, stamp=updated_ms)
+            self.state.merge(WATERMARKS, recovered)
             for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
                     self.state.merge(name, coll)
@@ -304,7 +306,7 @@ class Aggregator:
             if self._closed:
                 return 0
             committed = await self._commit_pending()
-            await self._retention.expire(self._wm, self._pending.prev_wm, self.state.windows, self._store)
+            await self._retention.expire(self._wm, self._pending.prev_wm, self.state, self._store)
             return committed
 
     async def _commit_pending(self) -> int:
@@ -326,7 +328,7 @@ class Aggregator:
                 self._fail(p, exc)
                 raise
             seconds = time.perf_counter() - started
-            self._publish(slots, watermarks)
+            self._publish(slots, watermarks, now_ms)
             touch = self._retention.touch
             for s in watermarks:
                 touch(s, now_ms)
@@ -373,7 +375,7 @@ class Aggregator:
             slots.append((TOTALS, tkey, replica, tot_state.slots(tkey).get(replica, 0) + inc))
         return slots
 
-    def _publish(self, slots: list[Slot], watermarks: Mapping[bytes, int] | None = None) -> None:
+    def _publish(self, slots: list[Slot], watermarks: Mapping[bytes, int], stamp_ms: int) -> None:
         """Merge committed slot values and session watermarks into ``state`` (listeners hear the grown keys)."""
         deltas = {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter()}
         for collection, key, replica, count in slots:
@@ -381,7 +383,7 @@ class Aggregator:
         self.state.merge(TOTALS, deltas[TOTALS])
         self.state.merge(WINDOWS, deltas[WINDOWS])
         if watermarks:
-            self.state.merge(WATERMARKS, _maxmap(watermarks))
+            self.state.merge(WATERMARKS, _maxmap(watermarks, stamp_ms))
 
     def _fail(self, failed: Pending, exc: BaseException) -> None:
         """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
@@ -437,8 +439,8 @@ def _log_tick_failure(task: asyncio.Future[Any]) -> None:
         log.error("aggregator tick failed", exc_info=task.exception())
 
 
-def _maxmap(items: Mapping[bytes, int]) -> MaxMap:
+def _maxmap(items: Mapping[bytes, int], stamp_ms: int) -> MaxMap:
     out = MaxMap()
     for key, value in items.items():
-        out.set(key, value)
+        out.set(key, value, stamp=stamp_ms)
     return out

@@ -1,6 +1,12 @@
 """Retention of an aggregator's state: session watermarks expire after ``watermark_ttl_s`` of silence, per-second
 windows after ``window_retention_s``, in memory and on disk.
 
+Watermarks expire in every region, not only here: each expiry also raises the floor of the replicated
+``watermarks`` map to now - ``watermark_ttl_s``, and the floor travels with gossip, so every broadcaster and
+aggregator drops the same sessions (those whose last committed batch, by its committing aggregator's clock, is
+older than the floor). The smallest TTL in the mesh wins; clock offset between regions shifts the floor by that
+offset. A session silent for longer than the TTL that then resends an old batch is counted again.
+
 ``SessionClock`` keeps each session's last committed update, least recent first, so finding the expired sessions
 costs the number of expired sessions, not the number of sessions. Expiry runs from the aggregator's tick, at most
 every second for watermarks and every minute for windows (pruning a KeyedGCounter scans its keys). A session
@@ -13,9 +19,10 @@ import logging
 from collections.abc import Container, MutableMapping
 
 from reactmesh.merge.clock import Clock
-from reactmesh.merge.keyed import KeyedGCounter
+from reactmesh.merge.maxmap import MaxMap
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.aggregator.store import Store
+from reactmesh.region_node.state import WATERMARKS, RegionState
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +59,11 @@ class Retention:
         self,
         watermarks: MutableMapping[bytes, int],
         active: Container[bytes],
-        windows: KeyedGCounter,
+        state: RegionState,
         store: Store,
     ) -> None:
-        """Drop expired sessions from ``watermarks`` (except ``active`` ones) and old windows, here and in ``store``."""
+        """Drop expired sessions from ``watermarks`` (except ``active`` ones) and old windows, here and in ``store``,
+        and raise the replicated watermarks' floor."""
         now = self._clock.monotonic()
         if now < self._next_wm and now < self._next_windows:
             return
@@ -76,10 +84,14 @@ class Retention:
                         watermarks.pop(session, None)
                     self.watermarks_expired += len(doomed)
                     await store.prune_watermarks(cutoff_ms, doomed)
+                if cutoff_ms > state.watermarks.floor:
+                    floor = MaxMap()
+                    floor.expire(cutoff_ms)
+                    state.merge(WATERMARKS, floor)
             if now >= self._next_windows:
                 self._next_windows = now + WINDOW_EXPIRY_EVERY_S
                 cutoff_s = now_ms // 1000 - self._config.window_retention_s
-                self.windows_expired += windows.prune(lambda key: isinstance(key[2], int) and key[2] < cutoff_s)
+                self.windows_expired += state.windows.prune(lambda key: isinstance(key[2], int) and key[2] < cutoff_s)
                 await store.prune_windows(cutoff_s)
         except Exception:
             log.exception("aggregator %s: expiry failed (retried later)", self._config.node_id)

@@ -40,7 +40,15 @@ lww_ops = st.one_of(
 )
 
 MAXMAP_KEYS: list[bytes | str] = [b"s1", b"s2", "s1", "watermark", b"\x00\xff" * 8]
-maxmap_ops = st.tuples(st.sampled_from(MAXMAP_KEYS), st.one_of(st.integers(0, 300), st.just(2**63 - 1)))
+maxmap_ops = st.one_of(
+    st.tuples(
+        st.just("set"),
+        st.sampled_from(MAXMAP_KEYS),
+        st.one_of(st.integers(0, 300), st.just(2**63 - 1)),
+        st.integers(0, 40),
+    ),
+    st.tuples(st.just("expire"), st.integers(0, 40)),
+)
 
 
 def apply_gcounter(c: GCounter, op: tuple[str, int]) -> GCounter:
@@ -57,8 +65,10 @@ def apply_lww(m: LwwMap, op: tuple[Any, ...]) -> LwwMap:
     return m.close(op[1])
 
 
-def apply_maxmap(m: MaxMap, op: tuple[bytes | str, int]) -> MaxMap:
-    return m.set(*op)
+def apply_maxmap(m: MaxMap, op: tuple[Any, ...]) -> MaxMap:
+    if op[0] == "set":
+        return m.set(op[1], op[2], stamp=op[3])
+    return m.expire(op[1])
 
 
 @dataclass(frozen=True)
@@ -212,13 +222,21 @@ def test_keyed_merge_reports_exactly_the_keys_that_grew_and_nothing_shrinks(a: K
 
 
 @given(a=SPECS[3].states(None), b=SPECS[3].states(None))
-def test_maxmap_merge_reports_exactly_the_keys_that_grew(a: MaxMap, b: MaxMap) -> None:
-    before = {k: a.get(k) for k in MAXMAP_KEYS}
+def test_maxmap_merge_is_the_floored_join_and_reports_exactly_the_entries_that_grew(a: MaxMap, b: MaxMap) -> None:
+    def entries(m: MaxMap) -> dict[bytes | str, tuple[int, int]]:
+        return {k: (v, t) for k, v, t in m.stamped_items()}
+
+    mine, theirs = entries(a), entries(b)
+    floor = max(a.floor, b.floor)
+    # Entries are (value, stamp) here and join by (stamp, value): the later write wins.
+    joined = {
+        k: max(mine.get(k, (0, 0)), theirs.get(k, (0, 0)), key=lambda e: (e[1], e[0])) for k in set(mine) | set(theirs)
+    }
+    expected = {k: e for k, e in joined.items() if e[1] >= floor}
     grown = a.merge(b)
-    after = {k: a.get(k) for k in MAXMAP_KEYS}
-    assert all(after[k] >= before[k] for k in MAXMAP_KEYS)
-    assert set(grown) == {k for k in MAXMAP_KEYS if after[k] > before[k]}
-    assert after == {k: max(before[k], b.get(k)) for k in MAXMAP_KEYS}
+    assert a.floor == floor and entries(a) == expected
+    assert set(grown) == {k for k, e in expected.items() if mine.get(k) != e}
+    assert len(grown) == len(set(grown))
 
 
 def naive_lww_value(m: LwwMap) -> dict[str, int]:

@@ -167,10 +167,12 @@ WATERMARK_KEYS: list[bytes | str] = [b"\x01" * 16, b"\x02" * 16, "edge-1"]
 
 
 class MaxMapExchange(Exchange):
+    """Watermarks with stamps and expiry: every replica must end with the model's entries above the highest floor."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.model: dict[bytes | str, int] = dict.fromkeys(WATERMARK_KEYS, 0)
-        self.seen = [dict.fromkeys(WATERMARK_KEYS, 0) for _ in range(N)]
+        self.model: dict[bytes | str, tuple[int, int]] = {}
+        self.floor = 0
 
     def new_replica(self, i: int) -> MaxMap:
         return MaxMap()
@@ -178,29 +180,38 @@ class MaxMapExchange(Exchange):
     def decode(self, data: bytes) -> MaxMap:
         return MaxMap.decode(data)
 
-    writes = st.tuples(replica_ids, st.sampled_from(WATERMARK_KEYS), st.integers(0, 50))
+    writes = st.tuples(replica_ids, st.sampled_from(WATERMARK_KEYS), st.integers(0, 50), st.integers(0, 30))
 
     @initialize(ops=st.lists(writes, min_size=1, max_size=6))
-    def start_with_watermarks(self, ops: list[tuple[int, bytes | str, int]]) -> None:
+    def start_with_watermarks(self, ops: list[tuple[int, bytes | str, int, int]]) -> None:
         for op in ops:
             self.raise_watermark(*op)
 
     @rule(op=writes)
-    def raise_watermark_somewhere(self, op: tuple[int, bytes | str, int]) -> None:
+    def raise_watermark_somewhere(self, op: tuple[int, bytes | str, int, int]) -> None:
         self.raise_watermark(*op)
 
-    def raise_watermark(self, i: int, key: bytes | str, value: int) -> None:
-        self.model[key] = max(self.model[key], value)
-        self.broadcast(i, self.replicas[i].set(key, value))
+    @rule(i=replica_ids, floor=st.integers(0, 30))
+    def expire_somewhere(self, i: int, floor: int) -> None:
+        self.floor = max(self.floor, floor)
+        self.broadcast(i, self.replicas[i].expire(floor))
+
+    def raise_watermark(self, i: int, key: bytes | str, value: int, stamp: int) -> None:
+        if value and stamp >= self.replicas[i].floor:
+            self.model[key] = max(self.model.get(key, (0, 0)), (value, stamp), key=lambda e: (e[1], e[0]))
+        self.broadcast(i, self.replicas[i].set(key, value, stamp))
 
     def check_replica(self, i: int) -> None:
-        for key in WATERMARK_KEYS:
-            value = self.replicas[i].get(key)
-            assert self.seen[i][key] <= value <= self.model[key]
-            self.seen[i][key] = value
+        replica = self.replicas[i]
+        assert replica.floor <= self.floor
+        for key, value, stamp in replica.stamped_items():
+            model_value, model_stamp = self.model[key]
+            assert stamp >= replica.floor and (stamp, value) <= (model_stamp, model_value)
 
     def check_model(self, state: MaxMap) -> None:
-        assert state.value() == {k: v for k, v in self.model.items() if v}
+        expected = {k: e for k, e in self.model.items() if e[1] >= self.floor}
+        assert state.floor == self.floor
+        assert {k: (v, t) for k, v, t in state.stamped_items()} == expected
 
 
 # -- poll votes ---------------------------------------------------------------------------------

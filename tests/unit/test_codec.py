@@ -14,6 +14,7 @@ from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.lww import LwwMap
 from reactmesh.merge.maxmap import MaxMap
+from reactmesh.merge.tags import TAGS
 from reactmesh.v1 import crdt_pb2
 
 
@@ -64,10 +65,10 @@ def reseal(data: bytes, *, type_tag: str | None = None, version: int | None = No
 
 
 @every_type
-def test_each_type_carries_its_tag_and_version_1(tag: str, sample: Callable[[], Any], decode: Any) -> None:
+def test_each_type_carries_its_tag_and_the_version_it_writes(tag: str, sample: Callable[[], Any], decode: Any) -> None:
     data = sample().encode()
     assert envelope_type(data) == tag
-    assert crdt_pb2.Envelope.FromString(data).version == 1
+    assert crdt_pb2.Envelope.FromString(data).version == TAGS[tag].writes
     assert decode(data) == sample()
 
 
@@ -90,8 +91,11 @@ def test_another_types_envelope_is_rejected_naming_both(tag: str, sample: Any, d
 def test_an_unknown_version_is_rejected_naming_it(
     tag: str, sample: Callable[[], Any], decode: Callable[[bytes], Any]
 ) -> None:
-    for version in (0, 2, 99):
-        with pytest.raises(DecodeError, match=rf"'{tag}' encoding version {version} is not supported \(known: 1\)"):
+    known = ", ".join(str(v) for v in sorted(TAGS[tag].reads))
+    for version in sorted({0, 2, 3, 99} - TAGS[tag].reads):
+        with pytest.raises(
+            DecodeError, match=rf"'{tag}' encoding version {version} is not supported \(known: {known}\)"
+        ):
             decode(reseal(sample().encode(), version=version))
 
 

@@ -106,13 +106,19 @@ def test_misuse_is_refused(key: object, value: int, message: str) -> None:
 
 def test_the_body_is_the_documented_binary_form() -> None:
     m = MaxMap()
-    m.set(b"\x01\x02", 300)
+    m.set(b"\x01\x02", 300, stamp=5)
     m.set("é", 1)
     env = crdt_pb2.Envelope.FromString(m.encode())
-    assert (env.type, env.version) == ("max_map", 1)
-    assert env.body == bytes([2, 0, 2, 1, 2, 0xAC, 0x02, 1, 2, 0xC3, 0xA9, 1])
+    assert (env.type, env.version) == ("max_map", 2)
+    assert env.body == bytes([0, 2, 0, 2, 1, 2, 0xAC, 0x02, 5, 1, 2, 0xC3, 0xA9, 1, 0])
     assert MaxMap.decode(MaxMap().encode()) == MaxMap()
-    assert crdt_pb2.Envelope.FromString(MaxMap().encode()).body == b"\x00"
+    assert crdt_pb2.Envelope.FromString(MaxMap().encode()).body == b"\x00\x00"
+
+
+def test_version_1_bodies_are_still_read_as_unstamped_entries() -> None:
+    env = crdt_pb2.Envelope(type="max_map", version=1, body=bytes([2, 0, 2, 1, 2, 0xAC, 0x02, 1, 2, 0xC3, 0xA9, 1]))
+    m = MaxMap.decode(env.SerializeToString())
+    assert m.value() == {b"\x01\x02": 300, "é": 1} and m.stamp(b"\x01\x02") == 0 and m.floor == 0
 
 
 def test_round_trip_of_extreme_values_and_keys() -> None:
