@@ -26,6 +26,9 @@ class BroadcasterConfig:
     recover_ticks: int = 50
     # Sent with RESOURCE_EXHAUSTED when max_subscribers is reached.
     retry_after_ms: int = 1000
+    # A stream with no subscribers and no frame for this long gives back its resume buffer and snapshot (a later
+    # resume gets a snapshot), so ended streams cost a few counters each, not a buffer of frames.
+    idle_stream_s: int = 300
 
     def __post_init__(self) -> None:
         int_in("broadcaster.tick_ms", self.tick_ms, 1, 60_000)
@@ -48,3 +51,4 @@ class BroadcasterConfig:
         int_in("broadcaster.degrade_top_k", self.degrade_top_k, 1, 10_000)
         int_in("broadcaster.recover_ticks", self.recover_ticks, 1, 1_000_000)
         int_in("broadcaster.retry_after_ms", self.retry_after_ms, 1, 3_600_000)
+        int_in("broadcaster.idle_stream_s", self.idle_stream_s, 1, 30 * 86_400)

@@ -25,6 +25,10 @@ Guarantees:
   subscribers, raises the degrade level by one (at most 2); ``recover_ticks`` calm ticks in a row
   lower it by one. Level 1 sends only the ``degrade_top_k`` busiest emojis per frame (the rest
   stay pending, still counted); level 2 also emits frames on every other tick only.
+- Ended streams give memory back: a stream with no subscribers and no frame for ``idle_stream_s`` drops its
+  resume buffer and cached snapshot (found in O(idle streams) from a last-activity order, once a second); a
+  later resume of it gets a SNAPSHOT, and its sequence continues if it comes back. What it keeps is its
+  counters (what was shown per emoji) and its place in the replicated totals.
 - ``drain(stream)`` makes the next frame release everything pending; from then on the stream's
   frames (and snapshots) carry ``drained``, and late deltas are released unsmoothed.
 - Polls: a poll source (``set_poll_source``, the node's ``region_node.polls.book.PollBook``) says which
@@ -82,6 +86,8 @@ class BroadcasterStatistics:
     # Deepest subscriber queue now, and the deepest ever.
     queue_depth_max: int
     queue_depth_high_water: int
+    # Streams that gave back their resume buffer after idle_stream_s without frames or subscribers.
+    streams_idled: int = 0
 
 
 class BroadcastHooks:
@@ -136,6 +142,10 @@ class Broadcaster:
         self._resumes_replayed = 0
         self.queue_high_water = 0
         self._poll_source: PollSource | None = None
+        # stream -> wall ms of its last frame or subscriber, least recent first: idle streams are found in O(idle).
+        self._last_active: dict[str, int] = {}
+        self._next_idle_sweep = 0.0
+        self._streams_idled = 0
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
             parts = _split(key)
@@ -194,6 +204,9 @@ class Broadcaster:
             self._ticks_skipped += 1
         else:
             frames, coalesced = self._emit(self.config.degrade_top_k if self._level >= 1 else None)
+        if started >= self._next_idle_sweep:
+            self._next_idle_sweep = started + 1.0
+            self._release_idle()
         seconds = self._clock.monotonic() - started
         self._adapt(seconds)
         self._hooks.on_tick(frames, coalesced, seconds)
@@ -223,10 +236,35 @@ class Broadcaster:
                 if sub._push(frame):
                     coalesced += 1
             frames += 1
+            self._touch(stream_id, now)
             self._hooks.on_frame(stream_id, counts, now)
         self._frames_emitted += frames
         self._frames_coalesced += coalesced
         return frames, coalesced
+
+    def _touch(self, stream_id: str, now_ms: int) -> None:
+        last = self._last_active
+        last.pop(stream_id, None)
+        last[stream_id] = now_ms
+
+    def _release_idle(self) -> None:
+        """Free the resume buffer and snapshot of every stream idle past ``idle_stream_s``."""
+        cutoff = self._clock.wall_ms() - self.config.idle_stream_s * 1000
+        last = self._last_active
+        idle: list[str] = []
+        for stream_id, at in last.items():
+            if at >= cutoff:
+                break
+            idle.append(stream_id)
+        for stream_id in idle:
+            del last[stream_id]
+            channel = self._channels[stream_id]
+            if channel.subscribers:
+                self._touch(stream_id, self._clock.wall_ms())  # watched: look again once it is not
+                continue
+            channel.buffer.clear()
+            channel.snapshot = None
+            self._streams_idled += 1
 
     def _render_polls(self, channel: Channel) -> dict[str, polls_pb2.Poll]:
         """The dirty polls whose state differs from what was shown; records them as shown."""
@@ -342,6 +380,7 @@ class Broadcaster:
         if sub in channel.subscribers:
             channel.subscribers.discard(sub)
             self._subscribers -= 1
+            self._touch(channel.stream_id, self._clock.wall_ms())
 
     def encode(self, stream_id: str, frame: Frame) -> bytes:
         self._frames_sent += 1
@@ -420,6 +459,7 @@ class Broadcaster:
             resumes_replayed=self._resumes_replayed,
             queue_depth_max=depth,
             queue_depth_high_water=self.queue_high_water,
+            streams_idled=self._streams_idled,
         )
 
     async def close(self) -> None:

@@ -239,6 +239,36 @@ async def test_resume_from_the_oldest_buffered_frame_is_still_replayed(make_env:
     call.cancel()
 
 
+async def test_an_idle_stream_gives_back_its_resume_buffer_and_a_late_resume_gets_an_exact_snapshot(
+    make_env: Any,
+) -> None:
+    env = await make_env(dataclasses.replace(CONFIG, idle_stream_s=60))
+    for i in range(CONFIG.smoothing.drain_ticks + 5):
+        env.agg.commit("ended", {"like": 10 + i})
+        env.agg.commit("watched", {"like": 1})
+        env.tick()
+    env.tick(CONFIG.smoothing.drain_ticks)
+    watching = env.subscribe("watched")
+    await read(watching)
+    last = stream_seq(env.broadcaster, "ended")
+    assert env.broadcaster._channels["ended"].buffer
+    await env.clock.advance(61)
+    env.tick()
+    assert not env.broadcaster._channels["ended"].buffer  # ended: frames released
+    assert env.broadcaster._channels["watched"].buffer  # a subscriber keeps its stream live
+    assert env.broadcaster.statistics().streams_idled == 1
+    call = env.subscribe("ended", resume=(env.broadcaster.epoch, last - 3))
+    frame = await read(call)
+    assert frame.kind == Frame.SNAPSHOT and frame.seq == last
+    assert {c.emoji: c.count for c in frame.counts} == totals(env.state, "ended")
+    env.agg.commit("ended", {"wow": 2})  # the stream comes back: frames continue its sequence
+    env.tick()
+    frame = await read(call)
+    assert frame.kind == Frame.DELTA and frame.seq == last + 1
+    call.cancel()
+    watching.cancel()
+
+
 async def test_slow_subscriber_gets_exact_totals_by_coalescing_while_fast_one_gets_every_tick(make_env: Any) -> None:
     env = await make_env(dataclasses.replace(CONFIG, subscriber_queue_frames=4))
     request = broadcast_pb2.SubscribeRequest(stream_id="match")
