@@ -2,15 +2,11 @@
 windows after ``window_retention_s``, in memory and on disk.
 
 Watermarks expire in every region, not only here: each expiry also raises the floor of the replicated
-``watermarks`` map to now - ``watermark_ttl_s``, and the floor travels with gossip, so every broadcaster and
-aggregator drops the same sessions (those whose last committed batch, by its committing aggregator's clock, is
-older than the floor). The smallest TTL in the mesh wins; clock offset between regions shifts the floor by that
-offset. A session silent for longer than the TTL that then resends an old batch is counted again.
-
-``SessionClock`` keeps each session's last committed update, least recent first, so finding the expired sessions
-costs the number of expired sessions, not the number of sessions. Expiry runs from the aggregator's tick, at most
-every second for watermarks and every minute for windows (pruning a KeyedGCounter scans its keys). A session
-applied since the last commit is never expired. An expiry that fails is logged and retried at its next turn.
+``watermarks`` map to now - ``watermark_ttl_s`` (in steps of a minute), and the floor travels with gossip, so
+every broadcaster and aggregator drops the same sessions (those whose last committed batch, by its committing
+aggregator's clock, is older than the floor). The smallest TTL in the mesh wins; clock offset between regions
+shifts the floor by that offset. A session silent for longer than the TTL that then resends an old batch is
+counted again.
 """
 
 from __future__ import annotations
@@ -28,6 +24,8 @@ log = logging.getLogger(__name__)
 
 WATERMARK_EXPIRY_EVERY_S = 1.0
 WINDOW_EXPIRY_EVERY_S = 60.0
+FLOOR_STEP_MS = 60_000
+"""The replicated floor moves in steps of a minute: each step costs every replica one scan of its entries."""
 
 
 class Retention:
@@ -84,7 +82,7 @@ class Retention:
                         watermarks.pop(session, None)
                     self.watermarks_expired += len(doomed)
                     await store.prune_watermarks(cutoff_ms, doomed)
-                if cutoff_ms > state.watermarks.floor:
+                if cutoff_ms - state.watermarks.floor >= FLOOR_STEP_MS:
                     floor = MaxMap()
                     floor.expire(cutoff_ms)
                     state.merge(WATERMARKS, floor)

@@ -15,6 +15,7 @@ from reactmesh.merge.clock import FakeClock
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.pending import ForwardStream
+from reactmesh.region_node.aggregator.retention import FLOOR_STEP_MS
 from reactmesh.region_node.state import WATERMARKS, RegionState
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import common_pb2
@@ -101,7 +102,7 @@ async def test_a_watermark_expires_in_every_region_once_its_session_is_silent_pa
         assert all(sessions(s).get(sid) == 2 for s in (bcast_a, bcast_b, agg_b.state))
         assert await send(agg_b, entry(sid, 2)) == [pb.EdgeAck.DUPLICATE]
 
-        await clock.advance(TTL_S + 2)
+        await clock.advance(TTL_S + FLOOR_STEP_MS // 1000 + 2)
         await agg_a.tick()  # expiry runs from the tick and raises the replicated floor
         settle(links)
         for state in (agg_a.state, bcast_a, bcast_b, agg_b.state):
@@ -109,7 +110,7 @@ async def test_a_watermark_expires_in_every_region_once_its_session_is_silent_pa
             assert state.watermarks.floor == agg_a.state.watermarks.floor > 0
         # A stale copy of the entry arriving late (a delayed delta) cannot bring it back anywhere.
         stale = RegionState()
-        stale.watermarks.set(sid, 2, stamp=clock.wall_ms() - (TTL_S + 2) * 1000)
+        stale.watermarks.set(sid, 2, stamp=agg_a.state.watermarks.floor - 1)
         for state in (bcast_a, bcast_b, agg_b.state):
             state.merge(WATERMARKS, stale.watermarks.copy())
             assert sid not in sessions(state)
@@ -125,13 +126,14 @@ async def test_gossiped_watermarks_are_bounded_by_the_sessions_active_within_the
         bcast_a, bcast_b, links = mesh(agg_a, agg_b)
         per_second = 5
         seen = 0
-        for second in range(4 * TTL_S):
+        for second in range(8 * TTL_S):
             new = [entry((seen + i + 1).to_bytes(16, "big"), 1) for i in range(per_second)]
             seen += per_second
             await send(agg_a if second % 2 else agg_b, *new)
             await clock.advance(1)
             settle(links)
-        active_within_ttl = per_second * (TTL_S + 2)
+        # Held: the sessions of the TTL plus at most one floor step (a minute) and a tick.
+        active_within_ttl = per_second * (TTL_S + FLOOR_STEP_MS // 1000 + 2)
         for state in (agg_a.state, agg_b.state, bcast_a, bcast_b):
             assert len(sessions(state)) <= active_within_ttl < seen / 3
     finally:
