@@ -10,6 +10,8 @@ that never mask the original error.
   ROLLBACK, even when its caller is cancelled: aiosqlite runs statements on its own thread, so a transaction cut
   off between two awaits would leave the connection inside BEGIN (the next BEGIN fails) or roll back a COMMIT
   that the thread was already executing. A cancelled caller just does not learn the outcome.
+- ``check_meta`` is the check of an existing file's ``meta`` rows, shared by ``open_meta`` and by readers that open
+  a store without writing (``region_node.history``).
 - ``rollback_quietly`` ends an open transaction after a failure without raising over it.
 """
 
@@ -136,21 +138,30 @@ async def open_meta(
             await conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
         else:
             meta = {str(k): str(v) for k, v in await conn.execute_fetchall("SELECT key, value FROM meta")}
-            if kind is not None and meta.get("kind") != kind:
-                raise StoreError(f"{path}: not a reactmesh {what} (kind {meta.get('kind')!r}); use a file of its own")
-            raw_version = meta.get("schema_version", "")
-            if not raw_version.isdigit():
-                raise StoreError(f"{path}: meta table has no valid schema_version (got {raw_version!r})")
-            found = int(raw_version)
-            if found > version:
-                raise SchemaVersionError(
-                    f"{path}: {what} schema version {found} was written by a newer reactmesh; this build reads"
-                    f" version {version} at most. Upgrade this node or point it at another file."
-                )
-            if found < version:
-                raise StoreError(f"{path}: {what} schema version {found} is older than {version} and unknown")
+            check_meta(meta, path, what=what, version=version, kind=kind)
         await conn.execute("COMMIT")
     except BaseException:
         await asyncio.shield(rollback_quietly(conn))
         raise
     return meta
+
+
+def check_meta(meta: Mapping[str, str], path: str, *, what: str, version: int, kind: str | None = None) -> None:
+    """Check an existing file's ``meta`` rows: a known schema version and, when ``kind`` is given, that kind.
+
+    Raises SchemaVersionError for a newer version and StoreError for another kind or a missing or older version.
+    ``open_meta`` calls it on every existing file; readers that open a store without writing call it too.
+    """
+    if kind is not None and meta.get("kind") != kind:
+        raise StoreError(f"{path}: not a reactmesh {what} (kind {meta.get('kind')!r}); use a file of its own")
+    raw_version = meta.get("schema_version", "")
+    if not raw_version.isdigit():
+        raise StoreError(f"{path}: meta table has no valid schema_version (got {raw_version!r})")
+    found = int(raw_version)
+    if found > version:
+        raise SchemaVersionError(
+            f"{path}: {what} schema version {found} was written by a newer reactmesh; this build reads"
+            f" version {version} at most. Upgrade this node or point it at another file."
+        )
+    if found < version:
+        raise StoreError(f"{path}: {what} schema version {found} is older than {version} and unknown")

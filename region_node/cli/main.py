@@ -5,10 +5,12 @@
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
     reactmesh poll create|vote|close|watch ...   live polls
+    reactmesh export --db FILE [...] --out PATH.parquet   history as Parquet for analytics
     reactmesh bench SCENARIO [--quick]
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
-REACTMESH_BROADCASTER, REACTMESH_LOG_LEVEL), so a container needs no arguments.
+REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL), so a container needs no
+arguments.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_poll_commands(sub)
 
+    from reactmesh.region_node.cli.export import add_export_command
+
+    add_export_command(sub)
+
     bench = sub.add_parser("bench", help="run a benchmark scenario (see BENCHMARKS.md)")
     bench.add_argument("scenario")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -115,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reactmesh.region_node.cli.poll import run_poll
 
             return run_async(run_poll(args))
+        if args.command == "export":
+            from reactmesh.region_node.cli.export import run_export
+
+            return run_export(args)
         if args.command == "bench":
             from reactmesh.region_node.cli.bench import run_bench
 

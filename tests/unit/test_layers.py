@@ -58,6 +58,8 @@ def test_every_contract_holds_for_the_code(graph: grimp.ImportGraph, contract_id
         ("no-tests", "reactmesh.region_node.config", "tests.support.polling"),
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.node"),
         ("region-node-rooms", "reactmesh.region_node.aggregator.core", "reactmesh.region_node.broadcaster.core"),
+        ("region-node-rooms", "reactmesh.region_node.history", "reactmesh.region_node.node"),
+        ("region-node-rooms", "reactmesh.region_node.aggregator.store", "reactmesh.region_node.history"),
         ("devmesh", "reactmesh.region_node.broadcaster.core", "reactmesh.region_node.devmesh"),
         ("sdk", "reactmesh.edge.service", "reactmesh.edge.sdk.client"),
         ("sdk", "reactmesh.region_node.replication", "reactmesh.edge.sdk"),
