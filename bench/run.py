@@ -1,7 +1,8 @@
 """The benchmark entry point: ``python -m reactmesh.bench SCENARIO [--quick] [--runs N] [--out DIR]``.
 
-SCENARIO is one of core, ingest, latency, fanout, converge, memory, or ``all`` (each in turn). Every
-scenario prints a Markdown table (median, min and max of its runs, and the issue's targets it has) and writes
+SCENARIO is one of core, ingest, latency, fanout, converge, memory, soak, or ``all`` (each in turn; a full
+``all`` leaves out the LONG scenarios, which ``all --quick`` runs like the others). Every scenario prints a
+Markdown table (median, min and max of its runs, and the issue's targets it has) and writes
 ``DIR/SCENARIO.json`` (default DIR: bench/results/) with the machine's cores, CPU model and Python, the
 parameters, every run's figures and the summary. ``--quick`` shrinks every scenario so that ``all`` takes
 under two minutes; it checks that the benchmarks work, not how fast they are. See BENCHMARKS.md.
@@ -21,7 +22,9 @@ from pathlib import Path
 from reactmesh.bench.common import prepare_environment
 from reactmesh.bench.report import Options, Report, knobs, machine_info
 
-SCENARIOS = ("core", "ingest", "latency", "fanout", "converge", "memory")
+SCENARIOS = ("core", "ingest", "latency", "fanout", "converge", "memory", "soak")
+LONG = ("soak",)
+"""Scenarios a full ``all`` leaves out: one full soak run simulates an hour and takes about 15 minutes here."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -50,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--runs must be >= 1", file=sys.stderr)
         return 2
     options = Options(quick=args.quick, runs=runs, out=Path(args.out))
-    names = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    if args.scenario != "all":
+        names: tuple[str, ...] = (args.scenario,)
+    elif args.quick:
+        names = SCENARIOS
+    else:
+        names = tuple(n for n in SCENARIOS if n not in LONG)
     prepare_environment()
     m = machine_info()
     print(
@@ -60,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if knobs():
         print(f"experiment knobs: {knobs()}", flush=True)
+    left_out = [n for n in SCENARIOS if n not in names] if args.scenario == "all" else []
+    if left_out:
+        print(f"left out of a full `all` (run each by name): {', '.join(left_out)}", flush=True)
     failed = []
     index = {}
     for name in names:

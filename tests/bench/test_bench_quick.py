@@ -2,7 +2,8 @@
 
 Nothing here asserts how fast anything is; a benchmark's numbers belong in BENCHMARKS.md, not in a test.
 The full ``all --quick`` run starts real process meshes and takes about two minutes, so it is marked slow;
-the fast tests cover the two in-process scenarios, the report arithmetic and the delay proxy.
+the fast tests cover the two in-process scenarios, a shortened soak (through its REACTMESH_BENCH_SOAK knob),
+the report arithmetic and the delay proxy.
 """
 
 from __future__ import annotations
@@ -65,6 +66,55 @@ def test_core_and_memory_scenarios_run_quick_and_write_figures(tmp_path: Path) -
     memory = _load(tmp_path, "memory")
     _assert_reported(memory, "memory")
     assert "bytes_per_session_tracemalloc" in memory["figures"]  # type: ignore[operator]
+
+
+def test_soak_scenario_reports_both_processes_memory_over_time_and_gossip_per_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REACTMESH_BENCH_SOAK", json.dumps({"streams": 40, "seconds": 120, "sample_every_s": 20}))
+    assert main(["soak", "--quick", "--out", str(tmp_path)]) == 0
+    soak = _load(tmp_path, "soak")
+    _assert_reported(soak, "soak")
+    figures = soak["figures"]
+    assert isinstance(figures, dict)
+    for name in (
+        "aggregator_rss_growth_last_half_pct",
+        "broadcaster_rss_growth_last_half_pct",
+        "aggregator_bytes_per_live_slot",
+        "broadcaster_bytes_per_active_session",
+        "aggregator_window_keys_end",
+        "broadcaster_window_keys_end",
+        "gossip_bytes_per_round_median",
+        "gossip_bytes_per_round_max",
+    ):
+        assert name in figures, name
+    extra = soak["extra"]
+    assert isinstance(extra, dict) and extra["checks_failed_runs"] == 0  # every batch counted once, totals equal
+    series = extra["series"][0]
+    assert [s["t_s"] for s in series] == list(range(0, 121, 20))
+    assert all(s["agg_rss"] > 0 and s["bcast_rss"] > 0 for s in series)
+    assert series[-1]["sessions_seen"] > series[-1]["sessions_live"]  # sessions came and went
+    targets = soak["targets"]
+    assert isinstance(targets, list)
+    assert {t["figure"] for t in targets} == {
+        "aggregator_rss_growth_last_half_pct",
+        "broadcaster_rss_growth_last_half_pct",
+    }
+
+
+def test_soak_params_from_the_environment_name_a_bad_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reactmesh.bench.scenarios.soak import SoakParams
+    from reactmesh.merge.errors import ConfigError
+
+    monkeypatch.setenv("REACTMESH_BENCH_SOAK", json.dumps({"streams": 2000}))
+    assert SoakParams.chosen(quick=True).streams == 2000
+    assert SoakParams.chosen(quick=True).seconds == 600
+    monkeypatch.setenv("REACTMESH_BENCH_SOAK", json.dumps({"streams": 0}))
+    with pytest.raises(ConfigError, match=r"'soak\.streams'"):
+        SoakParams.chosen(quick=False)
+    monkeypatch.setenv("REACTMESH_BENCH_SOAK", json.dumps({"stream": 10}))
+    with pytest.raises(ConfigError, match=r"'soak\.stream'"):
+        SoakParams.chosen(quick=False)
 
 
 async def _echo_server() -> asyncio.Server:
