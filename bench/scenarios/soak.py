@@ -34,9 +34,10 @@ meets a differing state only when a commit falls into its flight, so the repairs
 Sessions come and go: ``sessions_per_stream`` are live per stream at any time, each for a uniform
 ``session_min_s``..``session_max_s``, replaced by a new session when it ends, so live sessions stay constant
 while sessions ever seen grow linearly. Configuration is as shipped (``AggregatorConfig``: windows kept
-``window_retention_s`` = 7 days in memory, watermarks ``watermark_ttl_s`` = 7 days; the replicated watermark
-map and the broadcaster's replica are never pruned), with REACTMESH_BENCH_OVERRIDES applied to the
-``aggregator``, ``broadcaster`` and ``gossip`` sections, so a later change is measured with the same command.
+``window_retention_s`` = 7 days in memory, watermarks ``watermark_ttl_s`` = 7 days, and the replicated
+watermark map expires with that TTL everywhere; the broadcaster's windows are never pruned), with
+REACTMESH_BENCH_OVERRIDES applied to the ``aggregator``, ``broadcaster`` and ``gossip`` sections, so a later
+change is measured with the same command.
 The load is set by SoakParams, REACTMESH_BENCH_SOAK='{"streams": 2000, "seconds": 7200}' overrides any field.
 
 Why two processes and not one with per-component accounting: the issue asks for the RSS of an aggregator and
