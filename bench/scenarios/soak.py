@@ -558,9 +558,9 @@ def _drive(params: SoakParams, ttl_s: int, agg: _Child, bcast: _Child) -> dict[s
         sample = t <= params.seconds and (t % params.sample_every_s == 0 or t == params.seconds)
         agg.send({"batches": batches, "gossip": to_agg, "sample": sample})
         bcast.send({"gossip": to_bcast, "sample": sample})
+        counts = audience.counts(t, ttl_s) if sample else {}
         # The next second's load is built while both children work on this one.
         batches = audience.second(t + 1) if t < params.seconds else []
-        counts = audience.counts(t, ttl_s) if sample else {}
         a, b = agg.receive(), bcast.receive()
         to_bcast, to_agg = a["gossip"], b["gossip"]
         applied += a["applied"]
