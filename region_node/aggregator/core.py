@@ -24,8 +24,8 @@ Guarantees:
   database file. A G-counter replica's slot must never go back; a node that lost its disk no longer
   knows its slot values, so it takes a new replica id instead of restarting its old slots at zero
   (which peers would ignore under max-merge, silently dropping the new counts).
-- On start the watermarks, the slots (all of them, as stored) and the windows within retention are
-  reloaded from SQLite into memory and into ``state``.
+- On start the watermarks, the totals slots and the open (unsealed) windows are reloaded from SQLite
+  into memory and into ``state``; sealed windows stay on disk (region_node.windows.sealer).
 - Retention (``retention``): a session silent for longer than ``watermark_ttl_s`` that then resends a
   batch committed but never acked is counted twice; clients resend within seconds to minutes, so the
   default of 7 days is a wide margin.
@@ -112,16 +112,17 @@ class Aggregator:
         try:
             self._replica = f"{cfg.node_id}~{store.node_generation()}"
             now_ms = self._clock.wall_ms()
-            window_cutoff_s = now_ms // 1000 - cfg.window_retention_s
             await store.prune_watermarks(now_ms - cfg.watermark_ttl_s * 1000)
-            await store.prune_windows(window_cutoff_s)
+            await store.prune_windows(now_ms // 1000 - cfg.window_retention_s)
             recovered = MaxMap()
             for session, seq, updated_ms in await store.load_watermarks():
                 self._wm[session] = seq
                 self._retention.touch(session, updated_ms)
                 recovered.set(session, seq, stamp=updated_ms)
             self.state.merge(WATERMARKS, recovered)
-            for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
+            # Sealed windows stay on disk (region_node.windows): memory holds open ones only.
+            open_since_s = self._retention.line.value
+            for name, coll in (await store.load_collections(windows_since_s=open_since_s)).items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
                     self.state.merge(name, coll)
                 else:
@@ -190,6 +191,7 @@ class Aggregator:
         pending entries, sessions tracked, open Forward streams."""
         out: dict[str, int | float] = dict(self._stats)
         out["windows_expired"] = self._retention.windows_expired
+        out["windows_sealed"] = self._retention.windows_sealed
         out["watermarks_expired"] = self._retention.watermarks_expired
         out["last_commit_seconds"] = self._last_commit_seconds
         out["pending_entries"] = self._pending.entries
@@ -210,7 +212,8 @@ class Aggregator:
             p.acks.append((fwd, aggregator_pb2.EdgeAck(batch_id=batch.batch_id, outcomes=[REFUSED] * n)))
             return
         now_ms = self._clock.wall_ms()
-        acc_lo = now_ms - ACCEPTED_AT_TOLERANCE_MS
+        # Never before the seal line: a sealed window has left memory and must not be written again.
+        acc_lo = max(now_ms - ACCEPTED_AT_TOLERANCE_MS, self._retention.line.value * 1000)
         acc_hi = now_ms + ACCEPTED_AT_TOLERANCE_MS
         max_count = self.config.max_count
         wm = self._wm
@@ -365,6 +368,18 @@ class Aggregator:
         tot_state = self.state.totals
         slots: list[Slot] = []
         totals: dict[tuple[str, str], int] = {}
+        # Windows sealed since their entries were applied count in the current second: a sealed window left memory,
+        # so its committed value is no longer known here (its stored slot must never go back).
+        sealed_before = self._retention.line.value
+        now_s = self._clock.wall_ms() // 1000
+        moved: dict[tuple[str, int], dict[str, int]] = {}
+        for (stream, start_s), bucket in list(p.windows.items()):
+            if start_s < sealed_before:
+                del p.windows[(stream, start_s)]
+                into = moved.setdefault((stream, now_s), p.windows.get((stream, now_s), {}))
+                for emoji, inc in bucket.items():
+                    into[emoji] = into.get(emoji, 0) + inc
+        p.windows.update(moved)
         for (stream, start_s), bucket in p.windows.items():
             for emoji, inc in bucket.items():
                 wkey = (stream, emoji, start_s)

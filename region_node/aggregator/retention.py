@@ -1,5 +1,6 @@
-"""Retention of an aggregator's state: session watermarks expire after ``watermark_ttl_s`` of silence, per-second
-windows after ``window_retention_s``, in memory and on disk.
+"""Retention of an aggregator's state: session watermarks expire after ``watermark_ttl_s`` of silence; per-second
+windows leave memory once sealed (``window_horizon_s``, region_node.windows.sealer) and the disk after
+``window_retention_s``.
 
 Watermarks expire in every region, not only here: each expiry also raises the floor of the replicated
 ``watermarks`` map to now - ``watermark_ttl_s`` (in steps of a minute), and the floor travels with gossip, so
@@ -19,6 +20,7 @@ from reactmesh.merge.maxmap import MaxMap
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.region_node.state import WATERMARKS, RegionState
+from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, seal_windows
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,18 @@ class Retention:
         self._touched: dict[bytes, int] = {}
         self._next_wm = 0.0
         self._next_windows = 0.0
+        self._next_seal = 0.0
+        self.line = SealedBefore(clock, config.window_horizon_s)
         self.watermarks_expired = 0
         self.windows_expired = 0
+        self.windows_sealed = 0
 
     def start(self) -> None:
         """Schedule the first expiry one period from now."""
         now = self._clock.monotonic()
         self._next_wm = now + WATERMARK_EXPIRY_EVERY_S
         self._next_windows = now + WINDOW_EXPIRY_EVERY_S
+        self._next_seal = now + SEAL_EVERY_S
 
     def touch(self, session: bytes, updated_ms: int) -> None:
         """Record a committed update of ``session`` (the most recent one so far)."""
@@ -60,10 +66,10 @@ class Retention:
         state: RegionState,
         store: Store,
     ) -> None:
-        """Drop expired sessions from ``watermarks`` (except ``active`` ones) and old windows, here and in ``store``,
-        and raise the replicated watermarks' floor."""
+        """Drop expired sessions from ``watermarks`` (except ``active`` ones), sealed windows from memory and windows
+        past retention from ``store``, and raise the replicated watermarks' floor."""
         now = self._clock.monotonic()
-        if now < self._next_wm and now < self._next_windows:
+        if now < self._next_wm and now < self._next_windows and now < self._next_seal:
             return
         now_ms = self._clock.wall_ms()
         try:
@@ -86,10 +92,11 @@ class Retention:
                     floor = MaxMap()
                     floor.expire(cutoff_ms)
                     state.merge(WATERMARKS, floor)
+            if now >= self._next_seal:
+                self._next_seal = now + SEAL_EVERY_S
+                self.windows_sealed += seal_windows(state.windows, self.line.advance())
             if now >= self._next_windows:
                 self._next_windows = now + WINDOW_EXPIRY_EVERY_S
-                cutoff_s = now_ms // 1000 - self._config.window_retention_s
-                self.windows_expired += state.windows.prune(lambda key: isinstance(key[2], int) and key[2] < cutoff_s)
-                await store.prune_windows(cutoff_s)
+                self.windows_expired += await store.prune_windows(now_ms // 1000 - self._config.window_retention_s)
         except Exception:
             log.exception("aggregator %s: expiry failed (retried later)", self._config.node_id)

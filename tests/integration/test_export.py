@@ -283,7 +283,9 @@ async def test_a_store_is_read_while_its_writer_holds_it_and_a_transaction_is_op
         await store.commit({}, [(WINDOWS, ("s", "like", T0), R0, 5)], now_ms=0)
         writer = sqlite3.connect(path, isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
-        writer.execute("INSERT INTO windows VALUES ('s', 'like', ?, ?, 7)", (T0 + 1, R0))
+        writer.execute(
+            "INSERT INTO windows (stream, emoji, start_s, replica, count) VALUES ('s', 'like', ?, ?, 7)", (T0 + 1, R0)
+        )
         out = tmp_path / "live.parquet"
         assert main(["export", "--db", str(path), "--out", str(out)]) == 0
         assert exported(out) == [("s", "like", T0, 5)]  # the committed state, not the open transaction
