@@ -213,6 +213,9 @@ class Node:
         self._readers.append(reader)
         query = QueryServicer(self.replica, self.clock, reader, lambda: writer.sealed_before_s)
         writer.add_seal_listener(query.forget_windows_before)
+        if self.broadcaster is not None:
+            self.broadcaster.set_totals_loader(reader.stored_totals)
+            self.broadcaster.add_evict_listener(query.forget_streams)
         if self.metrics is not None:
             self.metrics.watch_history(self.replica, writer, self.history_syncs)
         for address in (*section.sources, *section.peers):

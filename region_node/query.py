@@ -113,15 +113,28 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
                     dropped += i
                 if not starts:
                     del by_emoji[emoji]
+        for stream_id in [s for s, by_emoji in self._windows.items() if not by_emoji]:
+            del self._windows[stream_id]
         return dropped
 
     # -- reading -----------------------------------------------------------------------------
 
-    def totals(self, stream_id: str) -> dict[str, int]:
-        """Exact merged totals of the stream, by emoji. Raises ServiceError for a bad stream id."""
+    def forget_streams(self, streams: set[str]) -> None:
+        """Drop the index entries of streams that left memory (their totals are read from disk from now on)."""
+        for stream_id in streams:
+            self._emojis.pop(stream_id, None)
+            self._windows.pop(stream_id, None)
+
+    async def totals(self, stream_id: str) -> dict[str, int]:
+        """Exact merged totals of the stream, by emoji: from memory, or for a stream that left memory from the
+        history store. Raises ServiceError for a bad stream id."""
         check_stream_id(stream_id)
+        emojis = self._emojis.get(stream_id)
+        if emojis is None and self._history is not None:
+            stored = await self._history.stored_totals(stream_id)
+            return {emoji: sum(slots.values()) for emoji, slots in sorted(stored.items())}
         values = self._state.totals
-        return {emoji: values.value((stream_id, emoji)) for emoji in sorted(self._emojis.get(stream_id, ()))}
+        return {emoji: values.value((stream_id, emoji)) for emoji in sorted(emojis or ())}
 
     async def history(
         self, stream_id: str, start_s: int, end_s: int, step_s: int = 1, emojis: Iterable[str] = ()
@@ -207,7 +220,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetTotalsResponse:
         try:
-            totals = self.totals(request.stream_id)
+            totals = await self.totals(request.stream_id)
         except ServiceError as err:
             await abort_with(context, err)
             raise

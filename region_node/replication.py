@@ -64,8 +64,10 @@ class GossipServicer(gossip_pb2_grpc.GossipServicer):
                 page = await reader.range_page(r.minute_lo, r.minute_hi, after, request.limit)
             elif scope == "changes":
                 page = await reader.changes_page(request.changes.after, request.limit)
+            elif scope == "totals":
+                page = await reader.totals_page(request.totals.after_stream or None, request.limit)
             else:
-                raise invalid_argument("set range or changes")
+                raise invalid_argument("set range, changes or totals")
         except ServiceError as err:
             await abort_with(context, err)
             raise

@@ -120,9 +120,14 @@ class Aggregator:
                 self._retention.touch(session, updated_ms)
                 recovered.set(session, seq, stamp=updated_ms)
             self.state.merge(WATERMARKS, recovered)
-            # Sealed windows stay on disk (region_node.windows): memory holds open ones only.
+            # Sealed windows stay on disk (region_node.windows): memory holds open ones only, and the totals of
+            # streams with a window within idle_stream_s (the others come back with their next commit).
             open_since_s = self._retention.line.value
-            for name, coll in (await store.load_collections(windows_since_s=open_since_s)).items():
+            live_since_s = now_ms // 1000 - cfg.idle_stream_s
+            stored = await store.load_collections(windows_since_s=open_since_s, totals_since_s=live_since_s)
+            for stream in {key[0] for key, _ in stored[TOTALS].items()}:
+                self._retention.touch_stream(str(stream), now_ms)
+            for name, coll in stored.items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
                     self.state.merge(name, coll)
                 else:
@@ -192,6 +197,7 @@ class Aggregator:
         out: dict[str, int | float] = dict(self._stats)
         out["windows_expired"] = self._retention.windows_expired
         out["windows_sealed"] = self._retention.windows_sealed
+        out["streams_evicted"] = self._retention.streams_evicted
         out["watermarks_expired"] = self._retention.watermarks_expired
         out["last_commit_seconds"] = self._last_commit_seconds
         out["pending_entries"] = self._pending.entries
@@ -323,9 +329,10 @@ class Aggregator:
             wm = self._wm
             now_ms = self._clock.wall_ms()
             watermarks = {s: wm[s] for s in p.prev_wm}
-            slots = self._new_slots(p)
             started = time.perf_counter()
             try:
+                await self._reload_totals(p)
+                slots = self._new_slots(p)
                 await self._store.commit(watermarks, slots, now_ms)
             except BaseException as exc:
                 self._fail(p, exc)
@@ -335,6 +342,9 @@ class Aggregator:
             touch = self._retention.touch
             for s in watermarks:
                 touch(s, now_ms)
+            touch_stream = self._retention.touch_stream
+            for stream in {stream for stream, _ in p.windows}:
+                touch_stream(stream, now_ms)
             stats = self._stats
             stats["commits"] += 1
             stats["entries_applied"] += p.entries
@@ -360,6 +370,17 @@ class Aggregator:
                     fwd.unacked -= 1
                 fwd.out.put_nowait(ack)
         return p.entries
+
+    async def _reload_totals(self, p: Pending) -> None:
+        """Bring back from the store the totals slots of streams that left memory (idle) and now have entries."""
+        totals = self.state.totals
+        assert self._store is not None
+        missing = {(stream, emoji) for (stream, _), bucket in p.windows.items() for emoji in bucket}
+        missing = {key for key in missing if key not in totals}
+        if missing:
+            stored = await self._store.load_totals(missing)
+            if len(stored):
+                self.state.merge(TOTALS, stored)
 
     def _new_slots(self, p: Pending) -> list[Slot]:
         """This replica's slot values after adding ``p``: committed value + pending increments."""

@@ -1,6 +1,7 @@
 """Retention of an aggregator's state: session watermarks expire after ``watermark_ttl_s`` of silence; per-second
 windows leave memory once sealed (``window_horizon_s``, region_node.windows.sealer) and the disk after
-``window_retention_s``.
+``window_retention_s``; a stream's totals leave memory after ``idle_stream_s`` without a commit (reloaded from the
+store by the next commit of that stream).
 
 Watermarks expire in every region, not only here: each expiry also raises the floor of the replicated
 ``watermarks`` map to now - ``watermark_ttl_s`` (in steps of a minute), and the floor travels with gossip, so
@@ -38,6 +39,9 @@ class Retention:
         self._clock = clock
         # session -> wall ms of its last committed update, least recent first.
         self._touched: dict[bytes, int] = {}
+        # stream -> wall ms of its last commit, least recent first.
+        self._streams: dict[str, int] = {}
+        self.streams_evicted = 0
         self._next_wm = 0.0
         self._next_windows = 0.0
         self._next_seal = 0.0
@@ -58,6 +62,27 @@ class Retention:
         touched = self._touched
         touched.pop(session, None)
         touched[session] = updated_ms
+
+    def touch_stream(self, stream: str, committed_ms: int) -> None:
+        """Record a commit of ``stream`` (the most recent one so far)."""
+        streams = self._streams
+        streams.pop(stream, None)
+        streams[stream] = committed_ms
+
+    def evict_idle_streams(self, state: RegionState, now_ms: int) -> int:
+        """Drop the totals of streams without a commit for ``idle_stream_s`` from ``state``; return how many streams."""
+        cutoff = now_ms - self._config.idle_stream_s * 1000
+        idle: set[str] = set()
+        for stream, at in self._streams.items():
+            if at >= cutoff:
+                break
+            idle.add(stream)
+        if idle:
+            for stream in idle:
+                del self._streams[stream]
+            state.totals.prune(lambda key: key[0] in idle)
+            self.streams_evicted += len(idle)
+        return len(idle)
 
     async def expire(
         self,
@@ -95,6 +120,7 @@ class Retention:
             if now >= self._next_seal:
                 self._next_seal = now + SEAL_EVERY_S
                 self.windows_sealed += seal_windows(state.windows, self.line.advance())
+                self.evict_idle_streams(state, now_ms)
             if now >= self._next_windows:
                 self._next_windows = now + WINDOW_EXPIRY_EVERY_S
                 self.windows_expired += await store.prune_windows(now_ms // 1000 - self._config.window_retention_s)

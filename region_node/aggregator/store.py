@@ -266,13 +266,35 @@ class Store:
             )
         return [(bytes(s), int(q), int(u)) for s, q, u in rows]
 
-    async def load_collections(self, windows_since_s: int | None = None) -> dict[str, KeyedGCounter]:
+    async def load_collections(
+        self, windows_since_s: int | None = None, totals_since_s: int | None = None
+    ) -> dict[str, KeyedGCounter]:
         """Every replica's slots as KeyedGCounters by collection name (totals and windows always
-        present), ready for ``ReplicaState.merge``. ``windows_since_s`` skips older windows."""
+        present), ready for ``ReplicaState.merge``. ``windows_since_s`` skips older windows;
+        ``totals_since_s`` keeps only the totals of streams with a window since then (the live ones)."""
         out = {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter()}
         async with self._lock:
             conn = self._live()
-            counter_rows = await conn.execute_fetchall("SELECT collection, key, replica, count FROM counters")
+            if totals_since_s is None:
+                counter_rows = await conn.execute_fetchall("SELECT collection, key, replica, count FROM counters")
+            else:
+                counter_rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT collection, key, replica, count FROM counters WHERE collection != ?", (TOTALS,)
+                    )
+                )
+                streams = await conn.execute_fetchall(
+                    "SELECT DISTINCT stream FROM windows WHERE start_s >= ?", (totals_since_s,)
+                )
+                for (stream,) in streams:
+                    prefix = encode_key((str(stream), ""))  # "s<stream>\x1fs": every emoji of the stream
+                    counter_rows.extend(
+                        await conn.execute_fetchall(
+                            "SELECT collection, key, replica, count FROM counters"
+                            " WHERE collection = ? AND key >= ? AND key < ?",
+                            (TOTALS, prefix, prefix[:-2] + chr(0x20)),
+                        )
+                    )
             window_rows = await conn.execute_fetchall(
                 "SELECT stream, start_s, emoji, replica, count FROM windows WHERE start_s >= ?",
                 (windows_since_s if windows_since_s is not None else -(2**63),),
@@ -285,6 +307,24 @@ class Store:
         windows = out[WINDOWS]
         for stream, start_s, emoji, replica, count in window_rows:
             windows.increment((stream, emoji, start_s), replica, count)
+        return out
+
+    async def load_totals(self, keys: Iterable[tuple[str, str]]) -> KeyedGCounter:
+        """The stored ``totals`` slots of ``keys`` (stream, emoji), every replica's, as a KeyedGCounter."""
+        encoded = {encode_key(k): k for k in keys}
+        out = KeyedGCounter()
+        names = list(encoded)
+        async with self._lock:
+            conn = self._live()
+            for i in range(0, len(names), 500):
+                chunk = names[i : i + 500]
+                rows = await conn.execute_fetchall(
+                    "SELECT key, replica, count FROM counters WHERE collection = ?"
+                    f" AND key IN ({', '.join('?' * len(chunk))})",
+                    (TOTALS, *chunk),
+                )
+                for key, replica, count in rows:
+                    out.increment(encoded[str(key)], str(replica), int(count))
         return out
 
     async def window_counts(self, stream: str, start_s: int, end_s: int) -> list[tuple[str, int, int]]:

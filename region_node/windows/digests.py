@@ -31,6 +31,12 @@ MAX_ROWS = 10_000
 Bucket = tuple[int, str]
 """(minute, stream)."""
 
+TOTALS_MINUTE = -1
+"""The minute that names a stream's *totals bucket*: its ``totals`` slots, (emoji, count) per replica, digested and
+fetched like a minute of windows (rows with start_s 0). Ended streams' totals leave memory everywhere, so a new or
+long-away node learns them this way."""
+_SEP = "\x1f"
+
 
 @dataclass(frozen=True)
 class ReplicaDigest:
@@ -120,6 +126,14 @@ class HistoryReader:
         """replica -> hash of each of ``buckets`` here (a bucket absent here maps to {})."""
         return await self._run(_digests_of, tuple(buckets))
 
+    async def totals_page(self, after: str | None, limit: int) -> DigestPage:
+        """Digests of streams' totals buckets (minute ``TOTALS_MINUTE``), by stream, after ``after``."""
+        return await self._run(_totals_page, after, min(limit, MAX_PAGE))
+
+    async def stored_totals(self, stream: str) -> dict[str, dict[str, int]]:
+        """emoji -> replica -> count of ``stream``'s stored totals slots."""
+        return await self._run(_stored_totals, stream)
+
     async def rows(
         self, bucket: Bucket, replica: str, after: tuple[int, str] | None, limit: int
     ) -> tuple[list[tuple[int, str, int]], bool]:
@@ -167,6 +181,49 @@ def _bucket_digest(conn: sqlite3.Connection, minute: int, stream: str, changed: 
         replicas.append(ReplicaDigest(str(replica), bucket_hash((s, e, c) for _, s, e, c in rows[i:j]), j - i))
         i = j
     return BucketDigest(minute, stream, tuple(replicas), changed)
+
+
+def _totals_rows(conn: sqlite3.Connection, stream: str) -> list[tuple[str, str, int]]:
+    """(replica, emoji, count) of one stream's stored totals, by replica then emoji."""
+    prefix = f"s{stream}{_SEP}s"
+    rows = conn.execute(
+        "SELECT key, replica, count FROM counters WHERE collection = 'totals' AND key >= ? AND key < ?",
+        (prefix, prefix[:-2] + chr(ord(_SEP) + 1)),
+    ).fetchall()
+    out = [(str(r), str(k)[len(prefix) :], int(c)) for k, r, c in rows if _SEP not in str(k)[len(prefix) :]]
+    out.sort()
+    return out
+
+
+def _totals_digest(conn: sqlite3.Connection, stream: str) -> BucketDigest:
+    rows = _totals_rows(conn, stream)
+    replicas: list[ReplicaDigest] = []
+    for replica in sorted({r for r, _, _ in rows}):
+        mine = [(0, e, c) for r, e, c in rows if r == replica]
+        replicas.append(ReplicaDigest(replica, bucket_hash(mine), len(mine)))
+    return BucketDigest(TOTALS_MINUTE, stream, tuple(replicas))
+
+
+def _stored_totals(conn: sqlite3.Connection, stream: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for replica, emoji, count in _totals_rows(conn, stream):
+        out.setdefault(emoji, {})[replica] = count
+    return out
+
+
+def _totals_page(conn: sqlite3.Connection, after: str | None, limit: int) -> DigestPage:
+    out: list[BucketDigest] = []
+    low = "s" if after is None else f"s{after}{chr(ord(_SEP) + 1)}"
+    while len(out) < limit:
+        row = conn.execute(
+            "SELECT key FROM counters WHERE collection = 'totals' AND key >= ? ORDER BY key LIMIT 1", (low,)
+        ).fetchone()
+        if row is None or not str(row[0]).startswith("s"):
+            return DigestPage(out, False, _head(conn), _generation(conn))
+        stream = str(row[0])[1:].split(_SEP, 1)[0]
+        out.append(_totals_digest(conn, stream))
+        low = f"s{stream}{chr(ord(_SEP) + 1)}"
+    return DigestPage(out, limit > 0, _head(conn), _generation(conn))
 
 
 def _head(conn: sqlite3.Connection) -> int:
@@ -220,7 +277,7 @@ def _changes_page(conn: sqlite3.Connection, after: int, limit: int) -> DigestPag
 def _digests_of(conn: sqlite3.Connection, buckets: tuple[Bucket, ...]) -> dict[Bucket, dict[str, int]]:
     out: dict[Bucket, dict[str, int]] = {}
     for minute, stream in buckets:
-        d = _bucket_digest(conn, minute, stream)
+        d = _totals_digest(conn, stream) if minute == TOTALS_MINUTE else _bucket_digest(conn, minute, stream)
         out[(minute, stream)] = {r.replica: r.hash for r in d.replicas}
     return out
 
@@ -229,6 +286,9 @@ def _rows(
     conn: sqlite3.Connection, bucket: Bucket, replica: str, after: tuple[int, str] | None, limit: int
 ) -> tuple[list[tuple[int, str, int]], bool]:
     minute, stream = bucket
+    if minute == TOTALS_MINUTE:
+        rows = [(0, e, c) for r, e, c in _totals_rows(conn, stream) if r == replica and (after is None or e > after[1])]
+        return rows[:limit], len(rows) > limit
     lo_s, lo_e = after if after is not None else (minute * 60, "")
     op = ">" if after is not None else ">="
     rows = conn.execute(

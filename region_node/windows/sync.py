@@ -15,6 +15,8 @@ Each round (every ``interval_s``) compares at most ``page_buckets`` bucket diges
 3. Sweeps, newest minute first: each minute once, soon after it is sealed here; and the whole retention after
    each (re)connection or a new peer store (a new ``generation``), so a new or long-partitioned node gets live
    state from delta gossip at once and its history in the background, most recent first.
+4. After each (re)connection, a sweep of the streams' totals buckets (``TOTALS_MINUTE``): totals of ended streams
+   leave memory everywhere, so delta gossip no longer carries them and a new node learns them here.
 
 A peer that is down makes a round fail; the next successful round starts a new full sweep.
 """
@@ -31,8 +33,8 @@ import grpc
 
 from reactmesh.merge.checks import int_in, number_in
 from reactmesh.merge.clock import Clock
-from reactmesh.region_node.state import WINDOWS
-from reactmesh.region_node.windows.digests import MAX_PAGE, MAX_ROWS, Bucket, HistoryReader
+from reactmesh.region_node.state import TOTALS, WINDOWS
+from reactmesh.region_node.windows.digests import MAX_PAGE, MAX_ROWS, TOTALS_MINUTE, Bucket, HistoryReader
 from reactmesh.region_node.windows.sealer import SealedBefore, Slot, WindowSink
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
@@ -102,13 +104,15 @@ class HistorySync:
         self._swept_hi = 0
         self._fetch: deque[tuple[Bucket, str]] = deque()
         self._row_after: tuple[int, str] | None = None
+        self._totals_after: str | None = None
+        self._totals_sweep = False
         self._connected = False
         self.stats = SyncStats()
 
     @property
     def idle(self) -> bool:
         """Nothing left to compare or fetch until more minutes are sealed or the peer changes something."""
-        return not self._ranges and not self._fetch and self._generation is not None
+        return not self._ranges and not self._fetch and not self._totals_sweep and self._generation is not None
 
     async def run(self) -> None:
         """Run a round every ``interval_s`` until cancelled."""
@@ -152,6 +156,8 @@ class HistorySync:
             self._swept_hi = sealed_hi
             self._fetch.clear()
             self._row_after = None
+            self._totals_after = None
+            self._totals_sweep = True
             self._connected = True
             self.stats.full_sweeps += 1
         elif sealed_hi > self._swept_hi:
@@ -193,6 +199,17 @@ class HistorySync:
                 self.stats.sweeps_done += 1
             budget = await self._drain(stub, budget)
             break  # one page of digests per round
+        if budget and not self._fetch and not self._ranges and self._totals_sweep:
+            request = gossip_pb2.HistoryDigestsRequest(
+                totals=gossip_pb2.HistoryTotals(after_stream=self._totals_after or ""), limit=cfg.page_buckets
+            )
+            page = await stub.HistoryDigests(request, timeout=cfg.rpc_timeout_s)
+            await self._compare(page.buckets)
+            if page.more and page.buckets:
+                self._totals_after = page.buckets[-1].stream_id
+            else:
+                self._totals_sweep = False
+            await self._drain(stub, budget)
 
     async def _compare(self, buckets: Iterable[gossip_pb2.HistoryBucket]) -> None:
         remote = {(b.minute, b.stream_id): b for b in buckets}
@@ -216,7 +233,10 @@ class HistorySync:
             if self._row_after is not None:
                 request.after.start_s, request.after.emoji = self._row_after
             page = await stub.HistoryRows(request, timeout=self.config.rpc_timeout_s)
-            slots: list[Slot] = [(WINDOWS, (stream, r.emoji, r.start_s), replica, r.count) for r in page.rows]
+            if minute == TOTALS_MINUTE:
+                slots: list[Slot] = [(TOTALS, (stream, r.emoji), replica, r.count) for r in page.rows]
+            else:
+                slots = [(WINDOWS, (stream, r.emoji, r.start_s), replica, r.count) for r in page.rows]
             if slots:
                 await self._store.commit({}, slots, self._clock.wall_ms(), sealed_before_s=self._line.value)
             self.stats.rows_fetched += len(slots)

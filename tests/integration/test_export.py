@@ -149,7 +149,7 @@ def digest(path: Path) -> str:
 def readme_query() -> str:
     """The SQL block of the README's "History export" section."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## History export\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("\n### History export\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```sql\n(.*?)```", section, re.S)
     assert match, "README's History export section has no sql block"
     return match.group(1)

@@ -101,14 +101,16 @@ class FullStateRequest(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class HistoryDigestsRequest(_message.Message):
-    __slots__ = ("range", "changes", "limit")
+    __slots__ = ("range", "changes", "totals", "limit")
     RANGE_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     range: HistoryRange
     changes: HistoryChanges
+    totals: HistoryTotals
     limit: int
-    def __init__(self, range: _Optional[_Union[HistoryRange, _Mapping]] = ..., changes: _Optional[_Union[HistoryChanges, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, range: _Optional[_Union[HistoryRange, _Mapping]] = ..., changes: _Optional[_Union[HistoryChanges, _Mapping]] = ..., totals: _Optional[_Union[HistoryTotals, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class HistoryRange(_message.Message):
     __slots__ = ("minute_lo", "minute_hi", "after")
@@ -125,6 +127,12 @@ class HistoryChanges(_message.Message):
     AFTER_FIELD_NUMBER: _ClassVar[int]
     after: int
     def __init__(self, after: _Optional[int] = ...) -> None: ...
+
+class HistoryTotals(_message.Message):
+    __slots__ = ("after_stream",)
+    AFTER_STREAM_FIELD_NUMBER: _ClassVar[int]
+    after_stream: str
+    def __init__(self, after_stream: _Optional[str] = ...) -> None: ...
 
 class HistoryBucketRef(_message.Message):
     __slots__ = ("stream_id", "minute")
