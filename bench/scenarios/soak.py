@@ -5,7 +5,8 @@ Per run, three fresh interpreters:
 - the aggregator child: a real ``Aggregator`` (its SQLite file in a temporary directory) and its
   ``RegionGossipNode``;
 - the broadcaster child: a broadcaster node's replica (``RegionState`` with polls), a real ``Broadcaster``
-  and ``QueryServicer`` over it, and its ``RegionGossipNode`` (the dialling side, as in a region);
+  and ``QueryServicer`` over it, its history store and ``WindowWriter`` (stepped once per simulated second),
+  and its ``RegionGossipNode`` (the dialling side, as in a region);
 - this process: it owns simulated time, plays the viewers and carries the gossip messages between the two.
 
 Time is simulated: each child runs on a ``merge.clock.FakeClock`` that moves only when this process says so,
@@ -33,9 +34,10 @@ meets a differing state only when a commit falls into its flight, so the repairs
 
 Sessions come and go: ``sessions_per_stream`` are live per stream at any time, each for a uniform
 ``session_min_s``..``session_max_s``, replaced by a new session when it ends, so live sessions stay constant
-while sessions ever seen grow linearly. Configuration is as shipped (``AggregatorConfig``: windows kept
-``window_retention_s`` = 7 days in memory, watermarks ``watermark_ttl_s`` = 7 days, and the replicated
-watermark map expires with that TTL everywhere; the broadcaster's windows are never pruned), with
+while sessions ever seen grow linearly. Configuration is as shipped (windows sealed out of memory after
+``window_horizon_s`` = 120 s on both sides, the broadcaster writing them through to its history store in the
+child's directory, as a node does; watermarks ``watermark_ttl_s`` = 7 days, and the replicated watermark map
+expires with that TTL everywhere), with
 REACTMESH_BENCH_OVERRIDES applied to the ``aggregator``, ``broadcaster`` and ``gossip`` sections, so a later
 change is measured with the same command.
 The load is set by SoakParams, REACTMESH_BENCH_SOAK='{"streams": 2000, "seconds": 7200}' overrides any field.
