@@ -22,7 +22,8 @@
     window_horizon_s = 120                           # windows older than this live on disk only
     window_retention_s = 604800                      # stored history kept this long
     sources = ["agg-0.agg:7200", "agg-1.agg:7200"]   # this region's aggregators
-    peers = ["bcast.region-b:7300"]                  # other regions' broadcasters
+    peers = ["bcast-1.bcast-peers:7300", "bcast.region-b:7300"]  # this region's other broadcasters and the
+                                                     # other regions' (naming the node itself is fine: skipped)
     # ... any BroadcasterConfig field
     [broadcaster.history]                            # history repair from sources and peers, per round
     # ... any HistorySyncConfig field

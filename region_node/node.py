@@ -229,6 +229,7 @@ class Node:
                     retention_s=section.window_retention_s,
                     config=section.history,
                     channel_options=GOSSIP_CHANNEL_OPTIONS,
+                    own_generation=store.node_generation(),
                 )
             )
         return query, reader

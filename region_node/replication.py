@@ -19,7 +19,7 @@ from reactmesh.edge.backoff import backoff_delay
 from reactmesh.edge.errors import ServiceError, abort_with, failed_precondition, invalid_argument
 from reactmesh.edge.limits import STREAM_ID_FORM, is_stream_id
 from reactmesh.merge.clock import Clock
-from reactmesh.merge.gossip import GossipNode, ProtocolError
+from reactmesh.merge.gossip import GossipNode, ProtocolError, SelfSession
 from reactmesh.region_node.windows.digests import MAX_PAGE, MAX_ROWS, DigestPage, HistoryReader
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
@@ -43,6 +43,8 @@ class GossipServicer(gossip_pb2_grpc.GossipServicer):
     ) -> None:
         try:
             await self.node.run_session(_ServerTransport(context), dialer=False)
+        except SelfSession as exc:
+            await abort_with(context, failed_precondition(str(exc)))
         except ProtocolError as exc:
             await abort_with(context, invalid_argument(str(exc)))
 
@@ -158,6 +160,8 @@ class Dialer:
         self._task: asyncio.Task[None] | None = None
         self.connects = 0
         self.connected = False
+        self.is_self = False
+        """Set when ``address`` turned out to be this node (it then stops dialling)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"gossip-dial-{self.address}")
@@ -181,7 +185,13 @@ class Dialer:
                 started = self.clock.monotonic()
                 self.connected = True
                 await self.node.run_session(call, dialer=True)
-            except (grpc.aio.AioRpcError, ProtocolError, ConnectionError) as exc:
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "this node itself" in (exc.details() or ""):
+                    self.is_self = True
+                    log.info("gossip: %s is this node (%s); not dialling it", self.address, self.node.node_id)
+                    return  # (the finally below closes the channel)
+                log.debug("gossip session to %s ended: %s", self.address, exc)
+            except (ProtocolError, ConnectionError) as exc:
                 log.debug("gossip session to %s ended: %s", self.address, exc)
             finally:
                 self.connected = False

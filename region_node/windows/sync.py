@@ -89,6 +89,7 @@ class HistorySync:
         retention_s: int,
         config: HistorySyncConfig | None = None,
         channel_options: tuple[tuple[str, Any], ...] = (),
+        own_generation: str | None = None,
     ) -> None:
         self.address = address
         self._store = store
@@ -107,11 +108,16 @@ class HistorySync:
         self._totals_after: str | None = None
         self._totals_sweep = False
         self._connected = False
+        self._own_generation = own_generation
+        self.is_self = False
+        """Set when the peer's store is this node's own (a peer list that names the node itself): rounds stop."""
         self.stats = SyncStats()
 
     @property
     def idle(self) -> bool:
         """Nothing left to compare or fetch until more minutes are sealed or the peer changes something."""
+        if self.is_self:
+            return True
         return not self._ranges and not self._fetch and not self._totals_sweep and self._generation is not None
 
     async def run(self) -> None:
@@ -140,6 +146,8 @@ class HistorySync:
     async def round(self, stub: gossip_pb2_grpc.GossipAsyncStub) -> None:
         """One bounded round (see the module docstring). Raises grpc.aio.AioRpcError if the peer fails."""
         cfg = self.config
+        if self.is_self:
+            return
         self.stats.rounds += 1
         now_s = self._clock.wall_ms() // 1000
         sealed_hi = self._line.advance() // 60  # minutes below it are wholly sealed
@@ -149,6 +157,10 @@ class HistorySync:
                 gossip_pb2.HistoryDigestsRequest(changes=gossip_pb2.HistoryChanges(after=0), limit=0),
                 timeout=cfg.rpc_timeout_s,
             )
+            if self._own_generation is not None and head.generation == self._own_generation:
+                self.is_self = True
+                log.info("history sync: %s is this node; not syncing with it", self.address)
+                return
             if head.generation != self._generation:
                 self._changes_after = head.head
                 self._generation = head.generation

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from reactmesh.region_node.devmesh import RegionPlan, free_port_block
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S
 from reactmesh.v1 import query_pb2, query_pb2_grpc
 from tests.support.metered import scrape_text
+from tests.support.polling import settled
 from tests.support.regions import RegionProcesses, ground_truth, region_plans
 from tests.support.totals import wait_converged
 
@@ -59,18 +60,6 @@ async def histories(address: str, streams: Iterable[str], start_s: int, end_s: i
 
 def sums(h: Mapping[str, History]) -> Counter[str]:
     return Counter({f"{s}/{e}": sum(c for _, c in pts) for s, series in h.items() for e, pts in series.items()})
-
-
-async def settles(check: Callable[[], Awaitable[T]], within: float) -> T:
-    """Retry the async ``check`` until it passes (returns without AssertionError); fail with its last error."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        try:
-            return await check()
-        except (AssertionError, grpc.aio.AioRpcError):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-        await asyncio.sleep(0.5)
 
 
 def metric(text: str, name: str) -> float:
@@ -126,7 +115,7 @@ async def test_history_converges_after_a_partition_longer_than_the_horizon_and_s
             assert got["a"] == got["b"] == got["c"]
             return got["a"]
 
-        history = await settles(same_everywhere, within=60.0)
+        history = await settled(same_everywhere, within=60.0)
         fetched = {
             r: metric(await scrape_text(f"127.0.0.1:{base + 10 * i + 5}"), "reactmesh_history_sync_rows_fetched_total")
             for i, r in enumerate(REGIONS)
@@ -142,5 +131,5 @@ async def test_history_converges_after_a_partition_longer_than_the_horizon_and_s
         async def same_after_restart() -> None:
             assert await histories(plans["a"].broadcaster, streams, start_s, end_s) == history
 
-        await settles(same_after_restart, within=30.0)
+        await settled(same_after_restart, within=30.0)
         print(f"\n[history] {sum(truth.values())} taps, cut {CUT_S} s > horizon {HORIZON_S} s; rows fetched {fetched}")
