@@ -428,9 +428,11 @@ async def test_windows_older_than_retention_are_pruned_from_memory_and_disk(
         assert old_window < new_window
 
 
-async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten(
+async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten_at_the_next_floor_step(
     config: AggregatorConfig, clock: FakeClock
 ) -> None:
+    # Committed watermarks live only in the replicated map, so they leave memory (and the store) when its floor,
+    # moved in steps of FLOOR_STEP_MS, passes them: after at least the TTL and at most the TTL plus one step.
     cfg = replace(config, watermark_ttl_s=60)
     async with serving(cfg, clock) as node:
         call = node.forward()
@@ -443,7 +445,10 @@ async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten(
         await node.received(applied=3)
         await node.agg.tick()
         await call.read()
-        await clock.advance(30)
+        await clock.advance(30)  # session 1 is past the TTL, but the floor has not stepped yet
+        await node.agg.tick()
+        assert node.agg.statistics()["sessions_tracked"] == 2
+        await clock.advance(30)  # the floor steps to now - TTL, which is session 2's commit time
         await node.agg.tick()
         assert node.agg.statistics()["sessions_tracked"] == 1
         assert node.agg.statistics()["watermarks_expired"] == 1
