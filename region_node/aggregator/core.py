@@ -331,9 +331,9 @@ class Aggregator:
                 raise
             seconds = time.perf_counter() - started
             self._publish(slots, watermarks, now_ms)
-            for s, seq in watermarks.items():
-                if wm.get(s) == seq:  # not moved on by a batch applied during the commit
-                    del wm[s]
+            # Committed: state.watermarks holds them now. Kept: those moved on by a batch applied during the commit.
+            # Rebuilt, not deleted from, so the dict does not keep the size of its largest tick.
+            self._wm = {s: seq for s, seq in wm.items() if watermarks.get(s) != seq}
             stats = self._stats
             stats["commits"] += 1
             stats["entries_applied"] += p.entries
