@@ -75,6 +75,7 @@ class Aggregator:
         self._clock = clock
         self._store: Store | None = None
         self._replica = ""
+        # Watermarks applied but not yet committed; committed ones live only in state.watermarks (one structure).
         self._wm: dict[bytes, int] = {}
         self._retention = Retention(config, clock)
         self._pending = Pending()
@@ -116,8 +117,6 @@ class Aggregator:
             await store.prune_windows(now_ms // 1000 - cfg.window_retention_s)
             recovered = MaxMap()
             for session, seq, updated_ms in await store.load_watermarks():
-                self._wm[session] = seq
-                self._retention.touch(session, updated_ms)
                 recovered.set(session, seq, stamp=updated_ms)
             self.state.merge(WATERMARKS, recovered)
             # Sealed windows stay on disk (region_node.windows): memory holds open ones only, and the totals of
@@ -141,7 +140,7 @@ class Aggregator:
             "aggregator %s: replica %s, %d sessions, %d totals keys recovered from %s",
             cfg.node_id,
             self._replica,
-            len(self._wm),
+            len(self.state.watermarks.keys()),
             len(self.state.totals),
             cfg.db_path,
         )
@@ -201,7 +200,7 @@ class Aggregator:
         out["watermarks_expired"] = self._retention.watermarks_expired
         out["last_commit_seconds"] = self._last_commit_seconds
         out["pending_entries"] = self._pending.entries
-        out["sessions_tracked"] = len(self._wm)
+        out["sessions_tracked"] = len(self.state.watermarks.keys())
         out["streams_open"] = len(self._streams)
         return out
 
@@ -315,7 +314,7 @@ class Aggregator:
             if self._closed:
                 return 0
             committed = await self._commit_pending()
-            await self._retention.expire(self._wm, self._pending.prev_wm, self.state, self._store)
+            await self._retention.expire(self.state, self._store)
             return committed
 
     async def _commit_pending(self) -> int:
@@ -339,9 +338,9 @@ class Aggregator:
                 raise
             seconds = time.perf_counter() - started
             self._publish(slots, watermarks, now_ms)
-            touch = self._retention.touch
-            for s in watermarks:
-                touch(s, now_ms)
+            # Committed: state.watermarks holds them now. Kept: those moved on by a batch applied during the commit.
+            # Rebuilt, not deleted from, so the dict does not keep the size of its largest tick.
+            self._wm = {s: seq for s, seq in wm.items() if watermarks.get(s) != seq}
             touch_stream = self._retention.touch_stream
             for stream in {stream for stream, _ in p.windows}:
                 touch_stream(stream, now_ms)
@@ -404,11 +403,11 @@ class Aggregator:
         for (stream, start_s), bucket in p.windows.items():
             for emoji, inc in bucket.items():
                 wkey = (stream, emoji, start_s)
-                slots.append((WINDOWS, wkey, replica, win_state.slots(wkey).get(replica, 0) + inc))
+                slots.append((WINDOWS, wkey, replica, win_state.slot(wkey, replica) + inc))
                 tkey = (stream, emoji)
                 totals[tkey] = totals.get(tkey, 0) + inc
         for tkey, inc in totals.items():
-            slots.append((TOTALS, tkey, replica, tot_state.slots(tkey).get(replica, 0) + inc))
+            slots.append((TOTALS, tkey, replica, tot_state.slot(tkey, replica) + inc))
         return slots
 
     def _publish(self, slots: list[Slot], watermarks: Mapping[bytes, int], stamp_ms: int) -> None:
@@ -419,7 +418,13 @@ class Aggregator:
         self.state.merge(TOTALS, deltas[TOTALS])
         self.state.merge(WINDOWS, deltas[WINDOWS])
         if watermarks:
-            self.state.merge(WATERMARKS, _maxmap(watermarks, stamp_ms))
+            known = self.state.watermarks
+            delta = MaxMap()
+            for session, seq in watermarks.items():
+                # Stamped no earlier than the entry held (a faster clock elsewhere may have stamped it later), so
+                # this commit's seq is what the map holds afterwards: dedupe reads it there.
+                delta.set(session, seq, stamp=max(stamp_ms, known.stamp(session)))
+            self.state.merge(WATERMARKS, delta)
 
     def _fail(self, failed: Pending, exc: BaseException) -> None:
         """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
@@ -427,7 +432,8 @@ class Aggregator:
         log.error("aggregator %s: commit failed, ending every Forward call: %r", self.config.node_id, exc)
         newer, self._pending = self._pending, Pending()
         wm = self._wm
-        # Newest first: ``failed`` holds the committed value of every session it touched.
+        # Newest first: ``failed`` holds the uncommitted value each session it touched had before it (0: none, so
+        # the committed value in state.watermarks holds again).
         for p in (newer, failed):
             for session, seen in p.prev_wm.items():
                 if seen:
@@ -473,10 +479,3 @@ class Aggregator:
 def _log_tick_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("aggregator tick failed", exc_info=task.exception())
-
-
-def _maxmap(items: Mapping[bytes, int], stamp_ms: int) -> MaxMap:
-    out = MaxMap()
-    for key, value in items.items():
-        out.set(key, value, stamp=stamp_ms)
-    return out

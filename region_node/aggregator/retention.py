@@ -14,7 +14,6 @@ counted again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, MutableMapping
 
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.maxmap import MaxMap
@@ -32,13 +31,15 @@ FLOOR_STEP_MS = 60_000
 
 
 class Retention:
-    """When an aggregator's watermarks and windows expire; owns the sessions' last-update order."""
+    """When an aggregator's watermarks and windows expire.
+
+    Committed watermarks are held once, in the replicated ``state.watermarks`` (each entry has its commit stamp), so
+    they leave memory when the floor passes them; the store follows in the same steps."""
 
     def __init__(self, config: AggregatorConfig, clock: Clock) -> None:
         self._config = config
         self._clock = clock
-        # session -> wall ms of its last committed update, least recent first.
-        self._touched: dict[bytes, int] = {}
+        self._pruned_ms = 0  # the store holds no watermark committed before this
         # stream -> wall ms of its last commit, least recent first.
         self._streams: dict[str, int] = {}
         self.streams_evicted = 0
@@ -56,12 +57,6 @@ class Retention:
         self._next_wm = now + WATERMARK_EXPIRY_EVERY_S
         self._next_windows = now + WINDOW_EXPIRY_EVERY_S
         self._next_seal = now + SEAL_EVERY_S
-
-    def touch(self, session: bytes, updated_ms: int) -> None:
-        """Record a committed update of ``session`` (the most recent one so far)."""
-        touched = self._touched
-        touched.pop(session, None)
-        touched[session] = updated_ms
 
     def touch_stream(self, stream: str, committed_ms: int) -> None:
         """Record a commit of ``stream`` (the most recent one so far)."""
@@ -84,15 +79,9 @@ class Retention:
             self.streams_evicted += len(idle)
         return len(idle)
 
-    async def expire(
-        self,
-        watermarks: MutableMapping[bytes, int],
-        active: Container[bytes],
-        state: RegionState,
-        store: Store,
-    ) -> None:
-        """Drop expired sessions from ``watermarks`` (except ``active`` ones), sealed windows from memory and windows
-        past retention from ``store``, and raise the replicated watermarks' floor."""
+    async def expire(self, state: RegionState, store: Store) -> None:
+        """Raise the replicated watermarks' floor (dropping expired sessions from memory) and prune them from
+        ``store``; drop sealed windows from memory and windows past retention from ``store``."""
         now = self._clock.monotonic()
         if now < self._next_wm and now < self._next_windows and now < self._next_seal:
             return
@@ -101,18 +90,9 @@ class Retention:
             if now >= self._next_wm:
                 self._next_wm = now + WATERMARK_EXPIRY_EVERY_S
                 cutoff_ms = now_ms - self._config.watermark_ttl_s * 1000
-                doomed: list[bytes] = []
-                for session, updated_ms in self._touched.items():
-                    if updated_ms >= cutoff_ms:
-                        break
-                    if session not in active:
-                        doomed.append(session)
-                if doomed:
-                    for session in doomed:
-                        del self._touched[session]
-                        watermarks.pop(session, None)
-                    self.watermarks_expired += len(doomed)
-                    await store.prune_watermarks(cutoff_ms, doomed)
+                if cutoff_ms - self._pruned_ms >= FLOOR_STEP_MS:
+                    self.watermarks_expired += await store.prune_watermarks(cutoff_ms)
+                    self._pruned_ms = cutoff_ms
                 if cutoff_ms - state.watermarks.floor >= FLOOR_STEP_MS:
                     floor = MaxMap()
                     floor.expire(cutoff_ms)
