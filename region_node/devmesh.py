@@ -64,6 +64,7 @@ class RegionPlan:
                 **o.get("broadcaster", {}),
             },
             "gossip": dict(o.get("gossip", {})),
+            **({"auth": dict(o["auth"])} if "auth" in o else {}),
         }
         second = {
             "region": self.region,
@@ -84,6 +85,7 @@ class RegionPlan:
                 "metrics_listen": main["metrics_listen"],
                 "edge": main["edge"],
                 "gossip": gossip,
+                **({"auth": main["auth"]} if "auth" in main else {}),
             },
             "agg0": {
                 "region": region,
@@ -97,6 +99,7 @@ class RegionPlan:
                 "metrics_listen": f"127.0.0.1:{port + 8}",
                 "broadcaster": main["broadcaster"],
                 "gossip": gossip,
+                **({"auth": main["auth"]} if "auth" in main else {}),
             },
         }
 
