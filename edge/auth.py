@@ -296,4 +296,3 @@ class Authorizer:
         principal = self.authenticate(metadata)
         self.authorize(principal, action, viewer_id=viewer_id, stream_id=stream_id)
         return principal
-

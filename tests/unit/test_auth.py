@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
+from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from reactmesh.edge.auth import POLICY, Action, AuthConfig, Authorizer, Principal, bearer_token
 from reactmesh.edge.errors import ServiceError
@@ -52,17 +57,10 @@ def test_hs256_rs256_and_es256_tokens_verify_to_their_subject_role_and_streams(k
 
 
 def test_an_hs256_token_signed_with_the_public_key_is_refused(keys: Keys, clock: FakeClock) -> None:
-    public = keys.rsa.public_key().public_bytes(
-        __import__("cryptography").hazmat.primitives.serialization.Encoding.PEM,
-        __import__("cryptography").hazmat.primitives.serialization.PublicFormat.SubjectPublicKeyInfo,
-    )
+    public = keys.rsa.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     path = keys.root / "rsa.pub"
     path.write_bytes(public)
     auth = authorizer(clock, key_file=str(path))
-    import hashlib
-    import hmac
-    import json
-    from base64 import urlsafe_b64encode
 
     def b64(data: bytes) -> str:
         return urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -85,7 +83,7 @@ def test_bad_tokens_are_unauthenticated_with_a_reason(keys: Keys, clock: FakeClo
     assert "sub" in unauthenticated(auth, keys.token(claims={"sub": ""}))
     assert "'streams'" in unauthenticated(auth, keys.token(claims={"streams": "final"}))
     tampered = keys.token("ann")
-    head, body, sig = tampered.split(".")
+    head, _, sig = tampered.split(".")
     assert "signature" in unauthenticated(auth, f"{head}.{keys.token('bob').split('.')[1]}.{sig}")
 
 
@@ -190,9 +188,7 @@ def test_roles_claim_absent_means_viewer_and_unknown_roles_grant_nothing(keys: K
     assert auth.verify(keys.token(claims={"roles": "host viewer"})).role == Role.HOST
 
 
-def test_authenticate_reads_the_bearer_metadata_and_passes_everyone_when_disabled(
-    keys: Keys, clock: FakeClock
-) -> None:
+def test_authenticate_reads_the_bearer_metadata_and_passes_everyone_when_disabled(keys: Keys, clock: FakeClock) -> None:
     assert Authorizer.disabled(clock).authenticate(()) is None
     auth = authorizer(clock, key_file=str(keys.secret_file))
     with pytest.raises(ServiceError) as info:
