@@ -13,6 +13,7 @@ development and tests: production tokens come from the deployment's identity pro
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable
 from enum import IntEnum
 from pathlib import Path
@@ -111,3 +112,44 @@ def mint_token(
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
     """Call metadata carrying ``token`` (empty without one)."""
     return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class Minter:
+    """Mints development tokens from one key file (``signing_key``) for any subject: ``reactmesh token``, and
+    per-viewer tokens for simulated load (``reactmesh load --key``, the demo)."""
+
+    __slots__ = ("_algorithm", "_key", "audience", "issuer", "kid", "ttl_s")
+
+    def __init__(
+        self,
+        key_file: str | Path,
+        *,
+        audience: str = DEFAULT_AUDIENCE,
+        issuer: str = DEFAULT_ISSUER,
+        ttl_s: int = 3600,
+        kid: str | None = None,
+    ) -> None:
+        self._key, self._algorithm = signing_key(key_file)
+        self.audience = audience
+        self.issuer = issuer
+        self.ttl_s = ttl_s
+        self.kid = kid
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    def mint(self, sub: str, roles: Iterable[Role] = (Role.VIEWER,), streams: Iterable[str] = ()) -> str:
+        """A token for ``sub`` valid from now (system clock) for ``ttl_s``."""
+        return mint_token(
+            self._key,
+            self._algorithm,
+            sub=sub,
+            roles=roles,
+            streams=streams,
+            ttl_s=self.ttl_s,
+            now_s=int(time.time()),
+            audience=self.audience,
+            issuer=self.issuer,
+            kid=self.kid,
+        )
