@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from reactmesh.edge.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Minter, Role
+from reactmesh.merge.errors import ConfigError
 
 
 def add_token_command(subparsers: Any) -> None:
@@ -34,7 +35,7 @@ def add_token_command(subparsers: Any) -> None:
 
 
 def minter(args: argparse.Namespace, ttl_s: int = 3600) -> Minter | None:
-    """A Minter from ``args.key`` (None without one); exits with status 2 on an unusable key file."""
+    """A Minter from ``args.key`` (None without one); raises ConfigError (exit status 2) for an unusable file."""
     if not getattr(args, "key", None):
         return None
     try:
@@ -46,8 +47,7 @@ def minter(args: argparse.Namespace, ttl_s: int = 3600) -> Minter | None:
             kid=getattr(args, "kid", None),
         )
     except (OSError, ValueError) as exc:
-        print(f"reactmesh: --key: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise ConfigError("--key", "an HS256 secret (32+ bytes) or a PEM private key file", str(exc)) from None
 
 
 def run_token(args: argparse.Namespace) -> int:

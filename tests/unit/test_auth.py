@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from reactmesh.edge.auth import POLICY, Action, AuthConfig, Authorizer, Principal, bearer_token
 from reactmesh.edge.errors import ServiceError
 from reactmesh.edge.tokens import Role, signing_key
-from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.clock import FakeClock, SystemClock
 from reactmesh.merge.errors import ConfigError
 from tests.support.auth import SECRET, Keys
 
@@ -224,3 +224,17 @@ def test_bad_auth_config_names_the_field(tmp_path: Path, clock: FakeClock) -> No
             Authorizer(config, clock)
         assert err.value.field == field
     assert SECRET not in str(err.value)
+
+
+def test_reactmesh_token_mints_what_the_servers_accept(
+    keys: Keys, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reactmesh.region_node.cli.main import main
+
+    argv = ["token", "--sub", "hal", "--role", "host", "--stream", "final", "--ttl", "60", "--key", str(keys.ec_file)]
+    assert main(argv) == 0
+    token = capsys.readouterr().out.strip()
+    auth = Authorizer(AuthConfig(enabled=True, key_file=str(keys.ec_file)), SystemClock())
+    principal = auth.verify(token)
+    assert (principal.subject, principal.role, principal.streams) == ("hal", Role.HOST, frozenset({"final"}))
+    assert main(["token", "--sub", "x", "--key", str(keys.root / "missing")]) == 2
