@@ -27,8 +27,6 @@ from reactmesh.merge.checks import int_in
 
 DEFAULT_REACTIONS: tuple[str, ...] = ("like", "heart", "laugh", "wow", "sad", "fire")
 
-_MIN_SECRET_CHARS = 16
-
 
 @dataclass(frozen=True)
 class EdgeConfig:
@@ -37,8 +35,8 @@ class EdgeConfig:
     ``aggregators`` are the "host:port" addresses of the region's aggregators; sessions are spread over
     them by consistent hash. Rate limits are per viewer: ``rate_per_s`` taps per second refilling a
     bucket of ``burst`` taps. ``max_inflight_entries`` bounds client batches forwarded but not yet acked,
-    edge-wide; beyond it clients are told to come back after ``retry_after_ms``. When ``auth_secret`` is
-    set every call needs an ``authorization: Bearer <token>`` issued with that secret.
+    edge-wide; beyond it clients are told to come back after ``retry_after_ms``. Tokens are the node's
+    ``[auth]`` section (``edge.auth.AuthConfig``), shared by every role of the process.
     """
 
     region: str
@@ -56,7 +54,6 @@ class EdgeConfig:
     reconnect_backoff_ms: int = 100
     reconnect_backoff_max_ms: int = 5_000
     ring_vnodes: int = 512
-    auth_secret: str | None = None
 
     def __post_init__(self) -> None:
         if not is_region(self.region):
@@ -80,10 +77,6 @@ class EdgeConfig:
         int_in("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
         int_in("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms, self.reconnect_backoff_ms, 600_000)
         int_in("ring_vnodes", self.ring_vnodes, 1, 65_536)
-        if self.auth_secret is not None and (
-            not isinstance(self.auth_secret, str) or len(self.auth_secret) < _MIN_SECRET_CHARS
-        ):
-            raise ConfigError("auth_secret", f"None or a string of at least {_MIN_SECRET_CHARS} chars", "<redacted>")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:

@@ -13,6 +13,9 @@ Guarantees:
   makes a client resend a batch after a later seq of its session was applied: refusals that need a
   resend (overload, shutdown, expired token) end the whole stream, and no later batch of the stream is
   forwarded after the one refused. Per-batch answers are only final ones (ACCEPTED, DUPLICATE, REJECTED).
+- With auth enabled (``edge.auth``) a call opens only with a valid token (UNAUTHENTICATED otherwise); a batch of
+  a viewer other than the token's subject ends the stream with PERMISSION_DENIED (counted as a BAD_VIEWER_ID
+  rejection), and one sent after the token expired with UNAUTHENTICATED.
 - One session per stream: a batch of another session ends the stream with INVALID_ARGUMENT. Garbage
   bytes end the call with INVALID_ARGUMENT; nothing a client sends can crash the server.
 - Memory is bounded: ``max_inflight_entries`` forwarded-but-unacked batches edge-wide (beyond it a
@@ -34,7 +37,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message import DecodeError
 
-from reactmesh.edge.auth import Authenticator, Principal
+from reactmesh.edge.auth import Action, Authorizer, Principal
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.errors import (
     ServiceError,
@@ -42,7 +45,6 @@ from reactmesh.edge.errors import (
     internal,
     invalid_argument,
     resource_exhausted,
-    unauthenticated,
     unavailable,
 )
 from reactmesh.edge.forwarder import ChannelFactory, Forwarder, insecure_channel
@@ -100,11 +102,12 @@ class Edge:
         *,
         channel_factory: ChannelFactory = insecure_channel,
         listeners: tuple[EdgeListener, ...] = (),
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.listeners: list[EdgeListener] = list(listeners)
-        self._auth = Authenticator(config.auth_secret, self.clock)
+        self._auth = authorizer or Authorizer.disabled(self.clock)
         self._validator = Validator.from_config(config)
         self._limiter = RateLimiter(self.clock, config.rate_per_s, config.burst, config.max_viewers_tracked)
         self._ring = HashRing(config.aggregators, config.ring_vnodes)
@@ -178,8 +181,9 @@ class Edge:
     # -- admission --
 
     def authenticate(self, metadata: Any) -> Principal | None:
-        """The caller's principal, None when tokens are not required; raises UNAUTHENTICATED."""
-        return self._auth.authenticate(metadata)
+        """The caller's principal, None when auth is disabled; raises UNAUTHENTICATED, or PERMISSION_DENIED for
+        a token that may not ingest at all."""
+        return self._auth.check(metadata, Action.INGEST)
 
     def route(self, session_id: bytes) -> Forwarder:
         return self._forwarders[self._ring.lookup(session_id)]
@@ -188,16 +192,21 @@ class Edge:
         """Decide ``batch``: returns its ack now, or None after forwarding it, in which case ``deliver``
         is later called exactly once with the ack, or with a ServiceError ending the caller's call.
 
-        Raises ServiceError (RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED) when the caller must end
-        its call without forwarding this batch or any later one."""
+        Raises ServiceError (RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED for a token that expired since
+        the call opened, PERMISSION_DENIED for a batch of a viewer other than the token's subject) when the
+        caller must end its call without forwarding this batch or any later one."""
         if not self._accepting:
             raise unavailable("edge is not accepting batches (starting or shutting down)")
         seq = batch.seq
         if principal is not None:
-            if self.clock.wall_ms() >= principal.expires_at_ms:
-                raise unauthenticated("token expired")
-            if batch.viewer_id != principal.viewer_id:
-                return self._reject(seq, BatchAck.BAD_VIEWER_ID, "viewer_id does not match the token's subject")
+            expired = self._auth.still_valid(principal)
+            if expired is not None:
+                raise expired
+            try:
+                self._auth.authorize(principal, Action.INGEST, viewer_id=batch.viewer_id)
+            except ServiceError:
+                self._emit(BatchAck.REJECTED, 0, 0, BatchAck.BAD_VIEWER_ID)
+                raise
         rejection = self._validator.check(batch)
         if rejection is not None:
             return self._reject(seq, *rejection)

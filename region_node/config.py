@@ -31,6 +31,12 @@
     [gossip]
     # ... any GossipConfig field
 
+    [auth]                                           # client tokens (edge.auth.AuthConfig); off without it
+    enabled = true
+    key_file = "/etc/reactmesh/auth/key"             # HS256 secret or PEM public key; or jwks_file = "...json"
+    audience = "reactmesh"
+    issuer = "https://login.example.com/"
+
 A section is needed only for the roles a process runs (``--target``). Every error is a
 ConfigError naming the field (``aggregator.tick_ms``) and the expected form.
 """
@@ -46,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reactmesh.edge.auth import AuthConfig
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.limits import REGION_FORM, is_region
 from reactmesh.merge.checks import int_in
@@ -133,6 +140,7 @@ class NodeConfig:
     broadcaster: BroadcasterSection | None = None
     gossip: GossipConfig = field(default_factory=region_gossip_config)
     metrics_listen: str | None = None
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def __post_init__(self) -> None:
         if not is_region(self.region):
@@ -190,7 +198,7 @@ def build(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
 
 def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> NodeConfig:
     data = expand_env(dict(data), os.environ if env is None else env)
-    known = {"region", "metrics_listen", "gossip", *ROLES}
+    known = {"region", "metrics_listen", "gossip", "auth", *ROLES}
     for key in data:
         if key not in known:
             raise ConfigError(key, f"one of: {', '.join(sorted(known))}", data[key])
@@ -245,6 +253,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         broadcaster=broadcaster,
         gossip=gossip,
         metrics_listen=data.get("metrics_listen"),
+        auth=build(AuthConfig, "auth", table("auth") or {}),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from reactmesh.edge.tokens import new_dev_secret
 from reactmesh.region_node.config import ROLES, from_mapping
 from reactmesh.region_node.node import Node
 
@@ -64,6 +65,7 @@ class RegionPlan:
                 **o.get("broadcaster", {}),
             },
             "gossip": dict(o.get("gossip", {})),
+            **({"auth": dict(o["auth"])} if "auth" in o else {}),
         }
         second = {
             "region": self.region,
@@ -84,6 +86,7 @@ class RegionPlan:
                 "metrics_listen": main["metrics_listen"],
                 "edge": main["edge"],
                 "gossip": gossip,
+                **({"auth": main["auth"]} if "auth" in main else {}),
             },
             "agg0": {
                 "region": region,
@@ -97,6 +100,7 @@ class RegionPlan:
                 "metrics_listen": f"127.0.0.1:{port + 8}",
                 "broadcaster": main["broadcaster"],
                 "gossip": gossip,
+                **({"auth": main["auth"]} if "auth" in main else {}),
             },
         }
 
@@ -178,6 +182,9 @@ class ProcessMesh:
     overrides: Mapping[str, Mapping[str, Any]] | None = None
     log_dir: Path | None = None
     layout: str = "combined"  # or "split": one process per role
+    # Require client tokens, signed with an HS256 dev key in data_dir/auth.key (kept across runs of one data dir).
+    auth: bool = False
+    auth_key: Path | None = None
     plans: dict[str, RegionPlan] = field(default_factory=dict)
     procs: dict[tuple[str, str], asyncio.subprocess.Process] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -188,11 +195,13 @@ class ProcessMesh:
             self.data_dir = Path(self._tmp.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
+        overrides = dict(self.overrides or {})
+        if self.auth:
+            self.auth_key = write_dev_key(self.data_dir / "auth.key")
+            overrides["auth"] = {"enabled": True, "key_file": str(self.auth_key), **overrides.get("auth", {})}
         try:
             for r, p in self.plans.items():
-                configs = (
-                    p.split_configs(self.overrides) if self.layout == "split" else p.process_configs(self.overrides)
-                )
+                configs = p.split_configs(overrides) if self.layout == "split" else p.process_configs(overrides)
                 for name, cfg in configs.items():
                     (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
                 for name in configs:
@@ -287,6 +296,15 @@ class InProcessMesh:
     async def __aexit__(self, *exc: object) -> None:
         for node in self.nodes.values():
             await node.stop(grace=1.0)
+
+
+def write_dev_key(path: Path) -> Path:
+    """An HS256 development secret at ``path`` (owner-only), made once and kept, so tokens outlive a restart."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(new_dev_secret() + "\n")
+    return path
 
 
 def free_port_block(n: int) -> int:

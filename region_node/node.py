@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
@@ -90,6 +91,11 @@ class Node:
         self.config = config
         self.targets = targets
         self.clock = clock or SystemClock()
+        # Client tokens, one policy for every client-facing role here; aggregators serve nodes only.
+        client_facing = bool(targets & {"edge", "broadcaster"})
+        self.authorizer = Authorizer(config.auth if client_facing else AuthConfig(), self.clock)
+        if client_facing and not self.authorizer.enabled:
+            log.warning("client auth is off ([auth] enabled = false): every client call is anonymous")
         self.addresses: dict[str, str] = {}
         self.aggregator: Aggregator | None = None
         self.aggregator_gossip: GossipNode | None = None
@@ -159,7 +165,7 @@ class Node:
             gossip = RegionGossipNode(section.node_id, cfg.region, "broadcaster", self.replica, self.clock, cfg.gossip)
             self.broadcaster_gossip = gossip
             self.polls = await attach_polls(
-                self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls
+                self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls, self.authorizer
             )
             if self.metrics is not None:
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
@@ -167,7 +173,7 @@ class Node:
             await self._serve(
                 "broadcaster",
                 section.listen,
-                [BroadcastService(bc), query, self.polls, GossipServicer(gossip, history)],
+                [BroadcastService(bc, self.authorizer), query, self.polls, GossipServicer(gossip, history)],
             )
             for address in (*section.sources, *section.peers):
                 dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
@@ -179,7 +185,7 @@ class Node:
                 self._tasks.append(asyncio.create_task(sync.run(), name=f"history-sync-{sync.address}"))
             self._tasks.append(asyncio.create_task(bc.run(), name="broadcaster-ticks"))
         if "edge" in self.targets and cfg.edge is not None:
-            edge = Edge(cfg.edge.config, self.clock)
+            edge = Edge(cfg.edge.config, self.clock, authorizer=self.authorizer)
             await edge.start()
             self.edge = edge
             if self.metrics is not None:
@@ -195,7 +201,7 @@ class Node:
         assert self.replica is not None
         if section.history_db_path is None:
             # No disk: open windows only; sealed ones just leave memory.
-            query = QueryServicer(self.replica, self.clock)
+            query = QueryServicer(self.replica, self.clock, authorizer=self.authorizer)
             line = SealedBefore(self.clock, section.window_horizon_s)
             self._tasks.append(asyncio.create_task(self._seal_only(line, query), name="history-seal"))
             return query, None
@@ -211,7 +217,9 @@ class Node:
         self.window_writer = writer
         reader = HistoryReader(section.history_db_path)
         self._readers.append(reader)
-        query = QueryServicer(self.replica, self.clock, reader, lambda: writer.sealed_before_s)
+        query = QueryServicer(
+            self.replica, self.clock, reader, lambda: writer.sealed_before_s, authorizer=self.authorizer
+        )
         writer.add_seal_listener(query.forget_windows_before)
         if self.broadcaster is not None:
             self.broadcaster.set_totals_loader(reader.stored_totals)

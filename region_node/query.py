@@ -13,6 +13,9 @@ disk a slot that gossip has not brought back yet). Without one, memory only (ope
 A query never scans other streams' keys: a state listener keeps, per stream, the set of emojis
 with totals and, per (stream, emoji), the sorted starts of open windows, so the memory side costs
 O(log n + windows in the range); ``forget_windows_before`` trims the index when windows are sealed.
+
+With auth enabled both calls need a valid token of any role (``edge.auth`` action QUERY): counts are what every
+viewer sees anyway, but history reads cost the server, so anonymous callers are refused with UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from reactmesh.edge.auth import Action, Authorizer
 from reactmesh.edge.errors import ServiceError, abort_with, invalid_argument
 from reactmesh.edge.limits import EMOJI_FORM, is_emoji
 from reactmesh.merge.clock import Clock, SystemClock
@@ -46,11 +50,13 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         clock: Clock | None = None,
         history: HistoryReader | None = None,
         sealed_before: Callable[[], int] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         if (history is None) != (sealed_before is None):
             raise ValueError("history and sealed_before go together")
         self._state = state
         self._clock = clock or SystemClock()
+        self._auth = authorizer or Authorizer.disabled(self._clock)
         self._history = history
         self._sealed_before = sealed_before
         self._emojis: dict[str, set[str]] = {}
@@ -220,6 +226,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetTotalsResponse:
         try:
+            self._auth.check(context.invocation_metadata(), Action.QUERY)
             totals = await self.totals(request.stream_id)
         except ServiceError as err:
             await abort_with(context, err)
@@ -234,6 +241,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetHistoryResponse:
         try:
+            self._auth.check(context.invocation_metadata(), Action.QUERY)
             step, series = await self.history(
                 request.stream_id, request.start_s, request.end_s, request.step_s, request.emojis
             )

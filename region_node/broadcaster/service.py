@@ -2,7 +2,8 @@
 
 Frames leave as the bytes the broadcaster serialized once for all of a stream's subscribers (an identity
 serializer), so fan-out costs no protobuf work per subscriber. A refused subscription (bad stream id, too many
-subscribers) ends the call with the ServiceError's status.
+subscribers) ends the call with the ServiceError's status. With auth enabled a subscription needs a valid token
+of any role (``edge.auth`` action SUBSCRIBE), checked when it opens: UNAUTHENTICATED otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from reactmesh.edge.auth import Action, Authorizer
 from reactmesh.edge.errors import ServiceError, abort_with
 from reactmesh.edge.limits import is_stream_id
 from reactmesh.region_node.broadcaster.core import Broadcaster
@@ -27,13 +29,15 @@ class BroadcastService:
 
     SERVICE_NAME = "reactmesh.v1.Broadcast"
 
-    def __init__(self, broadcaster: Broadcaster) -> None:
+    def __init__(self, broadcaster: Broadcaster, authorizer: Authorizer | None = None) -> None:
         self._broadcaster = broadcaster
+        self._auth = authorizer or Authorizer.disabled()
 
     async def _subscribe(
         self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         try:
+            self._auth.check(context.invocation_metadata(), Action.SUBSCRIBE)
             if is_stream_id(request.stream_id):
                 await self._broadcaster.warm(request.stream_id)  # a stream that left memory: its totals first
             sub = self._broadcaster.subscribe(request)

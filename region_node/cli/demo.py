@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from reactmesh.edge.sdk import LiveView
+from reactmesh.edge.tokens import Minter, bearer
 from reactmesh.region_node.cli.load import drive
 from reactmesh.region_node.cli.watch import follow
 from reactmesh.region_node.devmesh import RegionPlan
@@ -21,10 +22,10 @@ from reactmesh.v1 import query_pb2, query_pb2_grpc
 HOT = "demo-0"
 
 
-async def _totals(address: str, stream: str) -> dict[str, int]:
+async def _totals(address: str, stream: str, token: str | None = None) -> dict[str, int]:
     async with grpc.aio.insecure_channel(address) as channel:
         reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
-            query_pb2.GetTotalsRequest(stream_id=stream), timeout=2.0
+            query_pb2.GetTotalsRequest(stream_id=stream), timeout=2.0, metadata=bearer(token)
         )
     return {c.emoji: c.count for c in reply.totals}
 
@@ -46,22 +47,32 @@ def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: d
     return table
 
 
-async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None:
+async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event, minter: Minter | None = None) -> None:
+    """The demo; with ``minter`` (auth on) every simulated viewer and the live table use tokens of their own."""
     # The live table is the demo's output; client reconnect chatter would scroll it away.
     logging.getLogger("reactmesh.edge.sdk").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
-    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r])) for r, p in plans.items()]
+    token = minter.mint("demo-watcher") if minter is not None else None
+    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], token)) for r, p in plans.items()]
     edges = [p.edge for p in plans.values()]
     load = asyncio.create_task(
-        drive(edges, viewers=60 * len(edges), streams=10, duration_s=3600.0, taps_per_second=3.0, stop=stop)
+        drive(
+            edges,
+            viewers=60 * len(edges),
+            streams=10,
+            duration_s=3600.0,
+            taps_per_second=3.0,
+            stop=stop,
+            minter=minter,
+        )
     )
     try:
         with Live(_table(plans, views, exact), refresh_per_second=8) as live:
             while not stop.is_set():
                 for r, p in plans.items():
                     with contextlib.suppress(grpc.aio.AioRpcError):
-                        exact[r] = await _totals(p.broadcaster, HOT)
+                        exact[r] = await _totals(p.broadcaster, HOT, token)
                 live.update(_table(plans, views, exact))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
@@ -74,7 +85,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None
             fresh: dict[str, dict[str, int]] = {}
             for r, p in plans.items():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    fresh[r] = await _totals(p.broadcaster, HOT)
+                    fresh[r] = await _totals(p.broadcaster, HOT, token)
             if len(fresh) == len(plans):
                 exact = fresh
                 agreed = len({tuple(sorted(t.items())) for t in fresh.values()}) == 1

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.edge.sdk import ReactionClient
+from reactmesh.edge.tokens import Minter
 from reactmesh.v1 import ingest_pb2
 
 
@@ -68,8 +69,10 @@ async def drive(
     progress: bool = False,
     stop: asyncio.Event | None = None,
     flush_timeout_s: float = 60.0,
+    minter: Minter | None = None,
 ) -> LoadSummary:
-    """Run the load and wait until every batch is acked; return the summary."""
+    """Run the load and wait until every batch is acked; return the summary. With ``minter`` every viewer sends
+    a viewer token of its own (auth on)."""
     rng = random.Random(seed)
     emojis = list(DEFAULT_REACTIONS)
     clients: list[tuple[ReactionClient, str]] = []
@@ -88,8 +91,13 @@ async def drive(
     for v in range(viewers):
         # Spread viewers over the given edges, each client failing over to the others.
         order = [*edges[v % len(edges) :], *edges[: v % len(edges)]]
+        viewer_id = f"viewer-{seed}-{v}"
         client = ReactionClient(
-            order, viewer_id=f"viewer-{seed}-{v}", rng=random.Random(rng.getrandbits(32)), on_ack=on_ack
+            order,
+            viewer_id=viewer_id,
+            rng=random.Random(rng.getrandbits(32)),
+            on_ack=on_ack,
+            token=minter.mint(viewer_id) if minter is not None else None,
         )
         stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
         clients.append((client, stream))
@@ -183,6 +191,8 @@ async def _progress(
 
 
 async def run_load(args: argparse.Namespace) -> int:
+    from reactmesh.region_node.cli.token import minter
+
     summary = await drive(
         args.edge,
         viewers=args.viewers,
@@ -193,6 +203,7 @@ async def run_load(args: argparse.Namespace) -> int:
         stream_prefix=args.stream_prefix,
         seed=args.seed,
         progress=not args.no_progress and not args.json,
+        minter=minter(args, ttl_s=int(args.duration) + 3600),
     )
     if args.json:
         print(json.dumps(asdict(summary)))

@@ -5,12 +5,13 @@
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
     reactmesh poll create|vote|close|watch ...   live polls
+    reactmesh token --sub VIEWER [--role R] [--stream S]   a development token (JWT)
     reactmesh export --db FILE [...] --out PATH.parquet   history as Parquet for analytics
     reactmesh bench SCENARIO [--quick]
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
-REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL), so a container needs no
-arguments.
+REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL, REACTMESH_TOKEN,
+REACTMESH_AUTH_KEY), so a container needs no arguments.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=env("REACTMESH_DATA_DIR"), help="default: a new temporary directory")
     up.add_argument("--demo", action="store_true", help="also drive a demo load and show live counts")
     up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    up.add_argument("--auth", action="store_true", help="require tokens, signed with a generated dev key")
 
     load = sub.add_parser("load", help="drive simulated viewers through the client SDK")
     load.add_argument("--edge", action="append", default=None, help="edge address; repeat for failover")
@@ -66,15 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seed", type=int, default=1)
     load.add_argument("--no-progress", action="store_true")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    load.add_argument("--key", default=env("REACTMESH_AUTH_KEY"), help="mint a token per viewer with this key file")
 
     watch = sub.add_parser("watch", help="show live counts of a stream")
     watch.add_argument("stream")
     watch.add_argument("--broadcaster", action="append", default=None)
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    watch.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
 
     from reactmesh.region_node.cli.poll import add_poll_commands
 
     add_poll_commands(sub)
+
+    from reactmesh.region_node.cli.token import add_token_command
+
+    add_token_command(sub)
 
     from reactmesh.region_node.cli.export import add_export_command
 
@@ -121,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reactmesh.region_node.cli.poll import run_poll
 
             return run_async(run_poll(args))
+        if args.command == "token":
+            from reactmesh.region_node.cli.token import run_token
+
+            return run_token(args)
         if args.command == "export":
             from reactmesh.region_node.cli.export import run_export
 

@@ -21,8 +21,19 @@ async def run_up(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir) as mesh:
+    auth = getattr(args, "auth", False)
+    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir, auth=auth) as mesh:
         print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
+        minter = None
+        if mesh.auth_key is not None:
+            from reactmesh.edge.tokens import Minter
+
+            minter = Minter(mesh.auth_key, ttl_s=int(args.duration or 86_400) + 3600)
+            print(f"  auth: ON, HS256 dev key {mesh.auth_key}; mint tokens with")
+            print(f"    export REACTMESH_AUTH_KEY={mesh.auth_key}")
+            print("    reactmesh token --sub viewer-42            (or --role host --stream demo-0, --role moderator)")
+        else:
+            print("  auth: OFF, every client call is anonymous (reactmesh up --auth requires tokens)")
         for r, p in mesh.plans.items():
             metrics = int(p.edge.rsplit(":", 1)[1]) + 5
             print(
@@ -36,7 +47,7 @@ async def run_up(args: argparse.Namespace) -> int:
         if args.demo:
             from reactmesh.region_node.cli.demo import run_demo
 
-            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop)))
+            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop, minter)))
         await stop.wait()
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=30)

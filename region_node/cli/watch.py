@@ -24,16 +24,16 @@ def render(stream: str, views: dict[str, LiveView]) -> Table:
     return table
 
 
-async def follow(address: str, stream: str, view: LiveView) -> None:
+async def follow(address: str, stream: str, view: LiveView, token: str | None = None) -> None:
     """Apply every frame of ``stream`` to ``view`` until cancelled."""
-    async for frame in subscribe(stream, broadcaster_addresses=[address]):
+    async for frame in subscribe(stream, broadcaster_addresses=[address], token=token):
         view.apply(frame)
 
 
 async def run_watch(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     views = {address: LiveView() for address in args.broadcaster}
-    tasks = [asyncio.create_task(follow(a, args.stream, v)) for a, v in views.items()]
+    tasks = [asyncio.create_task(follow(a, args.stream, v, args.token)) for a, v in views.items()]
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
     try:

@@ -41,9 +41,9 @@ closed poll and for a new poll on a drained stream (draining does not close exis
 RESOURCE_EXHAUSTED beyond ``max_polls_per_stream`` polls on one stream. UNAVAILABLE when the poll
 file cannot be written (the change may still count; retrying is safe, a vote is a register write).
 
-Auth, as on the edge (``edge.auth``): with ``auth_secret`` set every call needs a bearer token, and a
-Vote's ``viewer_id`` must be the token's subject (PERMISSION_DENIED otherwise). CreatePoll and
-ClosePoll need a token signed with ``host_secret`` when it is set (else with ``auth_secret``).
+Auth is the servicer's (``edge.auth``'s policy, checked before the book is called): with auth enabled every
+call needs a valid token (UNAUTHENTICATED); a Vote's ``viewer_id`` must be the token's subject, and CreatePoll
+and ClosePoll need a host token naming the poll's stream or a moderator token (PERMISSION_DENIED otherwise).
 """
 
 from __future__ import annotations
@@ -273,6 +273,11 @@ class PollBook:
                 self._host_closes += 1
             await self._durable()
         return self._value(poll_id)
+
+    def stream_of(self, poll_id: str) -> str:
+        """The stream a poll is on (to authorize ClosePoll); INVALID_ARGUMENT / NOT_FOUND as ``close``."""
+        _check_poll_id(poll_id)
+        return self._spec(poll_id).stream_id
 
     def get(self, poll_id: str) -> PollValue:
         """The poll as this node knows it (closed first if its closing time has passed)."""

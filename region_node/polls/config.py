@@ -9,21 +9,15 @@ from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.region_node.sqlite import Synchronous
 
-_MIN_SECRET_CHARS = 16
-
 
 @dataclass(frozen=True)
 class PollsConfig:
-    """Polls of one broadcaster."""
+    """Polls of one broadcaster (tokens are the node's ``[auth]`` section)."""
 
     # How often closing times are checked.
     tick_ms: int = 100
     require_known_stream: bool = True
     max_polls_per_stream: int = 100
-    # Viewer tokens (the edge's auth_secret); None: calls are anonymous.
-    auth_secret: str | None = None
-    # Tokens for CreatePoll/ClosePoll; None: auth_secret's tokens.
-    host_secret: str | None = None
     synchronous: Synchronous = "FULL"
     # A merged stamp further ahead of the local wall clock does not advance the node's HLC.
     max_drift_ms: int = HybridLogicalClock.DEFAULT_MAX_DRIFT_MS
@@ -32,10 +26,6 @@ class PollsConfig:
         int_in("tick_ms", self.tick_ms, 1, 60_000)
         boolean("require_known_stream", self.require_known_stream)
         int_in("max_polls_per_stream", self.max_polls_per_stream, 1, 100_000)
-        for name in ("auth_secret", "host_secret"):
-            secret = getattr(self, name)
-            if secret is not None and (not isinstance(secret, str) or len(secret) < _MIN_SECRET_CHARS):
-                raise ConfigError(name, f"None or a string of at least {_MIN_SECRET_CHARS} chars", "<redacted>")
         if self.synchronous not in ("FULL", "NORMAL"):
             raise ConfigError("synchronous", '"FULL" or "NORMAL"', self.synchronous)
         int_in("max_drift_ms", self.max_drift_ms, 0, 86_400_000)

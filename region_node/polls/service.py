@@ -1,7 +1,8 @@
 """The ``reactmesh.v1.Polls`` servicer over a PollBook, and ``attach_polls``, which builds a node's polls.
 
-Hosts' tokens guard CreatePoll and ClosePoll, viewers' tokens Vote and GetPoll; a vote's viewer_id must be the
-token's subject. Every refusal is the PollBook's ServiceError status.
+Every call is checked by the node's ``edge.auth.Authorizer`` before the book sees it: CreatePoll and ClosePoll are
+MANAGE_POLL on the poll's stream (a host naming it, or a moderator), Vote is VOTE as the request's viewer_id,
+GetPoll is READ_POLL. Every refusal is the Authorizer's or the PollBook's ServiceError status.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from reactmesh.edge.auth import Authenticator
-from reactmesh.edge.errors import ServiceError, abort_with, permission_denied
+from reactmesh.edge.auth import Action, Authorizer
+from reactmesh.edge.errors import ServiceError, abort_with
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.merge.polls import PollSet
@@ -30,17 +31,15 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
 
     SERVICE_NAME = "reactmesh.v1.Polls"
 
-    def __init__(self, book: PollBook, clock: Clock) -> None:
+    def __init__(self, book: PollBook, clock: Clock, authorizer: Authorizer | None = None) -> None:
         self.book = book
-        config = book.config
-        self._viewers = Authenticator(config.auth_secret, clock)
-        self._hosts = Authenticator(config.host_secret or config.auth_secret, clock)
+        self._auth = authorizer or Authorizer.disabled(clock)
 
     async def CreatePoll(
         self, request: polls_pb2.CreatePollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> polls_pb2.Poll:
         try:
-            self._hosts.authenticate(context.invocation_metadata())
+            self._auth.check(context.invocation_metadata(), Action.MANAGE_POLL, stream_id=request.stream_id)
             value = await self.book.create(
                 request.stream_id, request.question, list(request.options), request.closes_at_ms
             )
@@ -53,9 +52,7 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
         self, request: polls_pb2.VoteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> polls_pb2.VoteResponse:
         try:
-            principal = self._viewers.authenticate(context.invocation_metadata())
-            if principal is not None and principal.viewer_id != request.viewer_id:
-                raise permission_denied("viewer_id does not match the token's subject")
+            self._auth.check(context.invocation_metadata(), Action.VOTE, viewer_id=request.viewer_id)
             value, _ = await self.book.vote(request.poll_id, request.viewer_id, request.option)
         except ServiceError as err:
             await abort_with(context, err)
@@ -66,7 +63,9 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
         self, request: polls_pb2.ClosePollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> polls_pb2.Poll:
         try:
-            self._hosts.authenticate(context.invocation_metadata())
+            principal = self._auth.authenticate(context.invocation_metadata())
+            if principal is not None:
+                self._auth.authorize(principal, Action.MANAGE_POLL, stream_id=self.book.stream_of(request.poll_id))
             value = await self.book.close(request.poll_id)
         except ServiceError as err:
             await abort_with(context, err)
@@ -77,7 +76,7 @@ class PollsServicer(polls_pb2_grpc.PollsServicer):
         self, request: polls_pb2.GetPollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> polls_pb2.Poll:
         try:
-            self._viewers.authenticate(context.invocation_metadata())
+            self._auth.check(context.invocation_metadata(), Action.READ_POLL)
             value = self.book.get(request.poll_id)
         except ServiceError as err:
             await abort_with(context, err)
@@ -99,6 +98,7 @@ async def attach_polls(
     node_id: str,
     db_path: str | None,
     config: PollsConfig | None = None,
+    authorizer: Authorizer | None = None,
 ) -> PollsServicer:
     """Load the node's polls from ``db_path`` into ``state``, wire them to ``broadcaster`` and start them.
 
@@ -134,4 +134,4 @@ async def attach_polls(
             await store.close()
         raise
     book.start()
-    return PollsServicer(book, clock)
+    return PollsServicer(book, clock, authorizer)

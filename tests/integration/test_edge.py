@@ -10,17 +10,19 @@ bytes get an error status and the server keeps serving.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from reactmesh.edge.auth import issue_token
+from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.errors import RETRY_AFTER_KEY
 from reactmesh.edge.forwarder import Forwarder, ForwarderClosed
 from reactmesh.edge.ring import HashRing
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
+from tests.support.auth import Keys
 from tests.support.edge import (
     FakeAggregator,
     batch,
@@ -33,7 +35,6 @@ from tests.support.edge import (
 from tests.support.polling import eventually
 
 Ack = ingest_pb2.BatchAck
-SECRET = "integration-test-secret-0123456789"
 
 
 async def expect_status(call: Any, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
@@ -240,28 +241,49 @@ async def test_rate_limit_grants_part_of_a_batch_and_forwards_nothing_when_none_
         assert (stats["taps_accepted"], stats["taps_rate_limited"]) == (12, 6)
 
 
-async def test_tokens_are_required_when_a_secret_is_set() -> None:
-    async with edge_rig(auth_secret=SECRET) as rig:
-        sid = session()
-        # The call is refused when it opens, before any batch is read.
-        await expect_status(rig.stub.Stream(), grpc.StatusCode.UNAUTHENTICATED)
-        forged = issue_token("some-other-secret-xxxxxxxx", "viewer-1", 60, now_ms=rig.clock.wall_ms())
-        call = rig.stub.Stream(metadata=(("authorization", f"Bearer {forged}"),))
-        await expect_status(call, grpc.StatusCode.UNAUTHENTICATED)
+async def test_ingest_needs_a_valid_token_and_takes_batches_of_its_subject_only(tmp_path: Path) -> None:
+    keys = Keys(tmp_path, FakeClock())
 
-        token = issue_token(SECRET, "viewer-1", 60, now_ms=rig.clock.wall_ms())
-        metadata = (("authorization", f"Bearer {token}"),)
-        acks = await stream_exchange(rig, [batch(sid, 1), batch(sid, 2, viewer_id="someone-else")], metadata=metadata)
+    def auth(clock: FakeClock) -> Authorizer:
+        keys.clock = clock
+        return Authorizer(AuthConfig(enabled=True, key_file=str(keys.secret_file), leeway_s=5), clock)
+
+    async with edge_rig(auth=auth) as rig:
+        sid = session()
+        # A bad token is refused when the call opens, before any batch is read.
+        unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+        await expect_status(rig.stub.Stream(), unauthenticated)
+        forged = keys.bearer(key="some-other-secret-of-at-least-32-bytes")
+        for metadata in (forged, keys.bearer(ttl_s=60, ago_s=66), keys.bearer(claims={"aud": "x"})):
+            await expect_status(rig.stub.Stream(metadata=metadata), unauthenticated)
+        await expect_status(
+            rig.stub.Stream(metadata=keys.bearer(claims={"roles": []})), grpc.StatusCode.PERMISSION_DENIED
+        )
+
+        metadata = keys.bearer("viewer-1", ttl_s=60)
+        acks = await stream_exchange(rig, [batch(sid, 1)], metadata=metadata)
         assert acks[1].outcome == Ack.ACCEPTED
-        assert (acks[2].outcome, acks[2].reject_reason) == (Ack.REJECTED, Ack.BAD_VIEWER_ID)
+        # A batch of another viewer ends the stream; nothing after it is forwarded.
+        call = rig.stub.Stream(metadata=metadata)
+        for b in (batch(sid, 2, viewer_id="someone-else"), batch(sid, 3)):
+            await call.write(b)
+        error = await expect_status(call, grpc.StatusCode.PERMISSION_DENIED)
+        assert "someone-else" in (error.details() or "")
         assert rig.aggregator.received == [(sid, 1)]
-        ok = await rig.stub.Send(batch(sid, 3), metadata=metadata)
+        assert rig.edge.statistics()["batches_rejected_bad_viewer_id"] == 1
+        ok = await rig.stub.Send(batch(sid, 4), metadata=metadata)
         assert ok.outcome == Ack.ACCEPTED
 
-        await rig.clock.advance(61)
+        # A token that expires while its stream is open ends the stream at the next batch (after the leeway).
+        call = rig.stub.Stream(metadata=metadata)
+        await call.write(batch(sid, 5))
+        assert (await read_acks(call, 1))[5].outcome == Ack.ACCEPTED
+        await rig.clock.advance(65)
+        await call.write(batch(sid, 6))
+        await expect_status(call, unauthenticated)
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await rig.stub.Send(batch(sid, 4), metadata=metadata)
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            await rig.stub.Send(batch(sid, 7), metadata=metadata)
+        assert info.value.code() == unauthenticated
 
 
 async def test_entry_refused_by_the_aggregator_is_rejected() -> None:

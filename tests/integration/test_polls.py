@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
-from reactmesh.edge.auth import issue_token
+from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.sdk import LiveView
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.hlc import HlcTimestamp
@@ -39,20 +39,27 @@ from reactmesh.region_node.polls.store import PollStore
 from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
 from reactmesh.region_node.state import TOTALS, RegionState
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, polls_pb2, polls_pb2_grpc
+from tests.support.auth import Keys
 
 Frame = broadcast_pb2.Frame
 Poll = polls_pb2.Poll
 STREAM = "final"
 READ_TIMEOUT = 10.0
-VIEWER_SECRET = "viewer-secret-0123456789"
-HOST_SECRET = "host-secret-0123456789ab"
 
 
 class Region:
     """One broadcaster with polls: state, broadcaster, Polls + Broadcast served on loopback."""
 
-    def __init__(self, db: Path | None, clock: FakeClock, config: PollsConfig, bconfig: BroadcasterConfig) -> None:
+    def __init__(
+        self,
+        db: Path | None,
+        clock: FakeClock,
+        config: PollsConfig,
+        bconfig: BroadcasterConfig,
+        auth: Authorizer | None = None,
+    ) -> None:
         self.db = db
+        self.auth = auth
         self.clock = clock
         self.config = config
         self.bconfig = bconfig
@@ -66,10 +73,10 @@ class Region:
 
     async def start(self, node_id: str = "a/bcast-0") -> Region:
         self.servicer = await attach_polls(
-            self.state, self.broadcaster, self.clock, node_id, str(self.db) if self.db else None, self.config
+            self.state, self.broadcaster, self.clock, node_id, str(self.db) if self.db else None, self.config, self.auth
         )
         self.servicer.add_to_server(self.server)
-        BroadcastService(self.broadcaster).add_to_server(self.server)
+        BroadcastService(self.broadcaster, self.auth).add_to_server(self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         self.address = f"127.0.0.1:{port}"
@@ -122,12 +129,15 @@ async def make_region(tmp_path: Path) -> AsyncIterator[MakeRegion]:
         config: PollsConfig | None = None,
         bconfig: BroadcasterConfig | None = None,
         known: bool = True,
+        auth: AuthConfig | None = None,
     ) -> Region:
+        clock = clock or FakeClock()
         region = Region(
             db if db is not None else tmp_path / "polls.db",
-            clock or FakeClock(),
+            clock,
             config or PollsConfig(),
             bconfig or BroadcasterConfig(),
+            Authorizer(auth, clock) if auth is not None else None,
         )
         if known:
             region.react()
@@ -469,23 +479,42 @@ async def test_a_restarted_broadcaster_shows_its_stored_polls_from_the_first_tic
 # -- auth ----------------------------------------------------------------------------------------
 
 
-def bearer(secret: str, viewer: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {issue_token(secret, viewer, 60, now_ms=FakeClock().wall_ms())}"),)
-
-
-async def test_tokens_tie_votes_to_their_viewer_and_hosts_to_the_host_secret(make_region: MakeRegion) -> None:
-    region = await make_region(config=PollsConfig(auth_secret=VIEWER_SECRET, host_secret=HOST_SECRET))
-    ann = bearer(VIEWER_SECRET, "ann")
-    host = bearer(HOST_SECRET, "host")
+async def test_roles_decide_who_creates_closes_votes_and_reads(make_region: MakeRegion, tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = Keys(tmp_path, clock)
+    region = await make_region(clock=clock, auth=AuthConfig(enabled=True, key_file=str(keys.secret_file)))
+    region.react("semi")
+    ann = keys.bearer("ann")
+    host = keys.bearer("hal", ["host"], [STREAM])
+    other_host = keys.bearer("hil", ["host"], ["semi"])
+    moderator = keys.bearer("mo", ["moderator"])
     request = polls_pb2.CreatePollRequest(stream_id=STREAM, question="Which kit?", options=["red", "blue"])
-    assert await status_of(region.polls.CreatePoll(request)) == grpc.StatusCode.UNAUTHENTICATED
-    assert await status_of(region.polls.CreatePoll(request, metadata=ann)) == grpc.StatusCode.UNAUTHENTICATED
+    unauthenticated, denied = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+    assert await status_of(region.polls.CreatePoll(request)) == unauthenticated
+    assert await status_of(region.polls.CreatePoll(request, metadata=keys.bearer(ago_s=7200))) == unauthenticated
+    assert await status_of(region.polls.CreatePoll(request, metadata=ann)) == denied
+    assert await status_of(region.polls.CreatePoll(request, metadata=other_host)) == denied
     poll = await region.polls.CreatePoll(request, metadata=host)
-    assert await status_of(region.vote(poll.poll_id, "ann", 0)) == grpc.StatusCode.UNAUTHENTICATED
-    assert await status_of(region.vote(poll.poll_id, "bob", 0, metadata=ann)) == grpc.StatusCode.PERMISSION_DENIED
+    semi = await region.polls.CreatePoll(
+        polls_pb2.CreatePollRequest(stream_id="semi", question="Who?", options=["x", "y"]), metadata=moderator
+    )
+    assert await status_of(region.vote(poll.poll_id, "ann", 0)) == unauthenticated
+    assert await status_of(region.vote(poll.poll_id, "bob", 0, metadata=ann)) == denied
+    assert await status_of(region.vote(poll.poll_id, "ann", 0, metadata=moderator)) == denied
     assert (await region.vote(poll.poll_id, "ann", 0, metadata=ann)).tallies[0] == 1
-    assert await status_of(region.close(poll.poll_id, metadata=ann)) == grpc.StatusCode.UNAUTHENTICATED
+    get = polls_pb2.GetPollRequest(poll_id=poll.poll_id)
+    assert await status_of(region.polls.GetPoll(get)) == unauthenticated
+    assert (await region.polls.GetPoll(get, metadata=ann)).tallies[0] == 1
+    assert await status_of(region.close(poll.poll_id)) == unauthenticated
+    assert await status_of(region.close(poll.poll_id, metadata=ann)) == denied
+    assert await status_of(region.close(poll.poll_id, metadata=other_host)) == denied
+    assert await status_of(region.close(semi.poll_id, metadata=host)) == denied
+    assert await status_of(region.close("p" * 16, metadata=host)) == grpc.StatusCode.NOT_FOUND
     assert (await region.close(poll.poll_id, metadata=host)).state == Poll.CLOSED
+    assert (await region.close(semi.poll_id, metadata=moderator)).state == Poll.CLOSED
+    subscribe = broadcast_pb2.SubscribeRequest(stream_id=STREAM)
+    assert await status_of(read(region.bcast.Subscribe(subscribe))) == unauthenticated
+    assert (await read(region.bcast.Subscribe(subscribe, metadata=ann))).kind == Frame.SNAPSHOT
 
 
 def test_bad_polls_config_names_the_field() -> None:
@@ -494,8 +523,6 @@ def test_bad_polls_config_names_the_field() -> None:
     for kwargs, field in (
         ({"tick_ms": 0}, "tick_ms"),
         ({"max_polls_per_stream": 0}, "max_polls_per_stream"),
-        ({"auth_secret": "short"}, "auth_secret"),
-        ({"host_secret": "short"}, "host_secret"),
         ({"synchronous": "OFF"}, "synchronous"),
         ({"require_known_stream": "yes"}, "require_known_stream"),
     ):

@@ -242,3 +242,16 @@ def test_servicemonitor_component_scrapes_every_service_metrics_port(tmp_path: P
         assert endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
     assert not any(d["kind"] == "ServiceMonitor" for d in render(overlay("a"))), "the default render needs no CRD"
+
+
+def test_client_facing_pods_require_tokens_with_keys_from_a_secret(cluster: Cluster) -> None:
+    for c in cluster.containers():
+        auth = from_mapping(cluster.config(c), cluster.environment(c)).auth
+        if role(c) == "aggregator":
+            continue  # serves nodes only; takes no client tokens
+        assert auth.enabled, f"{c.namespace}/{c.pod}: auth is off"
+        assert auth.jwks_file is not None
+        secrets = [m for m, v in c.mounts() if auth.jwks_file.startswith(m + "/") and "secret" in v]
+        assert secrets, f"{c.namespace}/{c.pod}: {auth.jwks_file} is not on a Secret volume"
+        volume = dict(c.mounts())[secrets[0]]
+        assert volume["secret"] == {"secretName": "reactmesh-auth", "optional": False}

@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from reactmesh.edge.ring import HashRing
 from reactmesh.edge.sdk import ReactionClient
+from reactmesh.edge.tokens import bearer, mint_token
 from reactmesh.region_node.config import load
 from reactmesh.region_node.devmesh import free_port_block, to_toml, wait_serving
 from reactmesh.v1 import query_pb2, query_pb2_grpc
@@ -73,7 +78,17 @@ class LocalCluster:
         wanted = [(c.namespace, c.pod, port) for c in self.containers for port in c.ports]
         base = free_port_block(len(wanted))
         self.ports = {key: base + i for i, key in enumerate(wanted)}
+        # Secret "reactmesh-auth": a JWKS with one test key; tokens signed with it pass the rendered [auth].
+        self.signer = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.signer.public_key()))
+        self.secrets = {
+            "reactmesh-auth": {"jwks.json": json.dumps({"keys": [{**jwk, "kid": "test-1", "alg": "ES256"}]})}
+        }
         self.pods = [self._prepare(c, tmp / c.namespace / c.pod) for c in self.containers]
+
+    def token(self, sub: str) -> str:
+        """A viewer token for ``sub`` that the rendered pods accept."""
+        return mint_token(self.signer, "ES256", sub=sub, now_s=int(time.time()), kid="test-1")
 
     def local(self, address: str, from_namespace: str) -> str:
         """The 127.0.0.1 address a cluster "host:port" reaches (a running pod behind it)."""
@@ -107,6 +122,9 @@ class LocalCluster:
             mounts[mount] = local
             if "configMap" in volume:
                 for key, text in self.cluster.config_map(c.namespace, volume["configMap"]["name"]).items():
+                    (local / key).write_text(text)
+            elif "secret" in volume:
+                for key, text in self.secrets[volume["secret"]["secretName"]].items():
                     (local / key).write_text(text)
             else:
                 assert set(volume) & {"emptyDir", "persistentVolumeClaim"}, f"{c.name}: unsupported volume {volume}"
@@ -203,10 +221,10 @@ def session_for(ring: HashRing, node: str) -> bytes:
     raise AssertionError(f"no session routes to {node}")
 
 
-async def totals(address: str) -> dict[str, int]:
+async def totals(address: str, token: str | None) -> dict[str, int]:
     async with grpc.aio.insecure_channel(address) as channel:
         reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
-            query_pb2.GetTotalsRequest(stream_id=STREAM), timeout=5
+            query_pb2.GetTotalsRequest(stream_id=STREAM), timeout=5, metadata=bearer(token)
         )
     return {c.emoji: c.count for c in reply.totals}
 
@@ -227,7 +245,7 @@ async def send_one_session_per_aggregator(mesh: LocalCluster) -> dict[str, int]:
     expected: dict[str, int] = {}
     clients = []
     for i, (node, emoji) in enumerate(zip(ring.nodes, ("heart", "fire"), strict=True)):
-        client = ReactionClient([address], f"viewer-{i}")
+        client = ReactionClient([address], f"viewer-{i}", token=mesh.token(f"viewer-{i}"))
         client.session_id = session_for(ring, node)
         client.tap(STREAM, emoji, n=3 + i)
         expected[emoji] = 3 + i
@@ -250,14 +268,19 @@ async def test_rendered_regions_run_locally_are_scrapable_and_carry_taps_from_re
             body = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}{annotations['prometheus.io/path']}")
             assert "# TYPE " in body, f"{c.namespace}/{c.pod}: no Prometheus metrics where the annotations point"
 
+        # Auth is on as rendered: an anonymous call is refused.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await totals(mesh.local("bcast.reactmesh-a.svc.cluster.local:7300", "default"), None)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         expected = await send_one_session_per_aggregator(mesh)
+        watcher = mesh.token("watcher")
         seen: dict[str, dict[str, int]] = {}
 
         async def poll(region: str) -> None:
             address = mesh.local(f"bcast.reactmesh-{region}.svc.cluster.local:7300", "default")
             while True:
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    seen[region] = await totals(address)
+                    seen[region] = await totals(address, watcher)
                 await asyncio.sleep(0.05)
 
         pollers = [asyncio.create_task(poll(r)) for r in REGIONS]

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from reactmesh.edge.auth import Authorizer
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import FakeClock
@@ -112,9 +113,12 @@ class EdgeRig:
 
 
 @asynccontextmanager
-async def edge_rig(n_aggregators: int = 1, **overrides: Any) -> AsyncIterator[EdgeRig]:
+async def edge_rig(
+    n_aggregators: int = 1, *, auth: Callable[[FakeClock], Authorizer] | None = None, **overrides: Any
+) -> AsyncIterator[EdgeRig]:
     """An edge on loopback in front of ``n_aggregators`` FakeAggregators, with a FakeClock; batches
-    are flushed as soon as the forwarder runs (flush_interval_ms=0) unless overridden."""
+    are flushed as soon as the forwarder runs (flush_interval_ms=0) unless overridden; ``auth`` builds the edge's
+    Authorizer on the rig's clock (none: auth disabled)."""
     clock = FakeClock()
     servers = []
     aggregators: dict[str, FakeAggregator] = {}
@@ -126,7 +130,7 @@ async def edge_rig(n_aggregators: int = 1, **overrides: Any) -> AsyncIterator[Ed
     settings: dict[str, Any] = {"flush_interval_ms": 0, "burst": 100_000, "rate_per_s": 1000.0}
     settings.update(overrides)
     config = replace(EdgeConfig(region="test", aggregators=tuple(aggregators)), **settings)
-    edge = Edge(config, clock)
+    edge = Edge(config, clock, authorizer=auth(clock) if auth is not None else None)
     server = grpc.aio.server()
     edge.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -59,7 +59,10 @@ class IngestServicer:
         arrive out of order; match them by `seq`. A malformed stream (e.g. a batch
         of another session on the same stream) ends with INVALID_ARGUMENT; an
         overloaded edge ends it with RESOURCE_EXHAUSTED and a `retry-after-ms`
-        trailing metadata entry.
+        trailing metadata entry. When the deployment requires tokens (a JWT in
+        `authorization: Bearer <token>` metadata), a missing, bad or expired
+        token ends the call with UNAUTHENTICATED, and a batch whose viewer_id is
+        not the token's `sub` (or a token with no role) with PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

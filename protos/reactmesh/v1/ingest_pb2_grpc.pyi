@@ -46,7 +46,10 @@ class IngestStub:
     arrive out of order; match them by `seq`. A malformed stream (e.g. a batch
     of another session on the same stream) ends with INVALID_ARGUMENT; an
     overloaded edge ends it with RESOURCE_EXHAUSTED and a `retry-after-ms`
-    trailing metadata entry.
+    trailing metadata entry. When the deployment requires tokens (a JWT in
+    `authorization: Bearer <token>` metadata), a missing, bad or expired
+    token ends the call with UNAUTHENTICATED, and a batch whose viewer_id is
+    not the token's `sub` (or a token with no role) with PERMISSION_DENIED.
     """
     Send: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ClientBatch, _ingest_pb2.BatchAck]
     """One batch, one ack: for simple clients. Same semantics as Stream."""
@@ -64,7 +67,10 @@ class IngestAsyncStub(IngestStub):
     arrive out of order; match them by `seq`. A malformed stream (e.g. a batch
     of another session on the same stream) ends with INVALID_ARGUMENT; an
     overloaded edge ends it with RESOURCE_EXHAUSTED and a `retry-after-ms`
-    trailing metadata entry.
+    trailing metadata entry. When the deployment requires tokens (a JWT in
+    `authorization: Bearer <token>` metadata), a missing, bad or expired
+    token ends the call with UNAUTHENTICATED, and a batch whose viewer_id is
+    not the token's `sub` (or a token with no role) with PERMISSION_DENIED.
     """
     Send: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ClientBatch, _ingest_pb2.BatchAck]  # type: ignore[assignment]
     """One batch, one ack: for simple clients. Same semantics as Stream."""
@@ -85,7 +91,10 @@ class IngestServicer(metaclass=_abc_1.ABCMeta):
         arrive out of order; match them by `seq`. A malformed stream (e.g. a batch
         of another session on the same stream) ends with INVALID_ARGUMENT; an
         overloaded edge ends it with RESOURCE_EXHAUSTED and a `retry-after-ms`
-        trailing metadata entry.
+        trailing metadata entry. When the deployment requires tokens (a JWT in
+        `authorization: Bearer <token>` metadata), a missing, bad or expired
+        token ends the call with UNAUTHENTICATED, and a batch whose viewer_id is
+        not the token's `sub` (or a token with no role) with PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -27,6 +27,12 @@ if _version_not_supported:
 
 class PollsStub:
     """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
     """
 
     def __init__(self, channel):
@@ -59,12 +65,19 @@ class PollsStub:
 
 class PollsServicer:
     """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
     """
 
     def CreatePoll(self, request, context):
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
         fewer than 2 or more than 10 options, an empty or oversized option
-        (max 80 chars), or a closing time in the past.
+        (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
+        the token is a host's naming `stream_id`, or a moderator's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,7 +85,8 @@ class PollsServicer:
 
     def Vote(self, request, context):
         """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
-        range; FAILED_PRECONDITION for a closed poll.
+        range; FAILED_PRECONDITION for a closed poll. PERMISSION_DENIED when
+        `viewer_id` is not the token's `sub`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,7 +94,9 @@ class PollsServicer:
 
     def ClosePoll(self, request, context):
         """Closes the poll now: votes stamped after the close never count. Closing a
-        closed poll returns it unchanged. NOT_FOUND for an unknown poll.
+        closed poll returns it unchanged. NOT_FOUND for an unknown poll;
+        PERMISSION_DENIED unless the token is a host's naming the poll's
+        stream, or a moderator's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +143,12 @@ def add_PollsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Polls:
     """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
     """
 
     @staticmethod

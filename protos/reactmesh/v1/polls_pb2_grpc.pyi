@@ -32,7 +32,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PollsStub:
-    """Creates, takes votes on, closes and reads the live polls of a stream."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -41,15 +48,19 @@ class PollsStub:
     CreatePoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.CreatePollRequest, _polls_pb2.Poll]
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
-    (max 80 chars), or a closing time in the past.
+    (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
+    the token is a host's naming `stream_id`, or a moderator's.
     """
     Vote: _grpc.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
-    range; FAILED_PRECONDITION for a closed poll.
+    range; FAILED_PRECONDITION for a closed poll. PERMISSION_DENIED when
+    `viewer_id` is not the token's `sub`.
     """
     ClosePoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.ClosePollRequest, _polls_pb2.Poll]
     """Closes the poll now: votes stamped after the close never count. Closing a
-    closed poll returns it unchanged. NOT_FOUND for an unknown poll.
+    closed poll returns it unchanged. NOT_FOUND for an unknown poll;
+    PERMISSION_DENIED unless the token is a host's naming the poll's
+    stream, or a moderator's.
     """
     GetPoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.GetPollRequest, _polls_pb2.Poll]
     """The poll's current state and tallies as known to the answering node.
@@ -58,21 +69,32 @@ class PollsStub:
 
 @_typing.type_check_only
 class PollsAsyncStub(PollsStub):
-    """Creates, takes votes on, closes and reads the live polls of a stream."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreatePoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.CreatePollRequest, _polls_pb2.Poll]  # type: ignore[assignment]
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
-    (max 80 chars), or a closing time in the past.
+    (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
+    the token is a host's naming `stream_id`, or a moderator's.
     """
     Vote: _aio.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]  # type: ignore[assignment]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
-    range; FAILED_PRECONDITION for a closed poll.
+    range; FAILED_PRECONDITION for a closed poll. PERMISSION_DENIED when
+    `viewer_id` is not the token's `sub`.
     """
     ClosePoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.ClosePollRequest, _polls_pb2.Poll]  # type: ignore[assignment]
     """Closes the poll now: votes stamped after the close never count. Closing a
-    closed poll returns it unchanged. NOT_FOUND for an unknown poll.
+    closed poll returns it unchanged. NOT_FOUND for an unknown poll;
+    PERMISSION_DENIED unless the token is a host's naming the poll's
+    stream, or a moderator's.
     """
     GetPoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.GetPollRequest, _polls_pb2.Poll]  # type: ignore[assignment]
     """The poll's current state and tallies as known to the answering node.
@@ -80,7 +102,14 @@ class PollsAsyncStub(PollsStub):
     """
 
 class PollsServicer(metaclass=_abc_1.ABCMeta):
-    """Creates, takes votes on, closes and reads the live polls of a stream."""
+    """Creates, takes votes on, closes and reads the live polls of a stream.
+
+    When the deployment requires tokens, every call needs a valid JWT in
+    `authorization: Bearer <token>` metadata (UNAUTHENTICATED otherwise), and
+    the token's role decides (PERMISSION_DENIED otherwise): any role may vote
+    as itself and read; a host may create and close polls on the streams its
+    `streams` claim names; a moderator on every stream.
+    """
 
     @_abc_1.abstractmethod
     def CreatePoll(
@@ -90,7 +119,8 @@ class PollsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_polls_pb2.Poll, _abc.Awaitable[_polls_pb2.Poll]]:
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
         fewer than 2 or more than 10 options, an empty or oversized option
-        (max 80 chars), or a closing time in the past.
+        (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
+        the token is a host's naming `stream_id`, or a moderator's.
         """
 
     @_abc_1.abstractmethod
@@ -100,7 +130,8 @@ class PollsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_polls_pb2.VoteResponse, _abc.Awaitable[_polls_pb2.VoteResponse]]:
         """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
-        range; FAILED_PRECONDITION for a closed poll.
+        range; FAILED_PRECONDITION for a closed poll. PERMISSION_DENIED when
+        `viewer_id` is not the token's `sub`.
         """
 
     @_abc_1.abstractmethod
@@ -110,7 +141,9 @@ class PollsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_polls_pb2.Poll, _abc.Awaitable[_polls_pb2.Poll]]:
         """Closes the poll now: votes stamped after the close never count. Closing a
-        closed poll returns it unchanged. NOT_FOUND for an unknown poll.
+        closed poll returns it unchanged. NOT_FOUND for an unknown poll;
+        PERMISSION_DENIED unless the token is a host's naming the poll's
+        stream, or a moderator's.
         """
 
     @_abc_1.abstractmethod
