@@ -10,8 +10,10 @@ what is in flight, the aggregator commits a last tick and acks, then the broadca
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import logging
+import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +49,9 @@ SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
 )
 
+STEP_FLOOR_S = 0.5
+"""The least time ``Node.stop`` gives each step, however late, so that the stores of the last steps still close."""
+
 # Gossip links are long-lived and mostly idle between deltas: without client pings a silently
 # dropped link is noticed only by TCP retransmission timeouts, which grow with the outage (a 30 s
 # partition healed in ~25 s); with pings every 5 s it is noticed within ~8 s and redialled.
@@ -56,6 +61,33 @@ GOSSIP_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
+
+
+class BindError(OSError):
+    """Raised by ``Node.start`` when a role's server cannot listen on its configured address."""
+
+    def __init__(self, role: str, listen: str) -> None:
+        self.role = role
+        self.listen = listen
+        super().__init__(f"{role} cannot listen on {listen}: {_why_not_bindable(listen)}")
+
+
+def _why_not_bindable(listen: str) -> str:
+    """Why ``listen`` cannot be bound, as the OS says it (grpc's own error names no cause)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        return f"not a usable host:port ({exc})"
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        hint = " (is another reactmesh running?)" if exc.errno == errno.EADDRINUSE else ""
+        return f"{exc.strerror or exc}{hint}"
+    return "grpc could not bind it"
 
 
 class Servicer(Protocol):
@@ -108,9 +140,12 @@ class Node:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(listen)
+        try:
+            port = server.add_insecure_port(listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            port = 0
         if port == 0:
-            raise OSError(f"{role}: cannot listen on {listen}")
+            raise BindError(role, listen)
         host = listen.rsplit(":", 1)[0]
         if host in ("0.0.0.0", "[::]", "::"):
             host = "127.0.0.1"
@@ -175,34 +210,54 @@ class Node:
             log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Graceful stop: edge (stop accepting, flush), aggregator (last commit), broadcaster."""
+        """Graceful stop within about ``grace`` seconds: edge (stop accepting, flush), aggregator (last commit),
+        broadcaster. Each step gets what is left of ``grace`` (at least ``STEP_FLOOR_S``); one that does not
+        finish in it is abandoned with a warning, and one that fails is logged, so the later steps still run
+        and every store is closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+
+        async def step(what: str, action: Awaitable[object]) -> None:
+            task = asyncio.ensure_future(action)
+            timeout = max(deadline - loop.time(), STEP_FLOOR_S)
+            done, _ = await asyncio.wait((task,), timeout=timeout)
+            if not done:
+                task.cancel()
+                log.warning("stop: %s did not finish within %.1f s; abandoned", what, timeout)
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("stop: %s failed: %r", what, task.exception())
+
         for role in ("edge", "aggregator", "broadcaster"):
             rs = self._servers.get(role)
             if rs is not None:
-                await rs.health.enter_graceful_shutdown()
+                await step(f"{role} health", rs.health.enter_graceful_shutdown())
         # Client, Forward, Gossip and Subscribe streams never end by themselves: each component first
         # ends its own streams (the edge after the acks of what is in flight, the aggregator after a
         # last commit), then the server gets a short grace for what remains.
         linger = min(grace, 1.0)
+        servers = self._servers
         if self.edge is not None:
-            await self.edge.close(grace)
-            await self._servers["edge"].server.stop(linger)
+            await step("edge flush", self.edge.close(grace / 2))
+        if "edge" in servers:
+            await step("edge server", servers["edge"].server.stop(linger))
         if self.aggregator is not None:
-            await self.aggregator.close()
-            await self._servers["aggregator"].server.stop(linger)
-        for dialer in self.dialers:
-            await dialer.close()
+            await step("aggregator last commit", self.aggregator.close())
+        if "aggregator" in servers:
+            await step("aggregator server", servers["aggregator"].server.stop(linger))
+        if self.dialers:
+            await step("gossip dialers", asyncio.gather(*(d.close() for d in self.dialers)))
         if self.polls is not None:
-            await self.polls.close()
+            await step("polls", self.polls.close())
         if self.broadcaster is not None:
-            await self.broadcaster.close()
-            await self._servers["broadcaster"].server.stop(linger)
+            await step("broadcaster", self.broadcaster.close())
+        if "broadcaster" in servers:
+            await step("broadcaster server", servers["broadcaster"].server.stop(linger))
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            await step("role tasks", asyncio.gather(*self._tasks, return_exceptions=True))
         if self.metrics is not None:
-            await self.metrics.close()
+            await step("metrics", self.metrics.close())
 
     def statistics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"addresses": dict(self.addresses)}

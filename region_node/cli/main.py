@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one or more roles in this process")
     serve.add_argument("--target", type=_targets, default=_targets(env("REACTMESH_TARGET", "all")))
     serve.add_argument("--config", default=env("REACTMESH_CONFIG"), required=env("REACTMESH_CONFIG") is None)
+    serve.add_argument(
+        "--supervisor-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="a socket to the supervising process (reactmesh up): 'ready' is written to it once serving, and its"
+        " end of file stops this process",
+    )
 
     up = sub.add_parser("up", help="start simulated regions on loopback (Ctrl-C stops them)")
     up.add_argument("--regions", default="a,b,c")
