@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from reactmesh.edge.errors import RejectingUndecodable
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
@@ -95,7 +96,8 @@ class Servicer(Protocol):
 
     SERVICE_NAME: str
 
-    def add_to_server(self, server: grpc.aio.Server) -> object: ...
+    # ``server`` is a grpc.aio.Server, or the stand-in that registers on one (``RejectingUndecodable``).
+    def add_to_server(self, server: Any) -> object: ...
 
 
 @dataclass
@@ -134,7 +136,7 @@ class Node:
     async def _serve(self, role: str, listen: str, servicers: list[Servicer]) -> _RoleServer:
         server = grpc.aio.server(options=SERVER_OPTIONS)
         for servicer in servicers:
-            servicer.add_to_server(server)
+            servicer.add_to_server(RejectingUndecodable(server))
         services = [s.SERVICE_NAME for s in servicers]
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
