@@ -64,6 +64,17 @@ GOSSIP_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """``task``'s name and the chain of coroutines it is suspended in, innermost last."""
+    chain = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        chain.append(f"{getattr(coro, '__qualname__', type(coro).__name__)}:{frame.f_lineno if frame else '-'}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return f"  {task.get_name()}: {' -> '.join(chain)}"
+
+
 class BindError(OSError):
     """Raised by ``Node.start`` when a role's server cannot listen on its configured address."""
 
@@ -224,8 +235,13 @@ class Node:
             timeout = max(deadline - loop.time(), STEP_FLOOR_S)
             done, _ = await asyncio.wait((task,), timeout=timeout)
             if not done:
+                log.warning(
+                    "stop: %s did not finish within %.1f s; abandoned. Tasks still running:\n%s",
+                    what,
+                    timeout,
+                    "\n".join(_awaiting(t) for t in asyncio.all_tasks() if t is not asyncio.current_task()),
+                )
                 task.cancel()
-                log.warning("stop: %s did not finish within %.1f s; abandoned", what, timeout)
             elif not task.cancelled() and task.exception() is not None:
                 log.warning("stop: %s failed: %r", what, task.exception())
 
