@@ -41,7 +41,11 @@ class PollsStub:
     CreatePoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.CreatePollRequest, _polls_pb2.Poll]
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
-    (max 80 chars), or a closing time in the past.
+    (max 80 chars), or a closing time in the past. A poll may be created on a
+    stream that has no reactions yet, unless the broadcaster is configured
+    with polls.require_known_stream, which answers NOT_FOUND for it.
+    FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond the
+    polls per stream.
     """
     Vote: _grpc.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
@@ -64,7 +68,11 @@ class PollsAsyncStub(PollsStub):
     CreatePoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.CreatePollRequest, _polls_pb2.Poll]  # type: ignore[assignment]
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
-    (max 80 chars), or a closing time in the past.
+    (max 80 chars), or a closing time in the past. A poll may be created on a
+    stream that has no reactions yet, unless the broadcaster is configured
+    with polls.require_known_stream, which answers NOT_FOUND for it.
+    FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond the
+    polls per stream.
     """
     Vote: _aio.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]  # type: ignore[assignment]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
@@ -90,7 +98,11 @@ class PollsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_polls_pb2.Poll, _abc.Awaitable[_polls_pb2.Poll]]:
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
         fewer than 2 or more than 10 options, an empty or oversized option
-        (max 80 chars), or a closing time in the past.
+        (max 80 chars), or a closing time in the past. A poll may be created on a
+        stream that has no reactions yet, unless the broadcaster is configured
+        with polls.require_known_stream, which answers NOT_FOUND for it.
+        FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond the
+        polls per stream.
         """
 
     @_abc_1.abstractmethod
