@@ -40,6 +40,11 @@ class ProtocolError(MergeError):
     """Raised when a peer breaks the gossip protocol: no Hello first, or an undecodable payload."""
 
 
+class SelfSession(ProtocolError):
+    """Raised when a session's peer is this very node (a peer list that names the node itself, as a list of
+    every broadcaster of a region does): nothing is exchanged."""
+
+
 class Transport(Protocol):
     async def read(self) -> object: ...
 
@@ -194,6 +199,8 @@ class GossipNode:
             raise ProtocolError("a gossip session must start with Hello")
         if not first.hello.node_id:
             raise ProtocolError("Hello without node_id")
+        if first.hello.node_id == self.node_id and first.hello.incarnation == self.incarnation:
+            raise SelfSession(f"gossip peer is this node itself ({self.node_id})")
         if not dialer:
             await write(self.hello())
         peer = self._peer(first.hello)

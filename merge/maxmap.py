@@ -5,7 +5,12 @@ maps is the key-wise maximum (a max-register per key, the simplest state-based C
 al. 2011), which is commutative, associative and idempotent. 0 is the bottom: a key never written
 and a key at 0 are the same, so zeros are never stored. ``set`` returns the delta (Almeida et al.,
 "Delta State Replicated Data Types", 2018), and ``delta_since(v)`` the join of every change after
-the local version v, read from a ``merge.deltalog.DeltaLog``.
+the local version v, under the rules of ``merge.deltalog`` (stated there).
+
+Representation (for memory: this map holds one entry per live session in every node). One dict, key -> one
+int ``(stamp << 63 | value) << 64 | version``, where version is the local change counter at the key's latest
+change; the dict is kept in version order (a changed key is re-inserted), so it is its own delta log and no
+second per-key structure exists. About 100 bytes per key besides the key itself (a dict slot and a 48-byte int).
 
 Expiry that holds everywhere. Each entry also carries a stamp (Unix ms of the write that set it), and an entry is
 the pair (stamp, value) joined by lexicographic max: the later write wins, the larger value among writes of the
@@ -38,13 +43,13 @@ repeated within one body keeps its maximum.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, KeysView
 from typing import ClassVar
 
 from reactmesh.merge import tags
 from reactmesh.merge.codec import open_envelope, seal_as
 from reactmesh.merge.contract import Replicated
-from reactmesh.merge.deltalog import DeltaLog
 from reactmesh.merge.errors import CRDTMisuse, DecodeError
 from reactmesh.merge.tags import Tag
 
@@ -53,22 +58,12 @@ Key = bytes | str
 MAX_KEY_BYTES = 1024
 MAX_VALUE = 2**63 - 1
 MAX_STAMP = 2**42 - 1
-_SHIFT = 63  # packed entry = stamp << 63 | value, so int order is (stamp, value) order
+_SHIFT = 63  # an entry is stamp << 63 | value, so int order is (stamp, value) order
+_VBITS = 64  # held as entry << 64 | version: the delta log's version of the key's latest change rides along
+_VMASK = (1 << _VBITS) - 1
 
 _KIND_BYTES = 0
 _KIND_STR = 1
-
-
-class _Floor:
-    """The delta log's key for the floor, so a floor change is ordered and bounded like any key's change."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<floor>"
-
-
-_FLOOR = _Floor()
 
 
 class MaxMap:
@@ -77,13 +72,15 @@ class MaxMap:
     TAG: ClassVar[Tag] = tags.MAX_MAP
     TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_floor", "_log", "_values")
+    __slots__ = ("_floor", "_floor_version", "_held", "_version")
 
     def __init__(self) -> None:
-        # key -> stamp << _SHIFT | value: one int per key, ordered as the entries are.
-        self._values: dict[Key, int] = {}
-        self._log: DeltaLog[Key | _Floor] = DeltaLog()
+        # key -> (stamp << 63 | value) << 64 | version: one dict entry and one int per key. The dict is kept in
+        # version order (a changed key is re-inserted), so it is its own delta log (merge.deltalog's rules).
+        self._held: dict[Key, int] = {}
+        self._version = 0
         self._floor = 0
+        self._floor_version = 0
 
     @classmethod
     def new(cls) -> MaxMap:
@@ -94,7 +91,7 @@ class MaxMap:
     @property
     def version(self) -> int:
         """Local change counter; pass it back to ``delta_since`` later."""
-        return self._log.version
+        return self._version
 
     @property
     def floor(self) -> int:
@@ -102,35 +99,35 @@ class MaxMap:
         return self._floor
 
     def get(self, key: Key, default: int = 0) -> int:
-        packed = self._values.get(key)
-        return default if packed is None else packed & MAX_VALUE
+        held = self._held.get(key)
+        return default if held is None else held >> _VBITS & MAX_VALUE
 
     def stamp(self, key: Key) -> int:
         """The stamp of ``key``'s entry (0 if absent or written without one)."""
-        return self._values.get(key, 0) >> _SHIFT
+        return self._held.get(key, 0) >> (_VBITS + _SHIFT)
 
     def value(self) -> dict[Key, int]:
-        return {k: p & MAX_VALUE for k, p in self._values.items()}
+        return {k: h >> _VBITS & MAX_VALUE for k, h in self._held.items()}
 
-    def keys(self) -> Iterable[Key]:
-        return self._values.keys()
+    def keys(self) -> KeysView[Key]:
+        return self._held.keys()
 
     def items(self) -> Iterator[tuple[Key, int]]:
-        return ((k, p & MAX_VALUE) for k, p in self._values.items())
+        return ((k, h >> _VBITS & MAX_VALUE) for k, h in self._held.items())
 
     def stamped_items(self) -> Iterator[tuple[Key, int, int]]:
         """(key, value, stamp) of every entry."""
-        return ((k, p & MAX_VALUE, p >> _SHIFT) for k, p in self._values.items())
+        return ((k, h >> _VBITS & MAX_VALUE, h >> (_VBITS + _SHIFT)) for k, h in self._held.items())
 
     def __iter__(self) -> Iterator[Key]:
-        return iter(self._values)
+        return iter(self._held)
 
     def __len__(self) -> int:
         """Entries held, plus one for a raised floor (so a delta that only raises the floor is not empty)."""
-        return len(self._values) + (1 if self._floor else 0)
+        return len(self._held) + (1 if self._floor else 0)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._values
+        return key in self._held
 
     # -- mutating ----------------------------------------------------------------------------
 
@@ -146,9 +143,9 @@ class MaxMap:
             raise CRDTMisuse(f"max_map stamp must be in [0, 2**42), got {stamp}")
         delta = MaxMap()
         if value and stamp >= self._floor:
-            packed = self._join_entry(key, stamp << _SHIFT | value)
-            if packed is not None:
-                delta._values[key] = packed
+            entry = stamp << _SHIFT | value
+            if self._join_entry(key, entry):
+                delta._put(key, entry)
         return delta
 
     def expire(self, floor: int) -> MaxMap:
@@ -158,43 +155,50 @@ class MaxMap:
         delta = MaxMap()
         if floor > self._floor:
             self._raise_floor(floor)
-            delta._floor = floor
+            delta._raise_floor(floor)
         return delta
 
     def merge(self, other: MaxMap) -> list[Key]:
         """Join ``other`` (a state or a delta) in place; return the keys whose entry grew."""
         if other._floor > self._floor:
             self._raise_floor(other._floor)
-        floor = self._floor
+        least = self._floor << (_SHIFT + _VBITS)
+        join = self._join_entry
         grown: list[Key] = []
-        for key, packed in other._values.items():
-            if packed >> _SHIFT >= floor and self._join_entry(key, packed) is not None:
+        for key, held in other._held.items():
+            if held >= least and join(key, held >> _VBITS):
                 grown.append(key)
         return grown
 
-    def _join_entry(self, key: Key, packed: int) -> int | None:
-        """Join one packed entry; return the new packed value if the entry changed."""
-        mine = self._values.get(key)
-        if mine is not None and mine >= packed:
-            return None
-        self._values[key] = packed
-        self._log.touch(key)
-        return packed
+    def _put(self, key: Key, entry: int) -> None:
+        """Store ``entry`` as ``key``'s latest change (last in version order)."""
+        self._version += 1
+        held = self._held
+        held.pop(key, None)
+        held[key] = entry << _VBITS | self._version
+
+    def _join_entry(self, key: Key, entry: int) -> bool:
+        """Join one entry; True if ``key``'s entry changed."""
+        mine = self._held.get(key)
+        if mine is not None and mine >> _VBITS >= entry:
+            return False
+        self._put(key, entry)
+        return True
 
     def _raise_floor(self, floor: int) -> None:
         self._floor = floor
-        self._log.touch(_FLOOR)
-        doomed = [k for k, p in self._values.items() if p >> _SHIFT < floor]
-        for k in doomed:
-            del self._values[k]
-            self._log.forget(k)
+        self._version += 1
+        self._floor_version = self._version
+        least = floor << (_SHIFT + _VBITS)
+        held = self._held
+        for k in [k for k, h in held.items() if h < least]:
+            del held[k]
 
     def prune(self, drop: Callable[[Key], bool]) -> int:
         """Forget every key for which ``drop(key)`` is true (local retention); return how many."""
-        doomed = [k for k in self._values if drop(k)]
+        doomed = [k for k in self._held if drop(k)]
         for k in doomed:
-            del self._values[k]
-            self._log.forget(k)
+            del self._held[k]
         return len(doomed)
 
     # -- deltas ------------------------------------------------------------------------------
@@ -202,33 +206,55 @@ class MaxMap:
     def delta_since(self, version: int, limit: int | None = None) -> tuple[MaxMap, int]:
         """The join of every change after ``version``, and the version it brings a peer up to.
 
-        With ``limit``, at most that many keys (the oldest changes first); the returned version
-        then covers only what was included, so the caller can send the rest in later rounds.
+        With ``limit``, at most that many keys (the oldest changes first; a raised floor counts as one); the
+        returned version then covers only what was included, so the caller can send the rest in later rounds.
+        ``merge.deltalog`` states what the returned version guarantees; this map keeps the same rules.
         """
-        changed, upto = self._log.since(version, limit)
+        if limit is not None and limit < 0:
+            raise CRDTMisuse(f"delta_since limit must be >= 0, got {limit}")
+        changed: list[tuple[int, Key | None]] = []  # (version, key), None standing for the floor
+        for key, held in reversed(self._held.items()):
+            v = held & _VMASK
+            if v <= version:
+                break
+            changed.append((v, key))
+        changed.reverse()
+        if self._floor_version > version:
+            at = bisect_left([v for v, _ in changed], self._floor_version)
+            changed.insert(at, (self._floor_version, None))
+        if limit is not None and len(changed) > limit:
+            del changed[limit:]
+            upto = changed[-1][0] if changed else version
+        else:
+            upto = max(self._version, version)
         delta = MaxMap()
-        values = self._values
-        for key in changed:
-            if isinstance(key, _Floor):
-                delta._floor = self._floor
-            else:
-                delta._values[key] = values[key]
+        if any(k is None for _, k in changed):
+            delta._raise_floor(self._floor)
+        held_now = self._held
+        for _, k in changed:
+            if k is not None:
+                delta._put(k, held_now[k] >> _VBITS)
         return delta, upto
 
     def copy(self) -> MaxMap:
         out = MaxMap()
-        for key, packed in self._values.items():
-            out._values[key] = packed
-            out._log.touch(key)
         if self._floor:
-            out._floor = self._floor
-            out._log.touch(_FLOOR)
+            out._raise_floor(self._floor)
+        for key, held in self._held.items():
+            out._put(key, held >> _VBITS)
         return out
 
     # -- equality and codec ------------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, MaxMap) and self._floor == other._floor and self._values == other._values
+        if not isinstance(other, MaxMap) or self._floor != other._floor or len(self._held) != len(other._held):
+            return False
+        theirs = other._held
+        for key, held in self._held.items():
+            t = theirs.get(key)
+            if t is None or t >> _VBITS != held >> _VBITS:
+                return False
+        return True
 
     def __hash__(self) -> int:
         raise TypeError("MaxMap is mutable and unhashable")
@@ -239,8 +265,9 @@ class MaxMap:
     def encode(self) -> bytes:
         out = bytearray()
         _put_uvarint(out, self._floor)
-        _put_uvarint(out, len(self._values))
-        for key, packed in self._values.items():
+        _put_uvarint(out, len(self._held))
+        for key, held in self._held.items():
+            entry = held >> _VBITS
             if isinstance(key, bytes):
                 out.append(_KIND_BYTES)
                 raw = key
@@ -249,8 +276,8 @@ class MaxMap:
                 raw = key.encode()
             _put_uvarint(out, len(raw))
             out += raw
-            _put_uvarint(out, packed & MAX_VALUE)
-            _put_uvarint(out, packed >> _SHIFT)
+            _put_uvarint(out, entry & MAX_VALUE)
+            _put_uvarint(out, entry >> _SHIFT)
         return seal_as(self.TAG, bytes(out))
 
     @classmethod
@@ -265,7 +292,9 @@ class MaxMap:
         count, pos = _get_uvarint(body, pos)
         end = len(body)
         out = cls()
-        values = out._values
+        if floor:
+            out._raise_floor(floor)
+        join = out._join_entry
         for i in range(count):
             if pos >= end:
                 raise DecodeError(f"max_map body truncated: {count} records announced, {i} found")
@@ -296,16 +325,9 @@ class MaxMap:
                 if stamp > MAX_STAMP:
                     raise DecodeError(f"max_map body: record {i} stamp {stamp} exceeds 2**42 - 1")
             if value and stamp >= floor:
-                packed = stamp << _SHIFT | value
-                if packed > values.get(key, 0):
-                    values[key] = packed
+                join(key, stamp << _SHIFT | value)
         if pos != end:
             raise DecodeError(f"max_map body: {end - pos} trailing bytes after {count} records")
-        for key in values:
-            out._log.touch(key)
-        if floor:
-            out._floor = floor
-            out._log.touch(_FLOOR)
         return out
 
 

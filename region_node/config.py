@@ -18,9 +18,15 @@
     listen = "0.0.0.0:7300"
     node_id = "a/bcast-0"
     polls_db_path = "/data/polls.db"                 # optional; polls in memory without it
+    history_db_path = "/data/history.db"             # optional; without it GetHistory covers the horizon only
+    window_horizon_s = 120                           # windows older than this live on disk only
+    window_retention_s = 604800                      # stored history kept this long
     sources = ["agg-0.agg:7200", "agg-1.agg:7200"]   # this region's aggregators
-    peers = ["bcast.region-b:7300"]                  # other regions' broadcasters
+    peers = ["bcast-1.bcast-peers:7300", "bcast.region-b:7300"]  # this region's other broadcasters and the
+                                                     # other regions' (naming the node itself is fine: skipped)
     # ... any BroadcasterConfig field
+    [broadcaster.history]                            # history repair from sources and peers, per round
+    # ... any HistorySyncConfig field
 
     [gossip]
     # ... any GossipConfig field
@@ -42,12 +48,14 @@ from typing import Any, TypeVar
 
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.limits import REGION_FORM, is_region
+from reactmesh.merge.checks import int_in
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.gossip import GossipConfig
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.state import DIGESTED, region_gossip_config
+from reactmesh.region_node.windows.sync import HistorySyncConfig
 
 ROLES = ("edge", "aggregator", "broadcaster")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -90,9 +98,21 @@ class BroadcasterSection:
     # peer regions, but votes answered and not yet gossiped would be lost).
     polls_db_path: str | None = None
     polls: PollsConfig = field(default_factory=PollsConfig)
+    # SQLite file for per-second history and totals (region_node.windows): sealed windows live there, and are
+    # repaired from sources and peers. None keeps only open windows (GetHistory covers the horizon only).
+    history_db_path: str | None = None
+    window_horizon_s: int = 120
+    window_retention_s: int = 7 * 86_400
+    history: HistorySyncConfig = field(default_factory=HistorySyncConfig)
 
     def __post_init__(self) -> None:
         check_address("broadcaster.listen", self.listen)
+        if self.history_db_path is not None and (not self.history_db_path or self.history_db_path == ":memory:"):
+            raise ConfigError(
+                "broadcaster.history_db_path", "a file path (omit it to keep open windows only)", self.history_db_path
+            )
+        int_in("broadcaster.window_retention_s", self.window_retention_s, 60, 10 * 365 * 86_400)
+        int_in("broadcaster.window_horizon_s", self.window_horizon_s, 10, self.window_retention_s)
         if self.polls_db_path is not None and (not self.polls_db_path or self.polls_db_path == ":memory:"):
             raise ConfigError(
                 "broadcaster.polls_db_path", "a file path (omit it to keep polls in memory)", self.polls_db_path
@@ -200,6 +220,10 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         peers = tuple(t.pop("peers", ()))
         polls_db_path = t.pop("polls_db_path", None)
         polls = build(PollsConfig, "broadcaster.polls", t.pop("polls", None) or {})
+        history_db_path = t.pop("history_db_path", None)
+        horizon = t.pop("window_horizon_s", BroadcasterSection.window_horizon_s)
+        retention = t.pop("window_retention_s", BroadcasterSection.window_retention_s)
+        history = build(HistorySyncConfig, "broadcaster.history", t.pop("history", None) or {})
         broadcaster = BroadcasterSection(
             listen=listen,
             node_id=node_id,
@@ -207,6 +231,10 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             peers=peers,
             polls_db_path=polls_db_path,
             polls=polls,
+            history_db_path=history_db_path,
+            window_horizon_s=horizon,
+            window_retention_s=retention,
+            history=history,
             config=build(BroadcasterConfig, "broadcaster", t),
         )
     gossip = build(GossipConfig, "gossip", {"digest_collections": DIGESTED, **(table("gossip") or {})})

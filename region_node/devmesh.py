@@ -62,6 +62,7 @@ class RegionPlan:
                 "sources": list(self.aggregators),
                 "peers": list(self.peers),
                 "polls_db_path": str(self.data_dir / f"{self.region}-polls.db"),
+                "history_db_path": str(self.data_dir / f"{self.region}-history.db"),
                 **o.get("broadcaster", {}),
             },
             "gossip": dict(o.get("gossip", {})),
@@ -128,7 +129,7 @@ def plan(
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """Serialise the flat two-level mappings of a node config as TOML."""
+    """Serialise the two-level mappings of a node config as TOML (deeper tables inline)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -139,6 +140,8 @@ def to_toml(data: Mapping[str, Any]) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, list | tuple):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):  # a table inside a section, e.g. [broadcaster.history], inline
+            return "{" + ", ".join(f"{kk} = {value(vv)}" for kk, vv in v.items()) + "}"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
     lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reactmesh.region_node.aggregator.store import SCHEMA_VERSION
+from reactmesh.region_node.aggregator.store import OLDEST_READABLE_VERSION, SCHEMA_VERSION
 from reactmesh.region_node.sqlite import StoreError, check_meta
 
 BATCH_ROWS = 65_536
@@ -186,7 +186,7 @@ def _fold(conn: sqlite3.Connection, path: str, lo: int, hi: int, streams: list[s
         if "windows" not in tables:
             kind = f", kind {meta['kind']!r}" if "kind" in meta else ""
             raise StoreError(f"{path}: not a reactmesh aggregator store (no windows table{kind})")
-        check_meta(meta, path, what="store", version=SCHEMA_VERSION)
+        check_meta(meta, path, what="store", version=SCHEMA_VERSION, oldest=OLDEST_READABLE_VERSION)
         in_streams = f" AND stream IN ({', '.join('?' * len(streams))})" if streams else ""
         conn.execute(_FOLD.format(streams=in_streams), (lo, hi, *streams))
     except BaseException as exc:

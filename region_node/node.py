@@ -29,14 +29,18 @@ from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.service import AggregatorService
+from reactmesh.region_node.aggregator.store import Store
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
-from reactmesh.region_node.config import ROLES, NodeConfig
+from reactmesh.region_node.config import ROLES, BroadcasterSection, NodeConfig
 from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.region_node.state import POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.windows.digests import HistoryReader
+from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
+from reactmesh.region_node.windows.sync import HistorySync
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,10 @@ class Node:
         self.edge: Edge | None = None
         self.polls: PollsServicer | None = None
         self.dialers: list[Dialer] = []
+        self.history_store: Store | None = None
+        self.window_writer: WindowWriter | None = None
+        self.history_syncs: list[HistorySync] = []
+        self._readers: list[HistoryReader] = []
         self.metrics = NodeMetrics(config.region, self.clock) if config.metrics_listen is not None else None
         self._servers: dict[str, _RoleServer] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,10 +190,12 @@ class Node:
             self.aggregator_gossip = gossip
             if self.metrics is not None:
                 self.metrics.watch_aggregator(agg, gossip)
+            reader = HistoryReader(agg.config.db_path)
+            self._readers.append(reader)
             await self._serve(
                 "aggregator",
                 cfg.aggregator.listen,
-                [AggregatorService(agg), GossipServicer(gossip)],
+                [AggregatorService(agg), GossipServicer(gossip, reader)],
             )
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
@@ -201,15 +211,20 @@ class Node:
             )
             if self.metrics is not None:
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
+            query, history = await self._history(section)
             await self._serve(
                 "broadcaster",
                 section.listen,
-                [BroadcastService(bc), QueryServicer(self.replica), self.polls, GossipServicer(gossip)],
+                [BroadcastService(bc), query, self.polls, GossipServicer(gossip, history)],
             )
             for address in (*section.sources, *section.peers):
                 dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
                 dialer.start()
                 self.dialers.append(dialer)
+            if self.window_writer is not None:
+                self._tasks.append(asyncio.create_task(self.window_writer.run(), name="history-writer"))
+            for sync in self.history_syncs:
+                self._tasks.append(asyncio.create_task(sync.run(), name=f"history-sync-{sync.address}"))
             self._tasks.append(asyncio.create_task(bc.run(), name="broadcaster-ticks"))
         if "edge" in self.targets and cfg.edge is not None:
             edge = Edge(cfg.edge.config, self.clock)
@@ -221,6 +236,59 @@ class Node:
         if self.metrics is not None and cfg.metrics_listen is not None:
             self.addresses["metrics"] = await self.metrics.serve(cfg.metrics_listen)
             log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])
+
+    async def _history(self, section: BroadcasterSection) -> tuple[QueryServicer, HistoryReader | None]:
+        """The broadcaster's stored history (when ``history_db_path`` is set): a Store its windows are written
+        through to, its reader, the repair from every source and peer, and the Query service over both."""
+        assert self.replica is not None
+        if section.history_db_path is None:
+            # No disk: open windows only; sealed ones just leave memory.
+            query = QueryServicer(self.replica, self.clock)
+            line = SealedBefore(self.clock, section.window_horizon_s)
+            self._tasks.append(asyncio.create_task(self._seal_only(line, query), name="history-seal"))
+            return query, None
+        store = await Store.open(section.history_db_path, synchronous="NORMAL")
+        self.history_store = store
+        writer = WindowWriter(
+            self.replica,
+            store,
+            self.clock,
+            horizon_s=section.window_horizon_s,
+            retention_s=section.window_retention_s,
+        )
+        self.window_writer = writer
+        reader = HistoryReader(section.history_db_path)
+        self._readers.append(reader)
+        query = QueryServicer(self.replica, self.clock, reader, lambda: writer.sealed_before_s)
+        writer.add_seal_listener(query.forget_windows_before)
+        if self.broadcaster is not None:
+            self.broadcaster.set_totals_loader(reader.stored_totals)
+            self.broadcaster.add_evict_listener(query.forget_streams)
+        if self.metrics is not None:
+            self.metrics.watch_history(self.replica, writer, self.history_syncs)
+        for address in (*section.sources, *section.peers):
+            self.history_syncs.append(
+                HistorySync(
+                    address,
+                    store,
+                    reader,
+                    writer.line,
+                    self.clock,
+                    retention_s=section.window_retention_s,
+                    config=section.history,
+                    channel_options=GOSSIP_CHANNEL_OPTIONS,
+                    own_generation=store.node_generation(),
+                )
+            )
+        return query, reader
+
+    async def _seal_only(self, line: SealedBefore, query: QueryServicer) -> None:
+        assert self.replica is not None
+        while True:
+            await self.clock.sleep(SEAL_EVERY_S)
+            before = line.advance()
+            seal_windows(self.replica.windows, before)
+            query.forget_windows_before(before)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful stop within about ``grace`` seconds: edge (stop accepting, flush), aggregator (last commit),
@@ -274,6 +342,12 @@ class Node:
             task.cancel()
         if self._tasks:
             await step("role tasks", asyncio.gather(*self._tasks, return_exceptions=True))
+        if self.window_writer is not None:
+            await step("history writer", self.window_writer.close())
+        if self.history_store is not None:
+            await step("history store", self.history_store.close())
+        if self._readers:
+            await step("history readers", asyncio.gather(*(r.close() for r in self._readers)))
         if self.metrics is not None:
             await step("metrics", self.metrics.close())
 

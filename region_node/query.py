@@ -5,16 +5,20 @@ sums the per-second ``windows`` (keys (stream, emoji, window_start_s)) of [start
 buckets of ``step_s`` seconds aligned to ``start_s`` (bucket b covers [b, b + step_s)), and returns
 only non-zero buckets, ascending.
 
+With a ``history`` reader (a broadcaster's store, region_node.windows), windows come from two places and
+the answer is exact over both: sealed windows (before the seal line, ``sealed_before()``) from disk, summed
+by SQLite; open windows from memory, each slot the maximum of memory and disk (a restarted node may hold on
+disk a slot that gossip has not brought back yet). Without one, memory only (open windows).
+
 A query never scans other streams' keys: a state listener keeps, per stream, the set of emojis
-with totals and, per (stream, emoji), the sorted window starts, so a history query costs
-O(log n + windows in the range). Windows pruned from the state by retention read as zero and are
-skipped; ``forget_windows_before`` trims the index to match.
+with totals and, per (stream, emoji), the sorted starts of open windows, so the memory side costs
+O(log n + windows in the range); ``forget_windows_before`` trims the index when windows are sealed.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -25,6 +29,7 @@ from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.region_node.broadcaster.core import check_stream_id
 from reactmesh.region_node.state import TOTALS, WINDOWS, RegionState
+from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 MAX_POINTS = 86_400
@@ -35,9 +40,19 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
     SERVICE_NAME = "reactmesh.v1.Query"
 
-    def __init__(self, state: RegionState, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        state: RegionState,
+        clock: Clock | None = None,
+        history: HistoryReader | None = None,
+        sealed_before: Callable[[], int] | None = None,
+    ) -> None:
+        if (history is None) != (sealed_before is None):
+            raise ValueError("history and sealed_before go together")
         self._state = state
         self._clock = clock or SystemClock()
+        self._history = history
+        self._sealed_before = sealed_before
         self._emojis: dict[str, set[str]] = {}
         self._windows: dict[str, dict[str, list[int]]] = {}
         total_keys, window_keys = state.totals.keys(), state.windows.keys()
@@ -98,17 +113,30 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
                     dropped += i
                 if not starts:
                     del by_emoji[emoji]
+        for stream_id in [s for s, by_emoji in self._windows.items() if not by_emoji]:
+            del self._windows[stream_id]
         return dropped
 
     # -- reading -----------------------------------------------------------------------------
 
-    def totals(self, stream_id: str) -> dict[str, int]:
-        """Exact merged totals of the stream, by emoji. Raises ServiceError for a bad stream id."""
-        check_stream_id(stream_id)
-        values = self._state.totals
-        return {emoji: values.value((stream_id, emoji)) for emoji in sorted(self._emojis.get(stream_id, ()))}
+    def forget_streams(self, streams: set[str]) -> None:
+        """Drop the index entries of streams that left memory (their totals are read from disk from now on)."""
+        for stream_id in streams:
+            self._emojis.pop(stream_id, None)
+            self._windows.pop(stream_id, None)
 
-    def history(
+    async def totals(self, stream_id: str) -> dict[str, int]:
+        """Exact merged totals of the stream, by emoji: from memory, or for a stream that left memory from the
+        history store. Raises ServiceError for a bad stream id."""
+        check_stream_id(stream_id)
+        emojis = self._emojis.get(stream_id)
+        if emojis is None and self._history is not None:
+            stored = await self._history.stored_totals(stream_id)
+            return {emoji: sum(slots.values()) for emoji, slots in sorted(stored.items())}
+        values = self._state.totals
+        return {emoji: values.value((stream_id, emoji)) for emoji in sorted(emojis or ())}
+
+    async def history(
         self, stream_id: str, start_s: int, end_s: int, step_s: int = 1, emojis: Iterable[str] = ()
     ) -> tuple[int, dict[str, list[tuple[int, int]]]]:
         """(step, emoji -> [(bucket_start_s, count)...]) as GetHistory answers it.
@@ -134,22 +162,56 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         for emoji in wanted:
             if not is_emoji(emoji):
                 raise invalid_argument(f"emoji must be {EMOJI_FORM}, got {emoji[:40]!r}")
+        buckets: dict[str, dict[int, int]] = {e: {} for e in wanted}
+
+        def add(emoji: str, s: int, count: int) -> None:
+            if count:
+                per = buckets.get(emoji)
+                if per is None:
+                    per = buckets[emoji] = {}
+                b = start_s + (s - start_s) // step * step
+                per[b] = per.get(b, 0) + count
+
+        open_from = start_s
+        stored: dict[tuple[str, int], dict[str, int]] = {}
+        if self._history is not None and self._sealed_before is not None:
+            cut = min(end_s, max(start_s, self._sealed_before()))
+            if cut > start_s:
+                for emoji, b, count in await self._history.window_counts(
+                    stream_id, start_s, cut, step, start_s, wanted
+                ):
+                    if count:
+                        per = buckets.setdefault(emoji, {})
+                        per[b] = per.get(b, 0) + count
+            open_from = cut
+            if open_from < end_s:
+                for s, emoji, replica, count in await self._history.window_slots(stream_id, open_from, end_s):
+                    if not wanted or emoji in wanted:
+                        stored.setdefault((emoji, s), {})[replica] = count
         by_emoji = self._windows.get(stream_id, {})
-        names = wanted or sorted(by_emoji)
         windows = self._state.windows
-        out: dict[str, list[tuple[int, int]]] = {}
-        for emoji in names:
-            buckets: dict[int, int] = {}
+        for emoji in wanted or sorted(by_emoji):
             starts = by_emoji.get(emoji)
             if starts:
-                lo, hi = bisect_left(starts, start_s), bisect_left(starts, end_s)
+                lo, hi = bisect_left(starts, open_from), bisect_left(starts, end_s)
                 for s in starts[lo:hi]:
-                    count = windows.value((stream_id, emoji, s))
-                    if count:
-                        bucket = start_s + (s - start_s) // step * step
-                        buckets[bucket] = buckets.get(bucket, 0) + count
-            if buckets or wanted:
-                out[emoji] = list(buckets.items())
+                    slots = windows.slots((stream_id, emoji, s))
+                    disk = stored.pop((emoji, s), None)
+                    if disk is None:
+                        add(emoji, s, sum(slots.values()))
+                    else:
+                        merged = dict(disk)
+                        for replica, count in slots.items():
+                            if count > merged.get(replica, 0):
+                                merged[replica] = count
+                        add(emoji, s, sum(merged.values()))
+        for (emoji, s), disk in stored.items():
+            add(emoji, s, sum(disk.values()))
+        out: dict[str, list[tuple[int, int]]] = {}
+        for emoji in sorted(buckets):
+            series = buckets[emoji]
+            if series or emoji in wanted:
+                out[emoji] = sorted(series.items())
         return step, out
 
     # -- gRPC --------------------------------------------------------------------------------
@@ -158,7 +220,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.GetTotalsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetTotalsResponse:
         try:
-            totals = self.totals(request.stream_id)
+            totals = await self.totals(request.stream_id)
         except ServiceError as err:
             await abort_with(context, err)
             raise
@@ -172,7 +234,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.GetHistoryResponse:
         try:
-            step, series = self.history(
+            step, series = await self.history(
                 request.stream_id, request.start_s, request.end_s, request.step_s, request.emojis
             )
         except ServiceError as err:

@@ -118,13 +118,16 @@ async def open_meta(
     version: int,
     new_meta: Mapping[str, str],
     kind: str | None = None,
+    migrations: Mapping[int, Sequence[str]] | None = None,
 ) -> dict[str, str]:
     """Create ``schema`` and the ``meta`` rows in a new file, or check an existing file; return its meta rows.
 
     ``what`` names the store in messages ("store", "poll store"). ``schema`` must create the table
     ``meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)``. A new file gets ``schema_version`` = ``version``,
     ``kind`` (when given) and ``new_meta``. An existing file must have a known schema version and, when ``kind`` is
-    given, that kind.
+    given, that kind. ``migrations`` maps an older version v to the statements that bring a file from v to v + 1:
+    an older file is migrated step by step, in the same transaction as the check, so a crash leaves it at its old
+    version, never halfway.
     """
     await conn.execute("BEGIN IMMEDIATE")
     try:
@@ -138,6 +141,14 @@ async def open_meta(
             await conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
         else:
             meta = {str(k): str(v) for k, v in await conn.execute_fetchall("SELECT key, value FROM meta")}
+            found = meta.get("schema_version", "")
+            steps = migrations or {}
+            if found.isdigit() and int(found) < version and all(v in steps for v in range(int(found), version)):
+                for v in range(int(found), version):
+                    for statement in steps[v]:
+                        await conn.execute(statement)
+                await conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                meta["schema_version"] = str(version)
             check_meta(meta, path, what=what, version=version, kind=kind)
         await conn.execute("COMMIT")
     except BaseException:
@@ -146,11 +157,14 @@ async def open_meta(
     return meta
 
 
-def check_meta(meta: Mapping[str, str], path: str, *, what: str, version: int, kind: str | None = None) -> None:
+def check_meta(
+    meta: Mapping[str, str], path: str, *, what: str, version: int, kind: str | None = None, oldest: int | None = None
+) -> None:
     """Check an existing file's ``meta`` rows: a known schema version and, when ``kind`` is given, that kind.
 
     Raises SchemaVersionError for a newer version and StoreError for another kind or a missing or older version.
-    ``open_meta`` calls it on every existing file; readers that open a store without writing call it too.
+    ``open_meta`` calls it on every existing file; readers that open a store without writing call it too, with
+    ``oldest`` the oldest version they can read as it is.
     """
     if kind is not None and meta.get("kind") != kind:
         raise StoreError(f"{path}: not a reactmesh {what} (kind {meta.get('kind')!r}); use a file of its own")
@@ -163,5 +177,5 @@ def check_meta(meta: Mapping[str, str], path: str, *, what: str, version: int, k
             f"{path}: {what} schema version {found} was written by a newer reactmesh; this build reads"
             f" version {version} at most. Upgrade this node or point it at another file."
         )
-    if found < version:
+    if found < (version if oldest is None else oldest):
         raise StoreError(f"{path}: {what} schema version {found} is older than {version} and unknown")

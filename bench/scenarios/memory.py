@@ -4,9 +4,8 @@ Measured in a fresh subprocess per figure set (``python -m reactmesh.bench.scena
 ``Aggregator`` with its SQLite store, fed through ``receive`` and committed with ``tick()``:
 
 1. sessions: ``SESSIONS`` sessions each send one batch (seq 1, one stream, one emoji), committed. The memory
-   growth divided by ``SESSIONS`` is the cost of one active session: its watermark in the aggregator's
-   dict, its last-update entry, its entry in the replicated watermark map, and the 16-byte session id
-   itself.
+   growth divided by ``SESSIONS`` is the cost of one active session: its entry in the replicated
+   watermark map (the only place a committed watermark is held) and the 16-byte session id itself.
 2. slots: ``STREAMS`` streams x 6 emojis get one batch each from sessions already known (so no new
    session is created), committed. Growth divided by the new G-counter keys (totals (stream, emoji) plus
    windows (stream, emoji, second)) is the cost of one counter slot held by one replica.
@@ -166,8 +165,8 @@ def run(options: Options) -> Report:
         report.add_run(figures)
         print(f"  memory run {i + 1}/{options.runs}: " + ", ".join(f"{k}={v:,.0f}" for k, v in figures.items()))
     report.notes.append(
-        "A session costs its watermark entries (aggregator dict, last-update order, replicated watermark map) and "
-        "its 16-byte id; a slot is one (key, replica) of the totals or per-second windows KeyedGCounter. RSS "
+        "A session costs its entry in the replicated watermark map (one dict slot, one int) and its 16-byte id; "
+        "a slot is one (key, replica) of the totals or per-second windows KeyedGCounter. RSS "
         "includes allocator slack; tracemalloc counts Python objects only. sqlite_bytes_per_session is the "
         "database and WAL size after both phases divided by the sessions (an upper bound: slots are in it too)."
     )

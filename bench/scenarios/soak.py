@@ -5,7 +5,8 @@ Per run, three fresh interpreters:
 - the aggregator child: a real ``Aggregator`` (its SQLite file in a temporary directory) and its
   ``RegionGossipNode``;
 - the broadcaster child: a broadcaster node's replica (``RegionState`` with polls), a real ``Broadcaster``
-  and ``QueryServicer`` over it, and its ``RegionGossipNode`` (the dialling side, as in a region);
+  and ``QueryServicer`` over it, its history store and ``WindowWriter`` (stepped once per simulated second),
+  and its ``RegionGossipNode`` (the dialling side, as in a region);
 - this process: it owns simulated time, plays the viewers and carries the gossip messages between the two.
 
 Time is simulated: each child runs on a ``merge.clock.FakeClock`` that moves only when this process says so,
@@ -33,9 +34,10 @@ meets a differing state only when a commit falls into its flight, so the repairs
 
 Sessions come and go: ``sessions_per_stream`` are live per stream at any time, each for a uniform
 ``session_min_s``..``session_max_s``, replaced by a new session when it ends, so live sessions stay constant
-while sessions ever seen grow linearly. Configuration is as shipped (``AggregatorConfig``: windows kept
-``window_retention_s`` = 7 days in memory, watermarks ``watermark_ttl_s`` = 7 days, and the replicated
-watermark map expires with that TTL everywhere; the broadcaster's windows are never pruned), with
+while sessions ever seen grow linearly. Configuration is as shipped (windows sealed out of memory after
+``window_horizon_s`` = 120 s on both sides, the broadcaster writing them through to its history store in the
+child's directory, as a node does; watermarks ``watermark_ttl_s`` = 7 days, and the replicated watermark map
+expires with that TTL everywhere), with
 REACTMESH_BENCH_OVERRIDES applied to the ``aggregator``, ``broadcaster`` and ``gossip`` sections, so a later
 change is measured with the same command.
 The load is set by SoakParams, REACTMESH_BENCH_SOAK='{"streams": 2000, "seconds": 7200}' overrides any field.
@@ -101,11 +103,14 @@ from reactmesh.merge.polls import PollSet
 from reactmesh.region_node.aggregator.config import ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.pending import ForwardStream
+from reactmesh.region_node.aggregator.store import Store
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.core import Broadcaster
-from reactmesh.region_node.config import build
+from reactmesh.region_node.config import BroadcasterSection, build
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.state import DIGESTED, POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.windows.digests import HistoryReader
+from reactmesh.region_node.windows.sealer import WindowWriter
 from reactmesh.v1 import aggregator_pb2, common_pb2, gossip_pb2
 
 NAME = "soak"
@@ -119,7 +124,18 @@ DRAIN_STEPS = 3
 """Steps without load after the last second, so the broadcaster gets everything (the totals check)."""
 _NODE_KEYS = {
     "aggregator": ("listen", "node_id", "region", "db_path"),
-    "broadcaster": ("listen", "node_id", "sources", "peers", "polls_db_path", "polls"),
+    "broadcaster": (
+        "listen",
+        "node_id",
+        "sources",
+        "peers",
+        "polls_db_path",
+        "polls",
+        "history_db_path",
+        "window_horizon_s",
+        "window_retention_s",
+        "history",
+    ),
 }
 """Node-file keys of a mesh section that are not component settings (the soak sets or has no use for them)."""
 
@@ -311,7 +327,20 @@ async def broadcaster_child(params: SoakParams, data_dir: Path, wire: Wire) -> N
     _, config, gossip_config = component_configs(data_dir)
     replica = RegionState(extra={POLLS: PollSet()})
     broadcaster = Broadcaster(config, clock, replica)
-    QueryServicer(replica, clock)  # its index listens to the replica, as in a broadcaster node
+    # Its history store, written through and sealed each second, and the Query service over both, as in a node.
+    section = env_overrides().get("broadcaster", {})
+    history_path = data_dir / "history.db"
+    store = await Store.open(history_path, synchronous="NORMAL")
+    reader = HistoryReader(str(history_path))
+    writer = WindowWriter(
+        replica,
+        store,
+        clock,
+        horizon_s=int(section.get("window_horizon_s", BroadcasterSection.window_horizon_s)),
+        retention_s=int(section.get("window_retention_s", BroadcasterSection.window_retention_s)),
+    )
+    query = QueryServicer(replica, clock, reader, lambda: writer.sealed_before_s)
+    writer.add_seal_listener(query.forget_windows_before)
     node = RegionGossipNode(f"{REGION}/bcast-0", REGION, "broadcaster", replica, clock, gossip_config)
     link = RelayTransport()
     session = asyncio.create_task(node.run_session(link, dialer=True))
@@ -323,13 +352,17 @@ async def broadcaster_child(params: SoakParams, data_dir: Path, wire: Wire) -> N
         for _ in range(ticks):
             await clock.advance(tick_s)
             broadcaster.tick()
+        await writer.step()
         reply: dict[str, Any] = {"gossip": link.take()}
         if request["sample"]:
             stats = broadcaster.statistics()
+            db = [history_path.with_name(history_path.name + suffix) for suffix in ("", "-wal", "-shm")]
             reply["sample"] = {
                 **_process_sample(params),
                 "totals": len(replica.totals),
                 "windows": len(replica.windows),
+                "windows_sealed": writer.stats["windows_sealed"],
+                "history_db_bytes": sum(p.stat().st_size for p in db if p.exists()),
                 "watermarks": len(replica.watermarks),
                 "streams": stats.streams,
                 "frames_emitted": stats.frames_emitted,
@@ -339,6 +372,9 @@ async def broadcaster_child(params: SoakParams, data_dir: Path, wire: Wire) -> N
     taps = sum(v for _, v in replica.totals.items())
     await _end_session(link, session)
     await broadcaster.close()
+    await writer.close()
+    await store.close()
+    await reader.close()
     wire.send({"stopped": True, "taps": taps})
 
 

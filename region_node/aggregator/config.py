@@ -26,6 +26,12 @@ class AggregatorConfig:
     """Group-commit period: acks wait for at most one tick plus the commit."""
     window_retention_s: int = 7 * 86_400
     """Per-second windows older than this are dropped (history range of the query service)."""
+    window_horizon_s: int = 120
+    """Windows older than this are sealed: kept on disk only, never written again (a batch accepted longer ago
+    counts in the current second). Larger than the accepted-at tolerance (60 s) plus replication slack."""
+    idle_stream_s: int = 600
+    """A stream without a commit for this long leaves memory (its totals slots); the next batch of it reloads them
+    from the store before it is committed."""
     watermark_ttl_s: int = 7 * 86_400
     """A session silent longer than this is forgotten; if it then resends an already committed but
     unacked batch, that batch is counted twice."""
@@ -52,6 +58,8 @@ class AggregatorConfig:
         int_in("tick_ms", self.tick_ms, 1, 10_000)
         min_retention = 2 * ACCEPTED_AT_TOLERANCE_MS // 1000
         int_in("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
+        int_in("window_horizon_s", self.window_horizon_s, 10, self.window_retention_s)
+        int_in("idle_stream_s", self.idle_stream_s, self.window_horizon_s, 365 * 86_400)
         int_in("watermark_ttl_s", self.watermark_ttl_s, 60, 10 * 365 * 86_400)
         int_in("max_entries_per_batch", self.max_entries_per_batch, 1, 1_000_000)
         int_in("max_count", self.max_count, 1, 2**31)

@@ -24,8 +24,8 @@ Guarantees:
   database file. A G-counter replica's slot must never go back; a node that lost its disk no longer
   knows its slot values, so it takes a new replica id instead of restarting its old slots at zero
   (which peers would ignore under max-merge, silently dropping the new counts).
-- On start the watermarks, the slots (all of them, as stored) and the windows within retention are
-  reloaded from SQLite into memory and into ``state``.
+- On start the watermarks, the totals slots and the open (unsealed) windows are reloaded from SQLite
+  into memory and into ``state``; sealed windows stay on disk (region_node.windows.sealer).
 - Retention (``retention``): a session silent for longer than ``watermark_ttl_s`` that then resends a
   batch committed but never acked is counted twice; clients resend within seconds to minutes, so the
   default of 7 days is a wide margin.
@@ -75,6 +75,7 @@ class Aggregator:
         self._clock = clock
         self._store: Store | None = None
         self._replica = ""
+        # Watermarks applied but not yet committed; committed ones live only in state.watermarks (one structure).
         self._wm: dict[bytes, int] = {}
         self._retention = Retention(config, clock)
         self._pending = Pending()
@@ -112,16 +113,20 @@ class Aggregator:
         try:
             self._replica = f"{cfg.node_id}~{store.node_generation()}"
             now_ms = self._clock.wall_ms()
-            window_cutoff_s = now_ms // 1000 - cfg.window_retention_s
             await store.prune_watermarks(now_ms - cfg.watermark_ttl_s * 1000)
-            await store.prune_windows(window_cutoff_s)
+            await store.prune_windows(now_ms // 1000 - cfg.window_retention_s)
             recovered = MaxMap()
             for session, seq, updated_ms in await store.load_watermarks():
-                self._wm[session] = seq
-                self._retention.touch(session, updated_ms)
                 recovered.set(session, seq, stamp=updated_ms)
             self.state.merge(WATERMARKS, recovered)
-            for name, coll in (await store.load_collections(windows_since_s=window_cutoff_s)).items():
+            # Sealed windows stay on disk (region_node.windows): memory holds open ones only, and the totals of
+            # streams with a window within idle_stream_s (the others come back with their next commit).
+            open_since_s = self._retention.line.value
+            live_since_s = now_ms // 1000 - cfg.idle_stream_s
+            stored = await store.load_collections(windows_since_s=open_since_s, totals_since_s=live_since_s)
+            for stream in {key[0] for key, _ in stored[TOTALS].items()}:
+                self._retention.touch_stream(str(stream), now_ms)
+            for name, coll in stored.items():
                 if isinstance(self.state.collections.get(name), KeyedGCounter):
                     self.state.merge(name, coll)
                 else:
@@ -135,7 +140,7 @@ class Aggregator:
             "aggregator %s: replica %s, %d sessions, %d totals keys recovered from %s",
             cfg.node_id,
             self._replica,
-            len(self._wm),
+            len(self.state.watermarks.keys()),
             len(self.state.totals),
             cfg.db_path,
         )
@@ -190,10 +195,12 @@ class Aggregator:
         pending entries, sessions tracked, open Forward streams."""
         out: dict[str, int | float] = dict(self._stats)
         out["windows_expired"] = self._retention.windows_expired
+        out["windows_sealed"] = self._retention.windows_sealed
+        out["streams_evicted"] = self._retention.streams_evicted
         out["watermarks_expired"] = self._retention.watermarks_expired
         out["last_commit_seconds"] = self._last_commit_seconds
         out["pending_entries"] = self._pending.entries
-        out["sessions_tracked"] = len(self._wm)
+        out["sessions_tracked"] = len(self.state.watermarks.keys())
         out["streams_open"] = len(self._streams)
         return out
 
@@ -210,7 +217,8 @@ class Aggregator:
             p.acks.append((fwd, aggregator_pb2.EdgeAck(batch_id=batch.batch_id, outcomes=[REFUSED] * n)))
             return
         now_ms = self._clock.wall_ms()
-        acc_lo = now_ms - ACCEPTED_AT_TOLERANCE_MS
+        # Never before the seal line: a sealed window has left memory and must not be written again.
+        acc_lo = max(now_ms - ACCEPTED_AT_TOLERANCE_MS, self._retention.line.value * 1000)
         acc_hi = now_ms + ACCEPTED_AT_TOLERANCE_MS
         max_count = self.config.max_count
         wm = self._wm
@@ -306,7 +314,7 @@ class Aggregator:
             if self._closed:
                 return 0
             committed = await self._commit_pending()
-            await self._retention.expire(self._wm, self._pending.prev_wm, self.state, self._store)
+            await self._retention.expire(self.state, self._store)
             return committed
 
     async def _commit_pending(self) -> int:
@@ -320,18 +328,22 @@ class Aggregator:
             wm = self._wm
             now_ms = self._clock.wall_ms()
             watermarks = {s: wm[s] for s in p.prev_wm}
-            slots = self._new_slots(p)
             started = time.perf_counter()
             try:
+                await self._reload_totals(p)
+                slots = self._new_slots(p)
                 await self._store.commit(watermarks, slots, now_ms)
             except BaseException as exc:
                 self._fail(p, exc)
                 raise
             seconds = time.perf_counter() - started
             self._publish(slots, watermarks, now_ms)
-            touch = self._retention.touch
-            for s in watermarks:
-                touch(s, now_ms)
+            # Committed: state.watermarks holds them now. Kept: those moved on by a batch applied during the commit.
+            # Rebuilt, not deleted from, so the dict does not keep the size of its largest tick.
+            self._wm = {s: seq for s, seq in wm.items() if watermarks.get(s) != seq}
+            touch_stream = self._retention.touch_stream
+            for stream in {stream for stream, _ in p.windows}:
+                touch_stream(stream, now_ms)
             stats = self._stats
             stats["commits"] += 1
             stats["entries_applied"] += p.entries
@@ -358,6 +370,17 @@ class Aggregator:
                 fwd.out.put_nowait(ack)
         return p.entries
 
+    async def _reload_totals(self, p: Pending) -> None:
+        """Bring back from the store the totals slots of streams that left memory (idle) and now have entries."""
+        totals = self.state.totals
+        assert self._store is not None
+        missing = {(stream, emoji) for (stream, _), bucket in p.windows.items() for emoji in bucket}
+        missing = {key for key in missing if key not in totals}
+        if missing:
+            stored = await self._store.load_totals(missing)
+            if len(stored):
+                self.state.merge(TOTALS, stored)
+
     def _new_slots(self, p: Pending) -> list[Slot]:
         """This replica's slot values after adding ``p``: committed value + pending increments."""
         replica = self._replica
@@ -365,14 +388,26 @@ class Aggregator:
         tot_state = self.state.totals
         slots: list[Slot] = []
         totals: dict[tuple[str, str], int] = {}
+        # Windows sealed since their entries were applied count in the current second: a sealed window left memory,
+        # so its committed value is no longer known here (its stored slot must never go back).
+        sealed_before = self._retention.line.value
+        now_s = self._clock.wall_ms() // 1000
+        moved: dict[tuple[str, int], dict[str, int]] = {}
+        for (stream, start_s), bucket in list(p.windows.items()):
+            if start_s < sealed_before:
+                del p.windows[(stream, start_s)]
+                into = moved.setdefault((stream, now_s), p.windows.get((stream, now_s), {}))
+                for emoji, inc in bucket.items():
+                    into[emoji] = into.get(emoji, 0) + inc
+        p.windows.update(moved)
         for (stream, start_s), bucket in p.windows.items():
             for emoji, inc in bucket.items():
                 wkey = (stream, emoji, start_s)
-                slots.append((WINDOWS, wkey, replica, win_state.slots(wkey).get(replica, 0) + inc))
+                slots.append((WINDOWS, wkey, replica, win_state.slot(wkey, replica) + inc))
                 tkey = (stream, emoji)
                 totals[tkey] = totals.get(tkey, 0) + inc
         for tkey, inc in totals.items():
-            slots.append((TOTALS, tkey, replica, tot_state.slots(tkey).get(replica, 0) + inc))
+            slots.append((TOTALS, tkey, replica, tot_state.slot(tkey, replica) + inc))
         return slots
 
     def _publish(self, slots: list[Slot], watermarks: Mapping[bytes, int], stamp_ms: int) -> None:
@@ -383,7 +418,13 @@ class Aggregator:
         self.state.merge(TOTALS, deltas[TOTALS])
         self.state.merge(WINDOWS, deltas[WINDOWS])
         if watermarks:
-            self.state.merge(WATERMARKS, _maxmap(watermarks, stamp_ms))
+            known = self.state.watermarks
+            delta = MaxMap()
+            for session, seq in watermarks.items():
+                # Stamped no earlier than the entry held (a faster clock elsewhere may have stamped it later), so
+                # this commit's seq is what the map holds afterwards: dedupe reads it there.
+                delta.set(session, seq, stamp=max(stamp_ms, known.stamp(session)))
+            self.state.merge(WATERMARKS, delta)
 
     def _fail(self, failed: Pending, exc: BaseException) -> None:
         """Undo every uncommitted watermark and end every Forward call; nothing pending is acked."""
@@ -391,7 +432,8 @@ class Aggregator:
         log.error("aggregator %s: commit failed, ending every Forward call: %r", self.config.node_id, exc)
         newer, self._pending = self._pending, Pending()
         wm = self._wm
-        # Newest first: ``failed`` holds the committed value of every session it touched.
+        # Newest first: ``failed`` holds the uncommitted value each session it touched had before it (0: none, so
+        # the committed value in state.watermarks holds again).
         for p in (newer, failed):
             for session, seen in p.prev_wm.items():
                 if seen:
@@ -437,10 +479,3 @@ class Aggregator:
 def _log_tick_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("aggregator tick failed", exc_info=task.exception())
-
-
-def _maxmap(items: Mapping[bytes, int], stamp_ms: int) -> MaxMap:
-    out = MaxMap()
-    for key, value in items.items():
-        out.set(key, value, stamp=stamp_ms)
-    return out

@@ -49,7 +49,8 @@ class Pending:
     __slots__ = ("acc_min", "acc_sum", "acks", "entries", "prev_wm", "taps", "windows")
 
     def __init__(self) -> None:
-        # session -> its watermark before this tick's first entry (restored if the commit fails).
+        # session -> its uncommitted watermark before this tick's first entry, 0 if none (restored if the commit
+        # fails; the committed one is in state.watermarks).
         self.prev_wm: dict[bytes, int] = {}
         # (stream, window_start_s) -> emoji -> taps.
         self.windows: dict[tuple[str, int], dict[str, int]] = {}

@@ -27,8 +27,9 @@ Guarantees:
   stay pending, still counted); level 2 also emits frames on every other tick only.
 - Ended streams give memory back: a stream with no subscribers and no frame for ``idle_stream_s`` drops its
   resume buffer and cached snapshot (found in O(idle streams) from a last-activity order, once a second); a
-  later resume of it gets a SNAPSHOT, and its sequence continues if it comes back. What it keeps is its
-  counters (what was shown per emoji) and its place in the replicated totals.
+  later resume of it gets a SNAPSHOT. With a totals loader (``set_totals_loader``, a node with a history store)
+  the stream then leaves memory whole, its totals too, and is loaded back when it returns
+  (region_node.broadcaster.cold); without one it keeps its counters and its place in the replicated totals.
 - ``drain(stream)`` makes the next frame release everything pending; from then on the stream's
   frames (and snapshots) carry ``drained``, and late deltas are released unsmoothed.
 - Polls: a poll source (``set_poll_source``, the node's ``region_node.polls.book.PollBook``) says which
@@ -44,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
@@ -53,6 +54,7 @@ from reactmesh.edge.errors import invalid_argument, resource_exhausted, unavaila
 from reactmesh.edge.limits import STREAM_ID_FORM, is_stream_id
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.keyed import Key, KeyedGCounter
+from reactmesh.region_node.broadcaster.cold import ColdStreams, TotalsLoader
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.broadcaster.frames import Channel, Frame, Subscription
 from reactmesh.region_node.state import TOTALS, RegionState
@@ -88,6 +90,9 @@ class BroadcasterStatistics:
     queue_depth_high_water: int
     # Streams that gave back their resume buffer after idle_stream_s without frames or subscribers.
     streams_idled: int = 0
+    # Streams that left memory whole (their totals too), and loads of stored totals for streams that came back.
+    streams_evicted: int = 0
+    cold_loads: int = 0
 
 
 class BroadcastHooks:
@@ -123,6 +128,7 @@ class Broadcaster:
         self.config = config
         self.epoch = epoch if epoch is not None else secrets.randbits(63) + 1
         self._clock = clock
+        self._state = state
         self._hooks = hooks or BroadcastHooks()
         self._channels: dict[str, Channel] = {}
         # Streams whose smoother is active or that owe a drained frame: the only ones a tick visits.
@@ -146,6 +152,9 @@ class Broadcaster:
         self._last_active: dict[str, int] = {}
         self._next_idle_sweep = 0.0
         self._streams_idled = 0
+        self._streams_evicted = 0
+        self._cold: ColdStreams | None = None
+        self._evict_listeners: list[Callable[[set[str]], object]] = []
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
             parts = _split(key)
@@ -164,12 +173,35 @@ class Broadcaster:
                 continue
             stream_id, emoji = parts
             value = totals.value(key)
-            channel = self._channels.get(stream_id) or self._channel(stream_id)
+            channel = self._channels.get(stream_id)
+            if channel is None:
+                channel = self._channel(stream_id)
+                if self._cold is not None:
+                    self._cold.start(stream_id)  # new here, or back after eviction: load what was stored
+            if self._cold is not None and self._cold.loading(stream_id):
+                channel.known[emoji] = max(channel.known.get(emoji, 0), value)  # taken as shown, not smoothed
+                continue
             before = channel.known.get(emoji, 0)
             if value > before:
                 channel.known[emoji] = value
                 channel.smoother.add(emoji, value - before)
                 self._active.add(stream_id)
+
+    def set_totals_loader(self, loader: TotalsLoader) -> None:
+        """Let idle streams leave memory whole; ``loader`` brings their stored totals back (see module docstring)."""
+        self._cold = ColdStreams(self._state, loader)
+
+    def add_evict_listener(self, listener: Callable[[set[str]], object]) -> None:
+        """Called with the stream ids that left memory, after their totals left the replica."""
+        self._evict_listeners.append(listener)
+
+    async def warm(self, stream_id: str) -> None:
+        """Make sure a stream that left memory (or was never here) has its stored totals loaded; subscribe after."""
+        cold = self._cold
+        if cold is None or (stream_id in self._channels and not cold.loading(stream_id)):
+            return
+        self._channel(stream_id)
+        await asyncio.shield(cold.start(stream_id))
 
     def set_poll_source(self, source: PollSource) -> None:
         """Where ``polls_changed`` polls are rendered from."""
@@ -185,6 +217,11 @@ class Broadcaster:
         channel = self._channels.get(stream_id)
         if channel is None:
             channel = self._channels[stream_id] = Channel(stream_id, self.config)
+            if self._cold is not None:
+                self._touch(stream_id, self._clock.wall_ms())  # so an unwatched, silent stream is evicted too
+                # Above any seq an evicted channel of this stream issued (at most one frame per tick), so a resume
+                # from before the eviction gets a SNAPSHOT, never a wrong "nothing missed".
+                channel.seq = self._ticks + 1
         return channel
 
     # -- ticks -------------------------------------------------------------------------------
@@ -256,15 +293,29 @@ class Broadcaster:
             if at >= cutoff:
                 break
             idle.append(stream_id)
+        evicted: set[str] = set()
+        cold = self._cold
         for stream_id in idle:
             del last[stream_id]
-            channel = self._channels[stream_id]
-            if channel.subscribers:
-                self._touch(stream_id, self._clock.wall_ms())  # watched: look again once it is not
+            channel = self._channels.get(stream_id)
+            if channel is None:
+                continue
+            if channel.subscribers or (cold is not None and cold.loading(stream_id)):
+                self._touch(stream_id, self._clock.wall_ms())  # watched or loading: look again later
                 continue
             channel.buffer.clear()
             channel.snapshot = None
             self._streams_idled += 1
+            if cold is None or channel.smoother.active or channel.drained_at_ms is not None or channel.polls_dirty:
+                continue
+            del self._channels[stream_id]
+            self._active.discard(stream_id)
+            evicted.add(stream_id)
+        if evicted:
+            self._streams_evicted += len(evicted)
+            self._state.totals.prune(lambda key: key[0] in evicted)
+            for listener in self._evict_listeners:
+                listener(evicted)
 
     def _render_polls(self, channel: Channel) -> dict[str, polls_pb2.Poll]:
         """The dirty polls whose state differs from what was shown; records them as shown."""
@@ -460,12 +511,16 @@ class Broadcaster:
             queue_depth_max=depth,
             queue_depth_high_water=self.queue_high_water,
             streams_idled=self._streams_idled,
+            streams_evicted=self._streams_evicted,
+            cold_loads=self._cold.loads if self._cold is not None else 0,
         )
 
     async def close(self) -> None:
         """Stop ``run()`` and end every subscription after its queued frames. Idempotent."""
         self._closed = True
         self._stop.set()
+        if self._cold is not None:
+            await self._cold.close()
         for channel in self._channels.values():
             for sub in channel.subscribers:
                 sub._end()

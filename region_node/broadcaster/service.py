@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from reactmesh.edge.errors import ServiceError, abort_with
+from reactmesh.edge.limits import is_stream_id
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.v1 import broadcast_pb2
 
@@ -33,6 +34,8 @@ class BroadcastService:
         self, request: broadcast_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         try:
+            if is_stream_id(request.stream_id):
+                await self._broadcaster.warm(request.stream_id)  # a stream that left memory: its totals first
             sub = self._broadcaster.subscribe(request)
         except ServiceError as err:
             await abort_with(context, err)

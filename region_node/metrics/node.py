@@ -45,8 +45,12 @@ from reactmesh.region_node.metrics.aggregator import AggregatorCollector
 from reactmesh.region_node.metrics.broadcaster import BroadcasterCollector
 from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
+from reactmesh.region_node.metrics.history import HistoryCollector
 from reactmesh.region_node.metrics.server import MetricsServer
 from reactmesh.region_node.replication import Dialer
+from reactmesh.region_node.state import RegionState
+from reactmesh.region_node.windows.sealer import WindowWriter
+from reactmesh.region_node.windows.sync import HistorySync
 
 
 class NodeMetrics:
@@ -82,6 +86,10 @@ class NodeMetrics:
         self.broadcast_hooks.bind(broadcaster, gossip)
         self.registry.register(self.broadcast_hooks)
         self._gossip_collector().add(gossip, dialers)
+
+    def watch_history(self, state: RegionState, writer: WindowWriter, syncs: Sequence[HistorySync]) -> None:
+        """Stored-history metrics of a broadcaster (``syncs`` is read at scrape time)."""
+        self.registry.register(HistoryCollector(self.region, state, writer, syncs))
 
     async def serve(self, listen: str) -> str:
         """Serve /metrics on "host:port"; return the bound address."""

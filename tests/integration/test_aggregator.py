@@ -428,9 +428,11 @@ async def test_windows_older_than_retention_are_pruned_from_memory_and_disk(
         assert old_window < new_window
 
 
-async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten(
+async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten_at_the_next_floor_step(
     config: AggregatorConfig, clock: FakeClock
 ) -> None:
+    # Committed watermarks live only in the replicated map, so they leave memory (and the store) when its floor,
+    # moved in steps of FLOOR_STEP_MS, passes them: after at least the TTL and at most the TTL plus one step.
     cfg = replace(config, watermark_ttl_s=60)
     async with serving(cfg, clock) as node:
         call = node.forward()
@@ -443,7 +445,10 @@ async def test_watermark_of_a_session_silent_beyond_ttl_is_forgotten(
         await node.received(applied=3)
         await node.agg.tick()
         await call.read()
-        await clock.advance(30)
+        await clock.advance(30)  # session 1 is past the TTL, but the floor has not stepped yet
+        await node.agg.tick()
+        assert node.agg.statistics()["sessions_tracked"] == 2
+        await clock.advance(30)  # the floor steps to now - TTL, which is session 2's commit time
         await node.agg.tick()
         assert node.agg.statistics()["sessions_tracked"] == 1
         assert node.agg.statistics()["watermarks_expired"] == 1
@@ -547,3 +552,39 @@ async def test_batch_counted_in_another_region_is_duplicate_after_failover(
         assert node.agg.state.totals.value(("s1", "like")) == 1
         assert node.agg.state.watermarks.get(session(1)) == 6
         await call.done_writing()
+
+
+async def test_committed_watermarks_are_held_once_in_the_replicated_map(
+    config: AggregatorConfig, clock: FakeClock
+) -> None:
+    async with serving(config, clock) as node:
+        call = node.forward()
+        await call.write(batch(1, *(entry(session(i), 1) for i in range(20))))
+        await node.received(applied=20)
+        await node.agg.tick()
+        await call.read()
+        assert node.agg._wm == {}  # only uncommitted watermarks live outside state.watermarks
+        assert len(node.agg.state.watermarks.keys()) == 20
+        await call.write(batch(2, entry(session(3), 1)))
+        await node.received(applied=20, duplicate=1)
+
+
+async def test_a_later_stamped_lower_watermark_from_elsewhere_does_not_let_a_resend_count_twice(
+    config: AggregatorConfig, clock: FakeClock
+) -> None:
+    async with serving(config, clock) as node:
+        # Another region committed seq 1 of this session with a clock an hour ahead of ours.
+        ahead = MaxMap()
+        ahead.set(session(1), 1, stamp=clock.wall_ms() + 3_600_000)
+        node.agg.state.merge("watermarks", ahead)
+        call = node.forward()
+        await call.write(batch(1, entry(session(1), 2)))
+        await node.received(applied=1)
+        await node.agg.tick()
+        await call.read()
+        assert node.agg.state.watermarks.get(session(1)) == 2
+        await call.write(batch(2, entry(session(1), 2)))  # the resend of a batch whose ack was lost
+        await node.received(applied=1, duplicate=1)
+        await node.agg.tick()
+        assert list((await call.read()).outcomes) == [DUPLICATE]
+        assert total(node.agg) == 1

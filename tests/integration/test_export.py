@@ -149,7 +149,7 @@ def digest(path: Path) -> str:
 def readme_query() -> str:
     """The SQL block of the README's "History export" section."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## History export\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("\n### History export\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```sql\n(.*?)```", section, re.S)
     assert match, "README's History export section has no sql block"
     return match.group(1)
@@ -283,7 +283,9 @@ async def test_a_store_is_read_while_its_writer_holds_it_and_a_transaction_is_op
         await store.commit({}, [(WINDOWS, ("s", "like", T0), R0, 5)], now_ms=0)
         writer = sqlite3.connect(path, isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
-        writer.execute("INSERT INTO windows VALUES ('s', 'like', ?, ?, 7)", (T0 + 1, R0))
+        writer.execute(
+            "INSERT INTO windows (stream, emoji, start_s, replica, count) VALUES ('s', 'like', ?, ?, 7)", (T0 + 1, R0)
+        )
         out = tmp_path / "live.parquet"
         assert main(["export", "--db", str(path), "--out", str(out)]) == 0
         assert exported(out) == [("s", "like", T0, 5)]  # the committed state, not the open transaction

@@ -142,8 +142,8 @@ async def test_queries_use_the_index_not_a_scan_of_the_state() -> None:
         agg.commit(f"stream-{i}", T0 + i, {"like": 1})
     agg.commit("match", T0 + 1, {"like": 4})
     scans = windows.scans, totals.scans
-    assert servicer.totals("match") == {"like": 7}
-    assert servicer.history("match", T0, T0 + 10) == (1, {"like": [(T0, 3), (T0 + 1, 4)]})
+    assert await servicer.totals("match") == {"like": 7}
+    assert await servicer.history("match", T0, T0 + 10) == (1, {"like": [(T0, 3), (T0 + 1, 4)]})
     assert (windows.scans, totals.scans) == scans
 
 
@@ -184,11 +184,11 @@ async def test_bad_stream_id_in_totals_is_an_invalid_argument(query: Any) -> Non
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_servicer_indexes_state_merged_before_it_started() -> None:
+async def test_servicer_indexes_state_merged_before_it_started() -> None:
     state = RegionState()
     agg = Aggregator(state, "a/agg-0~1")
     for s in (5, 1, 3):
         agg.commit("match", T0 + s, {"like": s})
     servicer = QueryServicer(state)
-    assert servicer.totals("match") == {"like": 9}
-    assert servicer.history("match", T0, T0 + 6, 2) == (2, {"like": [(T0, 1), (T0 + 2, 3), (T0 + 4, 5)]})
+    assert await servicer.totals("match") == {"like": 9}
+    assert await servicer.history("match", T0, T0 + 6, 2) == (2, {"like": [(T0, 1), (T0 + 2, 3), (T0 + 4, 5)]})

@@ -59,9 +59,9 @@ def test_overlay_renders_offline_into_its_own_namespace(region: str) -> None:
     assert kinds == {
         "Namespace": 1,
         "ConfigMap": 2,
-        "Service": 3,
-        "Deployment": 2,
-        "StatefulSet": 1,
+        "Service": 4,
+        "Deployment": 1,
+        "StatefulSet": 2,
         "PodDisruptionBudget": 3,
     }
     for d in docs:
@@ -107,17 +107,25 @@ def test_every_container_config_loads_with_the_pod_environment(cluster: Cluster,
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_each_region_peers_with_the_other_two_regions_broadcasters(cluster: Cluster, region: str) -> None:
+def test_each_broadcaster_peers_with_its_siblings_and_the_other_two_regions(cluster: Cluster, region: str) -> None:
+    siblings = {c.pod for c in containers_of(cluster, region, "broadcaster")}
+    assert len(siblings) == 2
     for c in containers_of(cluster, region, "broadcaster"):
         reached: dict[str, set[str]] = {}
+        pods_here: set[str] = set()
         for peer in cluster.config(c)["broadcaster"]["peers"]:
             for ns, pod, port in cluster.resolve(peer, c.namespace):
                 target = next(t for t in cluster.containers(ns) if t.pod == pod)
                 assert role(target) == "broadcaster", f"{peer} reaches a {role(target)}"
                 assert port == listen_port(cluster, target), f"{peer} reaches a port the broadcaster does not serve"
                 reached.setdefault(ns, set()).add(peer)
-        assert set(reached) == {namespace(r) for r in REGIONS if r != region}
-        assert all(len(peers) == 1 for peers in reached.values()), reached
+                if ns == c.namespace:
+                    pods_here.add(pod)
+        assert set(reached) == {namespace(r) for r in REGIONS}
+        # Every broadcaster of its own region by pod name (itself included: the node skips its own name), so polls
+        # agree within the region; one Service name per other region.
+        assert pods_here == siblings
+        assert all(len(peers) == 1 for ns, peers in reached.items() if ns != c.namespace), reached
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -188,6 +196,7 @@ def test_metrics_are_scraped_on_the_port_the_config_serves_them(cluster: Cluster
             s
             for s in cluster.of_kind("Service", c.namespace)
             if all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+            and "reactmesh/pod-names-only" not in s["metadata"]["labels"]
         ]
         assert services, f"{c.pod}: no Service selects it"
         for s in services:
@@ -223,7 +232,10 @@ def test_servicemonitor_component_scrapes_every_service_metrics_port(tmp_path: P
     assert monitor["metadata"]["namespace"] == "reactmesh-a"
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["endpoints"]
-    services = [d for d in docs if d["kind"] == "Service"]
+    assert monitor["spec"]["selector"]["matchExpressions"] == [
+        {"key": "reactmesh/pod-names-only", "operator": "DoesNotExist"}
+    ]
+    services = [d for d in docs if d["kind"] == "Service" and "reactmesh/pod-names-only" not in d["metadata"]["labels"]]
     assert len(services) == 3
     for s in services:
         assert all(s["metadata"]["labels"].get(k) == v for k, v in selector.items()), s["metadata"]["name"]

@@ -35,7 +35,14 @@ def region_plans(
     return plan(regions, 0, data_dir, hosts=hosts, ports=ports)
 
 
-TARGETS = {"main": "all", "edge": "edge", "bcast": "broadcaster", "agg0": "aggregator", "agg1": "aggregator"}
+TARGETS = {
+    "main": "all",
+    "edge": "edge",
+    "bcast": "broadcaster",
+    "bcast1": "broadcaster",
+    "agg0": "aggregator",
+    "agg1": "aggregator",
+}
 
 
 def listen_addresses(config: Mapping[str, Any]) -> list[str]:

@@ -126,7 +126,9 @@ async def test_newer_schema_version_is_refused_with_a_clear_error(db_path: Path)
     await store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
-    with pytest.raises(SchemaVersionError, match=r"schema version 2 was written by a newer reactmesh"):
+    with pytest.raises(
+        SchemaVersionError, match=rf"schema version {SCHEMA_VERSION + 1} was written by a newer reactmesh"
+    ):
         await Store.open(path)
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reactmesh/v1/gossip.proto\x12\x0creactmesh.v1\"\xaa\x02\n\rGossipMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.reactmesh.v1.HelloH\x00\x12$\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x13.reactmesh.v1.DeltaH\x00\x12+\n\tdelta_ack\x18\x03 \x01(\x0b\x32\x16.reactmesh.v1.DeltaAckH\x00\x12&\n\x06\x64igest\x18\x04 \x01(\x0b\x32\x14.reactmesh.v1.DigestH\x00\x12\x32\n\nfull_state\x18\x05 \x01(\x0b\x32\x1c.reactmesh.v1.FullStateChunkH\x00\x12<\n\x12\x66ull_state_request\x18\x06 \x01(\x0b\x32\x1e.reactmesh.v1.FullStateRequestH\x00\x42\x06\n\x04\x62ody\"a\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x14\n\x0cmerged_up_to\x18\x05 \x01(\x04\",\n\x04Part\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"f\n\x05\x44\x65lta\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x05parts\x18\x02 \x03(\x0b\x32\x12.reactmesh.v1.Part\x12\x16\n\x0eorigin_time_ms\x18\x03 \x01(\x03\x12\x15\n\rorigin_region\x18\x04 \x01(\t\"\x17\n\x08\x44\x65ltaAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"D\n\x06\x44igest\x12\r\n\x05round\x18\x01 \x01(\x04\x12+\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x1a.reactmesh.v1.DigestBucket\"L\n\x0c\x44igestBucket\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\n\n\x02of\x18\x03 \x01(\r\x12\x0c\n\x04hash\x18\x04 \x01(\x06\"e\n\x0e\x46ullStateChunk\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12!\n\x05parts\x18\x04 \x03(\x0b\x32\x12.reactmesh.v1.Part\"\"\n\x10\x46ullStateRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t2R\n\x06Gossip\x12H\n\x08\x45xchange\x12\x1b.reactmesh.v1.GossipMessage\x1a\x1b.reactmesh.v1.GossipMessage(\x01\x30\x01\x42o\n\x0fio.reactmesh.v1B\x0bGossipProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reactmesh/v1/gossip.proto\x12\x0creactmesh.v1\"\xaa\x02\n\rGossipMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.reactmesh.v1.HelloH\x00\x12$\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x13.reactmesh.v1.DeltaH\x00\x12+\n\tdelta_ack\x18\x03 \x01(\x0b\x32\x16.reactmesh.v1.DeltaAckH\x00\x12&\n\x06\x64igest\x18\x04 \x01(\x0b\x32\x14.reactmesh.v1.DigestH\x00\x12\x32\n\nfull_state\x18\x05 \x01(\x0b\x32\x1c.reactmesh.v1.FullStateChunkH\x00\x12<\n\x12\x66ull_state_request\x18\x06 \x01(\x0b\x32\x1e.reactmesh.v1.FullStateRequestH\x00\x42\x06\n\x04\x62ody\"a\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x14\n\x0cmerged_up_to\x18\x05 \x01(\x04\",\n\x04Part\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"f\n\x05\x44\x65lta\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x05parts\x18\x02 \x03(\x0b\x32\x12.reactmesh.v1.Part\x12\x16\n\x0eorigin_time_ms\x18\x03 \x01(\x03\x12\x15\n\rorigin_region\x18\x04 \x01(\t\"\x17\n\x08\x44\x65ltaAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"D\n\x06\x44igest\x12\r\n\x05round\x18\x01 \x01(\x04\x12+\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x1a.reactmesh.v1.DigestBucket\"L\n\x0c\x44igestBucket\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\n\n\x02of\x18\x03 \x01(\r\x12\x0c\n\x04hash\x18\x04 \x01(\x06\"e\n\x0e\x46ullStateChunk\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12!\n\x05parts\x18\x04 \x03(\x0b\x32\x12.reactmesh.v1.Part\"\"\n\x10\x46ullStateRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xbc\x01\n\x15HistoryDigestsRequest\x12+\n\x05range\x18\x01 \x01(\x0b\x32\x1a.reactmesh.v1.HistoryRangeH\x00\x12/\n\x07\x63hanges\x18\x02 \x01(\x0b\x32\x1c.reactmesh.v1.HistoryChangesH\x00\x12-\n\x06totals\x18\x04 \x01(\x0b\x32\x1b.reactmesh.v1.HistoryTotalsH\x00\x12\r\n\x05limit\x18\x03 \x01(\rB\x07\n\x05scope\"c\n\x0cHistoryRange\x12\x11\n\tminute_lo\x18\x01 \x01(\x03\x12\x11\n\tminute_hi\x18\x02 \x01(\x03\x12-\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x1e.reactmesh.v1.HistoryBucketRef\"\x1f\n\x0eHistoryChanges\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"%\n\rHistoryTotals\x12\x14\n\x0c\x61\x66ter_stream\x18\x01 \x01(\t\"5\n\x10HistoryBucketRef\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06minute\x18\x02 \x01(\x03\"v\n\x16HistoryDigestsResponse\x12,\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x1b.reactmesh.v1.HistoryBucket\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x0c\n\x04head\x18\x03 \x01(\x04\x12\x12\n\ngeneration\x18\x04 \x01(\t\"y\n\rHistoryBucket\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06minute\x18\x02 \x01(\x03\x12\x34\n\x08replicas\x18\x03 \x03(\x0b\x32\".reactmesh.v1.HistoryReplicaDigest\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x04\"C\n\x14HistoryReplicaDigest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\x06\x12\x0c\n\x04rows\x18\x03 \x01(\r\"\x8d\x01\n\x12HistoryRowsRequest\x12.\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x1e.reactmesh.v1.HistoryBucketRef\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\'\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x18.reactmesh.v1.HistoryRow\x12\r\n\x05limit\x18\x04 \x01(\r\"K\n\x13HistoryRowsResponse\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.reactmesh.v1.HistoryRow\x12\x0c\n\x04more\x18\x02 \x01(\x08\";\n\nHistoryRow\x12\x0f\n\x07start_s\x18\x01 \x01(\x03\x12\r\n\x05\x65moji\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32\x83\x02\n\x06Gossip\x12H\n\x08\x45xchange\x12\x1b.reactmesh.v1.GossipMessage\x1a\x1b.reactmesh.v1.GossipMessage(\x01\x30\x01\x12[\n\x0eHistoryDigests\x12#.reactmesh.v1.HistoryDigestsRequest\x1a$.reactmesh.v1.HistoryDigestsResponse\x12R\n\x0bHistoryRows\x12 .reactmesh.v1.HistoryRowsRequest\x1a!.reactmesh.v1.HistoryRowsResponseBo\n\x0fio.reactmesh.v1B\x0bGossipProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FULLSTATECHUNK']._serialized_end=867
   _globals['_FULLSTATEREQUEST']._serialized_start=869
   _globals['_FULLSTATEREQUEST']._serialized_end=903
-  _globals['_GOSSIP']._serialized_start=905
-  _globals['_GOSSIP']._serialized_end=987
+  _globals['_HISTORYDIGESTSREQUEST']._serialized_start=906
+  _globals['_HISTORYDIGESTSREQUEST']._serialized_end=1094
+  _globals['_HISTORYRANGE']._serialized_start=1096
+  _globals['_HISTORYRANGE']._serialized_end=1195
+  _globals['_HISTORYCHANGES']._serialized_start=1197
+  _globals['_HISTORYCHANGES']._serialized_end=1228
+  _globals['_HISTORYTOTALS']._serialized_start=1230
+  _globals['_HISTORYTOTALS']._serialized_end=1267
+  _globals['_HISTORYBUCKETREF']._serialized_start=1269
+  _globals['_HISTORYBUCKETREF']._serialized_end=1322
+  _globals['_HISTORYDIGESTSRESPONSE']._serialized_start=1324
+  _globals['_HISTORYDIGESTSRESPONSE']._serialized_end=1442
+  _globals['_HISTORYBUCKET']._serialized_start=1444
+  _globals['_HISTORYBUCKET']._serialized_end=1565
+  _globals['_HISTORYREPLICADIGEST']._serialized_start=1567
+  _globals['_HISTORYREPLICADIGEST']._serialized_end=1634
+  _globals['_HISTORYROWSREQUEST']._serialized_start=1637
+  _globals['_HISTORYROWSREQUEST']._serialized_end=1778
+  _globals['_HISTORYROWSRESPONSE']._serialized_start=1780
+  _globals['_HISTORYROWSRESPONSE']._serialized_end=1855
+  _globals['_HISTORYROW']._serialized_start=1857
+  _globals['_HISTORYROW']._serialized_end=1916
+  _globals['_GOSSIP']._serialized_start=1919
+  _globals['_GOSSIP']._serialized_end=2178
 # @@protoc_insertion_point(module_scope)

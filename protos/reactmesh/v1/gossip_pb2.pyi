@@ -99,3 +99,109 @@ class FullStateRequest(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class HistoryDigestsRequest(_message.Message):
+    __slots__ = ("range", "changes", "totals", "limit")
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    range: HistoryRange
+    changes: HistoryChanges
+    totals: HistoryTotals
+    limit: int
+    def __init__(self, range: _Optional[_Union[HistoryRange, _Mapping]] = ..., changes: _Optional[_Union[HistoryChanges, _Mapping]] = ..., totals: _Optional[_Union[HistoryTotals, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistoryRange(_message.Message):
+    __slots__ = ("minute_lo", "minute_hi", "after")
+    MINUTE_LO_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_HI_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    minute_lo: int
+    minute_hi: int
+    after: HistoryBucketRef
+    def __init__(self, minute_lo: _Optional[int] = ..., minute_hi: _Optional[int] = ..., after: _Optional[_Union[HistoryBucketRef, _Mapping]] = ...) -> None: ...
+
+class HistoryChanges(_message.Message):
+    __slots__ = ("after",)
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    def __init__(self, after: _Optional[int] = ...) -> None: ...
+
+class HistoryTotals(_message.Message):
+    __slots__ = ("after_stream",)
+    AFTER_STREAM_FIELD_NUMBER: _ClassVar[int]
+    after_stream: str
+    def __init__(self, after_stream: _Optional[str] = ...) -> None: ...
+
+class HistoryBucketRef(_message.Message):
+    __slots__ = ("stream_id", "minute")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    minute: int
+    def __init__(self, stream_id: _Optional[str] = ..., minute: _Optional[int] = ...) -> None: ...
+
+class HistoryDigestsResponse(_message.Message):
+    __slots__ = ("buckets", "more", "head", "generation")
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[HistoryBucket]
+    more: bool
+    head: int
+    generation: str
+    def __init__(self, buckets: _Optional[_Iterable[_Union[HistoryBucket, _Mapping]]] = ..., more: _Optional[bool] = ..., head: _Optional[int] = ..., generation: _Optional[str] = ...) -> None: ...
+
+class HistoryBucket(_message.Message):
+    __slots__ = ("stream_id", "minute", "replicas", "changed")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    minute: int
+    replicas: _containers.RepeatedCompositeFieldContainer[HistoryReplicaDigest]
+    changed: int
+    def __init__(self, stream_id: _Optional[str] = ..., minute: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[HistoryReplicaDigest, _Mapping]]] = ..., changed: _Optional[int] = ...) -> None: ...
+
+class HistoryReplicaDigest(_message.Message):
+    __slots__ = ("replica", "hash", "rows")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    hash: int
+    rows: int
+    def __init__(self, replica: _Optional[str] = ..., hash: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class HistoryRowsRequest(_message.Message):
+    __slots__ = ("bucket", "replica", "after", "limit")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    bucket: HistoryBucketRef
+    replica: str
+    after: HistoryRow
+    limit: int
+    def __init__(self, bucket: _Optional[_Union[HistoryBucketRef, _Mapping]] = ..., replica: _Optional[str] = ..., after: _Optional[_Union[HistoryRow, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistoryRowsResponse(_message.Message):
+    __slots__ = ("rows", "more")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[HistoryRow]
+    more: bool
+    def __init__(self, rows: _Optional[_Iterable[_Union[HistoryRow, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class HistoryRow(_message.Message):
+    __slots__ = ("start_s", "emoji", "count")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    EMOJI_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start_s: int
+    emoji: str
+    count: int
+    def __init__(self, start_s: _Optional[int] = ..., emoji: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...

@@ -40,6 +40,16 @@ class GossipStub:
                 request_serializer=reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.SerializeToString,
                 response_deserializer=reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.FromString,
                 _registered_method=True)
+        self.HistoryDigests = channel.unary_unary(
+                '/reactmesh.v1.Gossip/HistoryDigests',
+                request_serializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsRequest.SerializeToString,
+                response_deserializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsResponse.FromString,
+                _registered_method=True)
+        self.HistoryRows = channel.unary_unary(
+                '/reactmesh.v1.Gossip/HistoryRows',
+                request_serializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsRequest.SerializeToString,
+                response_deserializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsResponse.FromString,
+                _registered_method=True)
 
 
 class GossipServicer:
@@ -53,6 +63,21 @@ class GossipServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HistoryDigests(self, request, context):
+        """Digests of the sender's stored (sealed) per-second history, paged: the
+        anti-entropy of windows that no longer live in memory. See HistoryBucket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HistoryRows(self, request, context):
+        """The stored windows of one replica in one history bucket, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GossipServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +85,16 @@ def add_GossipServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.FromString,
                     response_serializer=reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.SerializeToString,
+            ),
+            'HistoryDigests': grpc.unary_unary_rpc_method_handler(
+                    servicer.HistoryDigests,
+                    request_deserializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsRequest.FromString,
+                    response_serializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsResponse.SerializeToString,
+            ),
+            'HistoryRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.HistoryRows,
+                    request_deserializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsRequest.FromString,
+                    response_serializer=reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +125,60 @@ class Gossip:
             '/reactmesh.v1.Gossip/Exchange',
             reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.SerializeToString,
             reactmesh_dot_v1_dot_gossip__pb2.GossipMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HistoryDigests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reactmesh.v1.Gossip/HistoryDigests',
+            reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsRequest.SerializeToString,
+            reactmesh_dot_v1_dot_gossip__pb2.HistoryDigestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HistoryRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reactmesh.v1.Gossip/HistoryRows',
+            reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsRequest.SerializeToString,
+            reactmesh_dot_v1_dot_gossip__pb2.HistoryRowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

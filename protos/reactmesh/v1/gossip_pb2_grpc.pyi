@@ -44,6 +44,12 @@ class GossipStub:
     def __new__(cls, channel: _aio.Channel) -> GossipAsyncStub: ...
     Exchange: _grpc.StreamStreamMultiCallable[_gossip_pb2.GossipMessage, _gossip_pb2.GossipMessage]
     """Either side may send any message; the dialling side starts with Hello."""
+    HistoryDigests: _grpc.UnaryUnaryMultiCallable[_gossip_pb2.HistoryDigestsRequest, _gossip_pb2.HistoryDigestsResponse]
+    """Digests of the sender's stored (sealed) per-second history, paged: the
+    anti-entropy of windows that no longer live in memory. See HistoryBucket.
+    """
+    HistoryRows: _grpc.UnaryUnaryMultiCallable[_gossip_pb2.HistoryRowsRequest, _gossip_pb2.HistoryRowsResponse]
+    """The stored windows of one replica in one history bucket, paged."""
 
 @_typing.type_check_only
 class GossipAsyncStub(GossipStub):
@@ -52,6 +58,12 @@ class GossipAsyncStub(GossipStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Exchange: _aio.StreamStreamMultiCallable[_gossip_pb2.GossipMessage, _gossip_pb2.GossipMessage]  # type: ignore[assignment]
     """Either side may send any message; the dialling side starts with Hello."""
+    HistoryDigests: _aio.UnaryUnaryMultiCallable[_gossip_pb2.HistoryDigestsRequest, _gossip_pb2.HistoryDigestsResponse]  # type: ignore[assignment]
+    """Digests of the sender's stored (sealed) per-second history, paged: the
+    anti-entropy of windows that no longer live in memory. See HistoryBucket.
+    """
+    HistoryRows: _aio.UnaryUnaryMultiCallable[_gossip_pb2.HistoryRowsRequest, _gossip_pb2.HistoryRowsResponse]  # type: ignore[assignment]
+    """The stored windows of one replica in one history bucket, paged."""
 
 class GossipServicer(metaclass=_abc_1.ABCMeta):
     """Replicates CRDT state between nodes of the mesh (see the top of this file)."""
@@ -63,5 +75,23 @@ class GossipServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gossip_pb2.GossipMessage], _abc.AsyncIterator[_gossip_pb2.GossipMessage]]:
         """Either side may send any message; the dialling side starts with Hello."""
+
+    @_abc_1.abstractmethod
+    def HistoryDigests(
+        self,
+        request: _gossip_pb2.HistoryDigestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gossip_pb2.HistoryDigestsResponse, _abc.Awaitable[_gossip_pb2.HistoryDigestsResponse]]:
+        """Digests of the sender's stored (sealed) per-second history, paged: the
+        anti-entropy of windows that no longer live in memory. See HistoryBucket.
+        """
+
+    @_abc_1.abstractmethod
+    def HistoryRows(
+        self,
+        request: _gossip_pb2.HistoryRowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gossip_pb2.HistoryRowsResponse, _abc.Awaitable[_gossip_pb2.HistoryRowsResponse]]:
+        """The stored windows of one replica in one history bucket, paged."""
 
 def add_GossipServicer_to_server(servicer: GossipServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
