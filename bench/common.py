@@ -75,8 +75,7 @@ class BenchMesh(ProcessMesh):
         if self.data_dir is None:
             import tempfile
 
-            self._tmp = tempfile.TemporaryDirectory(prefix="reactmesh-bench-")
-            self.data_dir = Path(self._tmp.name)
+            self._tmp = self.data_dir = Path(tempfile.mkdtemp(prefix="reactmesh-bench-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
         overrides = merge_overrides(self.overrides, env_overrides())

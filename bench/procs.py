@@ -6,11 +6,14 @@ import asyncio
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from reactmesh.region_node.supervise import Child, start_child
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,26 +79,14 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
-async def spawn(module: str, *args: str, log: Path | None = None) -> asyncio.subprocess.Process:
-    """Start ``python -m module args`` with stdout piped (JSON results) and stderr to ``log``."""
-    stderr: Any = asyncio.subprocess.DEVNULL
-    handle = None
-    if log is not None:
-        handle = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
-        stderr = handle
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=child_env(),
-        )
-    finally:
-        if handle is not None:
-            handle.close()
+async def spawn(module: str, *args: str, log: Path | None = None) -> Child:
+    """Start ``python -m module args`` with stdout piped (JSON results) and stderr to ``log``.
+
+    Started by ``supervise.start_child`` (no Python runs between fork and exec), so it is safe while the
+    benchmark's own gRPC threads are alive."""
+    return await start_child(
+        [sys.executable, "-m", module, *args], name=module, log=log, stdout=subprocess.PIPE, env=child_env()
+    )
 
 
 def emit_result(result: Mapping[str, Any]) -> None:
@@ -109,7 +100,7 @@ def emit_result(result: Mapping[str, Any]) -> None:
         data = data[os.write(fd, data) :]
 
 
-async def read_json(proc: asyncio.subprocess.Process, within: float) -> dict[str, Any]:
+async def read_json(proc: Child, within: float) -> dict[str, Any]:
     """Wait for a child to exit and return the JSON object on the last line of its stdout."""
     assert proc.stdout is not None
     try:
@@ -142,7 +133,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+async def stop_process(proc: Child, grace: float = 5.0) -> None:
     if proc.returncode is not None:
         return
     try:

@@ -11,16 +11,20 @@ instead; a bad configuration raises ConfigError.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from reactmesh.merge.errors import ConfigError
 
 __all__ = [
     "RETRY_AFTER_KEY",
     "ConfigError",
+    "RejectingUndecodable",
     "ServiceError",
     "abort_with",
     "deadline_exceeded",
@@ -106,3 +110,83 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: Service
     if error.retry_after_ms is not None:
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(error.retry_after_ms)),))
     await context.abort(error.code, error.message)
+
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class _Undecodable:
+    """What a strict request deserializer returns for bytes that do not parse."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _strict(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with undecodable unary requests answered INVALID_ARGUMENT (stream requests are left as they are:
+    their handlers read messages themselves)."""
+    parse = handler.request_deserializer
+    if handler.request_streaming or parse is None:
+        return handler
+    kind = getattr(getattr(parse, "__self__", None), "__name__", "request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Undecodable(f"undecodable {kind}: {exc}")
+
+    serialize = handler.response_serializer
+    if not handler.response_streaming:
+        unary: Callable[..., Any] | None = handler.unary_unary
+        assert unary is not None
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Undecodable):
+                await abort_with(context, invalid_argument(request.message))
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serialize)
+    streaming: Callable[..., Any] | None = handler.unary_stream
+    assert streaming is not None
+    if inspect.isasyncgenfunction(streaming):
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Undecodable):
+                await abort_with(context, invalid_argument(request.message))
+            async for item in streaming(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, deserialize, serialize)
+
+    async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Undecodable):
+            await abort_with(context, invalid_argument(request.message))
+        return await streaming(request, context)
+
+    return grpc.unary_stream_rpc_method_handler(unary_stream_writer, deserialize, serialize)
+
+
+class _StrictGeneric(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        return _strict(handler) if handler is not None else None
+
+
+class RejectingUndecodable:
+    """A stand-in for a ``grpc.aio.Server`` while servicers register on it: their unary requests that do not
+    decode end with INVALID_ARGUMENT (and no server-side traceback) instead of grpc's UNKNOWN."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_StrictGeneric(h) for h in handlers))
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self._server.add_registered_method_handlers(service, {name: _strict(h) for name, h in handlers.items()})

@@ -22,7 +22,6 @@ with ProtocolError and nothing of that message is merged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -235,8 +234,9 @@ class GossipNode:
         finally:
             for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # gather, not ``suppress(CancelledError): await task``: that would also swallow a cancel of this
+            # session itself arriving meanwhile (Dialer.close), and the session's caller would never end.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _digests(self, write: Callable[[gossip_pb2.GossipMessage], Any], inbound: Route) -> None:
         """Periodically send the digests of what this peer feeds us."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reactmesh.edge.tokens import new_dev_secret
 from reactmesh.region_node.config import ROLES, from_mapping
 from reactmesh.region_node.node import Node
+from reactmesh.region_node.supervise import Child, start_child
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,12 @@ class ProcessMesh:
     auth: bool = False
     auth_key: Path | None = None
     plans: dict[str, RegionPlan] = field(default_factory=dict)
-    procs: dict[tuple[str, str], asyncio.subprocess.Process] = field(default_factory=dict)
-    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    procs: dict[tuple[str, str], Child] = field(default_factory=dict)
+    _tmp: Path | None = None
 
     async def __aenter__(self) -> ProcessMesh:
         if self.data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="reactmesh-")
-            self.data_dir = Path(self._tmp.name)
+            self._tmp = self.data_dir = Path(tempfile.mkdtemp(prefix="reactmesh-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.plans = plan(self.regions, self.base_port, self.data_dir)
         overrides = dict(self.overrides or {})
@@ -208,39 +209,48 @@ class ProcessMesh:
                     await self.start(r, name)
             await self.wait_ready()
         except BaseException:
-            await self.__aexit__(None, None, None)  # no orphaned processes when start-up fails
+            await self.stop_all()  # no orphaned processes when start-up fails; the data and logs are kept
+            self._tmp = None
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_all()
         if self._tmp is not None:
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     async def start(self, region: str, name: str) -> None:
         """Start (or restart) process ``name`` of ``region`` ("main"/"agg1", or edge/agg0/agg1/bcast when split)."""
         assert self.data_dir is not None
         target = {"main": "all", "edge": "edge", "bcast": "broadcaster"}.get(name, "aggregator")
         log_dir = self.log_dir or self.data_dir
-        log = open(log_dir / f"{region}-{name}.log", "ab")  # noqa: SIM115, ASYNC230 - handed to the child
-        self.procs[(region, name)] = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "reactmesh.region_node.cli",
-            "serve",
-            f"--target={target}",
-            "--config",
-            str(self.data_dir / f"{region}-{name}.toml"),
-            stdout=log,
-            stderr=log,
+        self.procs[(region, name)] = await start_child(
+            [
+                sys.executable,
+                "-m",
+                "reactmesh.region_node.cli",
+                "serve",
+                f"--target={target}",
+                "--config",
+                str(self.data_dir / f"{region}-{name}.toml"),
+            ],
+            name=f"region {region} process {name} (serve --target={target})",
+            # Linked: it says when it is serving, and stops when this process dies (see supervise).
+            linked=True,
+            log=log_dir / f"{region}-{name}.log",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             # Own session: a terminal's Ctrl-C reaches only `reactmesh up`, which stops the demo first
             # and then the processes in order (SIGTERM), instead of every process at once.
-            start_new_session=True,
+            new_session=True,
         )
-        log.close()
 
     async def wait_ready(self, within: float = 30.0) -> None:
+        """Wait until every process says it is serving and every server answers health checks.
+
+        Raises ChildFailed (naming the process, with its log) as soon as one exits before it is ready.
+        """
+        await asyncio.gather(*(p.ready(within) for p in self.procs.values()))
         addresses = []
         for p in self.plans.values():
             addresses += [p.edge, *p.aggregators, p.broadcaster]

@@ -10,8 +10,10 @@ what is in flight, the aggregator commits a last tick and acks, then the broadca
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import logging
+import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from reactmesh.edge.auth import AuthConfig, Authorizer
+from reactmesh.edge.errors import RejectingUndecodable
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
@@ -52,6 +55,9 @@ SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
 )
 
+STEP_FLOOR_S = 0.5
+"""The least time ``Node.stop`` gives each step, however late, so that the stores of the last steps still close."""
+
 # Gossip links are long-lived and mostly idle between deltas: without client pings a silently
 # dropped link is noticed only by TCP retransmission timeouts, which grow with the outage (a 30 s
 # partition healed in ~25 s); with pings every 5 s it is noticed within ~8 s and redialled.
@@ -63,12 +69,51 @@ GOSSIP_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """``task``'s name and the chain of coroutines it is suspended in, innermost last."""
+    chain = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        chain.append(f"{getattr(coro, '__qualname__', type(coro).__name__)}:{frame.f_lineno if frame else '-'}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return f"  {task.get_name()}: {' -> '.join(chain)}"
+
+
+class BindError(OSError):
+    """Raised by ``Node.start`` when a role's server cannot listen on its configured address."""
+
+    def __init__(self, role: str, listen: str) -> None:
+        self.role = role
+        self.listen = listen
+        super().__init__(f"{role} cannot listen on {listen}: {_why_not_bindable(listen)}")
+
+
+def _why_not_bindable(listen: str) -> str:
+    """Why ``listen`` cannot be bound, as the OS says it (grpc's own error names no cause)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        return f"not a usable host:port ({exc})"
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        hint = " (is another reactmesh running?)" if exc.errno == errno.EADDRINUSE else ""
+        return f"{exc.strerror or exc}{hint}"
+    return "grpc could not bind it"
+
+
 class Servicer(Protocol):
     """How every role's gRPC service is registered: its full name (for health and reflection) and a hook."""
 
     SERVICE_NAME: str
 
-    def add_to_server(self, server: grpc.aio.Server) -> object: ...
+    # ``server`` is a grpc.aio.Server, or the stand-in that registers on one (``RejectingUndecodable``).
+    def add_to_server(self, server: Any) -> object: ...
 
 
 @dataclass
@@ -116,15 +161,18 @@ class Node:
     async def _serve(self, role: str, listen: str, servicers: list[Servicer]) -> _RoleServer:
         server = grpc.aio.server(options=SERVER_OPTIONS)
         for servicer in servicers:
-            servicer.add_to_server(server)
+            servicer.add_to_server(RejectingUndecodable(server))
         services = [s.SERVICE_NAME for s in servicers]
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(listen)
+        try:
+            port = server.add_insecure_port(listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            port = 0
         if port == 0:
-            raise OSError(f"{role}: cannot listen on {listen}")
+            raise BindError(role, listen)
         host = listen.rsplit(":", 1)[0]
         if host in ("0.0.0.0", "[::]", "::"):
             host = "127.0.0.1"
@@ -251,40 +299,65 @@ class Node:
             query.forget_windows_before(before)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Graceful stop: edge (stop accepting, flush), aggregator (last commit), broadcaster."""
+        """Graceful stop within about ``grace`` seconds: edge (stop accepting, flush), aggregator (last commit),
+        broadcaster. Each step gets what is left of ``grace`` (at least ``STEP_FLOOR_S``); one that does not
+        finish in it is abandoned with a warning, and one that fails is logged, so the later steps still run
+        and every store is closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+
+        async def step(what: str, action: Awaitable[object]) -> None:
+            task = asyncio.ensure_future(action)
+            timeout = max(deadline - loop.time(), STEP_FLOOR_S)
+            done, _ = await asyncio.wait((task,), timeout=timeout)
+            if not done:
+                log.warning(
+                    "stop: %s did not finish within %.1f s; abandoned. Tasks still running:\n%s",
+                    what,
+                    timeout,
+                    "\n".join(_awaiting(t) for t in asyncio.all_tasks() if t is not asyncio.current_task()),
+                )
+                task.cancel()
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("stop: %s failed: %r", what, task.exception())
+
         for role in ("edge", "aggregator", "broadcaster"):
             rs = self._servers.get(role)
             if rs is not None:
-                await rs.health.enter_graceful_shutdown()
+                await step(f"{role} health", rs.health.enter_graceful_shutdown())
         # Client, Forward, Gossip and Subscribe streams never end by themselves: each component first
         # ends its own streams (the edge after the acks of what is in flight, the aggregator after a
         # last commit), then the server gets a short grace for what remains.
         linger = min(grace, 1.0)
+        servers = self._servers
         if self.edge is not None:
-            await self.edge.close(grace)
-            await self._servers["edge"].server.stop(linger)
+            await step("edge flush", self.edge.close(grace / 2))
+        if "edge" in servers:
+            await step("edge server", servers["edge"].server.stop(linger))
         if self.aggregator is not None:
-            await self.aggregator.close()
-            await self._servers["aggregator"].server.stop(linger)
-        for dialer in self.dialers:
-            await dialer.close()
+            await step("aggregator last commit", self.aggregator.close())
+        if "aggregator" in servers:
+            await step("aggregator server", servers["aggregator"].server.stop(linger))
+        if self.dialers:
+            await step("gossip dialers", asyncio.gather(*(d.close() for d in self.dialers)))
         if self.polls is not None:
-            await self.polls.close()
+            await step("polls", self.polls.close())
         if self.broadcaster is not None:
-            await self.broadcaster.close()
-            await self._servers["broadcaster"].server.stop(linger)
+            await step("broadcaster", self.broadcaster.close())
+        if "broadcaster" in servers:
+            await step("broadcaster server", servers["broadcaster"].server.stop(linger))
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            await step("role tasks", asyncio.gather(*self._tasks, return_exceptions=True))
         if self.window_writer is not None:
-            await self.window_writer.close()
+            await step("history writer", self.window_writer.close())
         if self.history_store is not None:
-            await self.history_store.close()
-        for reader in self._readers:
-            await reader.close()
+            await step("history store", self.history_store.close())
+        if self._readers:
+            await step("history readers", asyncio.gather(*(r.close() for r in self._readers)))
         if self.metrics is not None:
-            await self.metrics.close()
+            await step("metrics", self.metrics.close())
 
     def statistics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"addresses": dict(self.addresses)}

@@ -158,6 +158,7 @@ class Dialer:
         self._credentials = credentials
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.connects = 0
         self.connected = False
         self.is_self = False
@@ -167,6 +168,7 @@ class Dialer:
         self._task = asyncio.create_task(self._run(), name=f"gossip-dial-{self.address}")
 
     async def close(self) -> None:
+        self._closed = True  # ends the loop even if a session swallowed the cancel below
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -174,7 +176,7 @@ class Dialer:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._closed:
             if self._credentials is not None:
                 channel = grpc.aio.secure_channel(self.address, self._credentials, options=self._options)
             else:

@@ -191,20 +191,30 @@ async def _progress(
 
 
 async def run_load(args: argparse.Namespace) -> int:
+    from reactmesh.region_node.cli.common import UserError, require_reachable
     from reactmesh.region_node.cli.token import minter
 
-    summary = await drive(
-        args.edge,
-        viewers=args.viewers,
-        streams=args.streams,
-        duration_s=args.duration,
-        taps_per_second=args.taps_per_second,
-        hot_share=args.hot_share,
-        stream_prefix=args.stream_prefix,
-        seed=args.seed,
-        progress=not args.no_progress and not args.json,
-        minter=minter(args, ttl_s=int(args.duration) + 3600),
-    )
+    await require_reachable(args.edge, "edge", any_of=True, within=args.connect_timeout)
+    flush_timeout_s = 60.0
+    try:
+        summary = await drive(
+            args.edge,
+            viewers=args.viewers,
+            streams=args.streams,
+            duration_s=args.duration,
+            taps_per_second=args.taps_per_second,
+            hot_share=args.hot_share,
+            stream_prefix=args.stream_prefix,
+            seed=args.seed,
+            progress=not args.no_progress and not args.json,
+            flush_timeout_s=flush_timeout_s,
+            minter=minter(args, ttl_s=int(args.duration) + 3600),
+        )
+    except TimeoutError:
+        raise UserError(
+            f"taps still unacknowledged {flush_timeout_s:g} s after the load ended: is {', '.join(args.edge)} an edge"
+            " whose aggregators are serving?"
+        ) from None
     if args.json:
         print(json.dumps(asdict(summary)))
         return 0

@@ -39,41 +39,118 @@ def _targets(value: str) -> frozenset[str]:
     return frozenset(parts)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)} (any case), got {value!r}")
+    return level
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reactmesh")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from reactmesh.region_node.cli.common import HelpFormatter, number
+
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="reactmesh", description="Live-reactions backend.")
-    parser.add_argument("--log-level", default=env("REACTMESH_LOG_LEVEL", "WARNING"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    shown = HelpFormatter
+    parser = argparse.ArgumentParser(prog="reactmesh", description="Live-reactions backend.", formatter_class=shown)
+    parser.add_argument("--version", action="version", version=f"reactmesh {_version()}")
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=env("REACTMESH_LOG_LEVEL", "WARNING"),
+        help=f"one of {', '.join(LOG_LEVELS)} ($REACTMESH_LOG_LEVEL)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run one or more roles in this process")
-    serve.add_argument("--target", type=_targets, default=_targets(env("REACTMESH_TARGET", "all")))
-    serve.add_argument("--config", default=env("REACTMESH_CONFIG"), required=env("REACTMESH_CONFIG") is None)
+    serve = sub.add_parser("serve", help="run one or more roles in this process", formatter_class=shown)
+    serve.add_argument(
+        "--target",
+        type=_targets,
+        default=env("REACTMESH_TARGET", "all"),
+        help="all, or a comma list of edge, aggregator, broadcaster ($REACTMESH_TARGET)",
+    )
+    serve.add_argument(
+        "--config",
+        default=env("REACTMESH_CONFIG"),
+        required=env("REACTMESH_CONFIG") is None,
+        help="the node's TOML file ($REACTMESH_CONFIG)",
+    )
+    serve.add_argument(
+        "--supervisor-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="a socket to the supervising process (reactmesh up): 'ready' is written to it once serving, and its"
+        " end of file stops this process",
+    )
 
-    up = sub.add_parser("up", help="start simulated regions on loopback (Ctrl-C stops them)")
-    up.add_argument("--regions", default="a,b,c")
-    up.add_argument("--base-port", type=int, default=int(env("REACTMESH_BASE_PORT", "7100")))
-    up.add_argument("--data-dir", default=env("REACTMESH_DATA_DIR"), help="default: a new temporary directory")
+    up = sub.add_parser("up", help="start simulated regions on loopback (Ctrl-C stops them)", formatter_class=shown)
+    up.add_argument("--regions", default="a,b,c", help="comma list of region names")
+    up.add_argument(
+        "--base-port",
+        type=number(int, 1, 65_000),
+        default=env("REACTMESH_BASE_PORT", "7100"),
+        help="region i uses base+10i .. base+10i+8 ($REACTMESH_BASE_PORT)",
+    )
+    up.add_argument(
+        "--data-dir",
+        default=env("REACTMESH_DATA_DIR"),
+        help="where the stores and logs go ($REACTMESH_DATA_DIR; default: a new temporary directory)",
+    )
     up.add_argument("--demo", action="store_true", help="also drive a demo load and show live counts")
-    up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    up.add_argument(
+        "--duration", type=number(float, 0), default=0.0, help="stop after this many seconds (0: until Ctrl-C)"
+    )
     up.add_argument("--auth", action="store_true", help="require tokens, signed with a generated dev key")
 
-    load = sub.add_parser("load", help="drive simulated viewers through the client SDK")
-    load.add_argument("--edge", action="append", default=None, help="edge address; repeat for failover")
-    load.add_argument("--viewers", type=int, default=200)
-    load.add_argument("--streams", type=int, default=20)
-    load.add_argument("--duration", type=float, default=10.0)
-    load.add_argument("--taps-per-second", type=float, default=5.0, help="per viewer")
-    load.add_argument("--hot-share", type=float, default=0.5, help="share of viewers on the hot stream")
-    load.add_argument("--stream-prefix", default="demo")
-    load.add_argument("--seed", type=int, default=1)
-    load.add_argument("--no-progress", action="store_true")
+    load = sub.add_parser("load", help="drive simulated viewers through the client SDK", formatter_class=shown)
+    load.add_argument(
+        "--edge",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="edge address; repeat for failover (default: $REACTMESH_EDGE, else 127.0.0.1:7100)",
+    )
+    load.add_argument(
+        "--viewers", type=number(int, 1, 100_000), default=200, help="simulated viewers, one session each"
+    )
+    load.add_argument("--streams", type=number(int, 1, 100_000), default=20, help="streams they watch")
+    load.add_argument("--duration", type=number(float, 0.001), default=10.0, help="seconds of tapping")
+    load.add_argument("--taps-per-second", type=number(float, 0.001), default=5.0, help="per viewer")
+    load.add_argument("--hot-share", type=number(float, 0, 1), default=0.5, help="share of viewers on the hot stream")
+    load.add_argument("--stream-prefix", default="demo", help="streams are PREFIX-0 (the hot one), PREFIX-1, ...")
+    load.add_argument("--seed", type=number(int), default=1, help="seed of the viewers' random choices")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.add_argument("--key", default=env("REACTMESH_AUTH_KEY"), help="mint a token per viewer with this key file")
+    load.add_argument(
+        "--connect-timeout", type=number(float, 0.1), default=5.0, help="seconds to wait for an edge to answer"
+    )
 
-    watch = sub.add_parser("watch", help="show live counts of a stream")
-    watch.add_argument("stream")
-    watch.add_argument("--broadcaster", action="append", default=None)
-    watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    watch = sub.add_parser("watch", help="show live counts of a stream", formatter_class=shown)
+    watch.add_argument("stream", help="stream id")
+    watch.add_argument(
+        "--broadcaster",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="broadcaster address; repeat to compare (default: $REACTMESH_BROADCASTER, else 127.0.0.1:7300)",
+    )
+    watch.add_argument("--duration", type=number(float, 0), default=0.0, help="stop after this many seconds (0: never)")
+    watch.add_argument(
+        "--connect-timeout", type=number(float, 0.1), default=5.0, help="seconds to wait for a broadcaster to answer"
+    )
     watch.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
 
     from reactmesh.region_node.cli.poll import add_poll_commands
@@ -89,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_command(sub)
 
     bench = sub.add_parser("bench", help="run a benchmark scenario (see BENCHMARKS.md)")
-    bench.add_argument("scenario")
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.add_argument("scenario", help="a scenario of BENCHMARKS.md (ingest, fanout, converge, ...), or all")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the scenario's own options (e.g. --quick)")
     return parser
 
 
@@ -104,8 +181,10 @@ def run_async(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from reactmesh.region_node.cli.common import UserError
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "serve":
             from reactmesh.region_node.cli.serve import run_serve
@@ -144,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"reactmesh: {exc}", file=sys.stderr)
         return 2
+    except UserError as exc:
+        print(f"reactmesh {args.command}: {exc}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:
         return 130
     return 2

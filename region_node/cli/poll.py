@@ -41,7 +41,12 @@ def add_poll_commands(subparsers: Any) -> None:
     """Add ``poll`` and its subcommands to the ``reactmesh`` parser's subparsers."""
     env = os.environ.get
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--broadcaster", default=env("REACTMESH_BROADCASTER", DEFAULT_BROADCASTER))
+    common.add_argument(
+        "--broadcaster",
+        default=env("REACTMESH_BROADCASTER", DEFAULT_BROADCASTER),
+        metavar="HOST:PORT",
+        help="broadcaster address ($REACTMESH_BROADCASTER)",
+    )
     common.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
     common.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
 
@@ -49,26 +54,26 @@ def add_poll_commands(subparsers: Any) -> None:
     sub = poll.add_subparsers(dest="poll_command", required=True)
 
     create = sub.add_parser("create", parents=[common], help="ask a question on a stream; prints the poll id")
-    create.add_argument("stream")
-    create.add_argument("question")
-    create.add_argument("options", nargs="+", metavar="OPTION")
+    create.add_argument("stream", help="stream id")
+    create.add_argument("question", help="up to 280 chars")
+    create.add_argument("options", nargs="+", metavar="OPTION", help="2 to 10 options, up to 80 chars each")
     create.add_argument("--closes-in", type=float, default=0.0, metavar="SECONDS", help="close automatically")
 
     vote = sub.add_parser("vote", parents=[common], help="vote (again, to change the vote)")
-    vote.add_argument("poll_id")
+    vote.add_argument("poll_id", help="the id create printed")
     vote.add_argument("option", help="index (0, 1, ...) or the option's text")
-    vote.add_argument("--viewer", required=True)
+    vote.add_argument("--viewer", required=True, help="viewer id (one vote per viewer, changeable)")
 
     close = sub.add_parser("close", parents=[common], help="close a poll now")
-    close.add_argument("poll_id")
+    close.add_argument("poll_id", help="the id create printed")
 
     get = sub.add_parser("get", parents=[common], help="show a poll once")
-    get.add_argument("poll_id")
-    get.add_argument("--json", action="store_true")
+    get.add_argument("poll_id", help="the id create printed")
+    get.add_argument("--json", action="store_true", help="print the poll as JSON")
 
     watch = sub.add_parser("watch", parents=[common], help="live tallies of a poll or of every poll of a stream")
-    watch.add_argument("poll_id", nargs="?")
-    watch.add_argument("--stream")
+    watch.add_argument("poll_id", nargs="?", help="the poll to watch (or --stream)")
+    watch.add_argument("--stream", help="watch every poll of this stream")
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: never)")
     watch.add_argument("--once", action="store_true", help="print the current state and exit")
 

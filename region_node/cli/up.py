@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reactmesh.region_node.devmesh import ProcessMesh
+from reactmesh.region_node.supervise import ChildFailed
 
 
 async def run_up(args: argparse.Namespace) -> int:
@@ -22,7 +23,18 @@ async def run_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     auth = getattr(args, "auth", False)
-    async with ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir, auth=auth) as mesh:
+    mesh = ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir, auth=auth)
+    try:
+        await mesh.__aenter__()
+    except (ChildFailed, TimeoutError) as exc:
+        print(f"reactmesh up: {exc}; every process is stopped.", file=sys.stderr)
+        if isinstance(exc, ChildFailed) and exc.log is not None:
+            print(f"last lines of {exc.log}:", file=sys.stderr)
+            for line in exc.log_tail():
+                print(f"  {line}", file=sys.stderr)
+        print(f"data and logs kept in {mesh.data_dir}", file=sys.stderr)
+        return 1
+    try:
         print(f"reactmesh up: {len(regions)} regions, data in {mesh.data_dir}")
         minter = None
         if mesh.auth_key is not None:
@@ -59,5 +71,7 @@ async def run_up(args: argparse.Namespace) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
         print("stopping...", flush=True)
+    finally:
+        await mesh.__aexit__(None, None, None)
     print("stopped.")
     return 0

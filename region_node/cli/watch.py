@@ -31,6 +31,15 @@ async def follow(address: str, stream: str, view: LiveView, token: str | None = 
 
 
 async def run_watch(args: argparse.Namespace) -> int:
+    """Show the stream until ``--duration`` passes or Ctrl-C; a malformed stream id (status 2), an unreachable
+    broadcaster or a refused subscription (status 1) is a UserError."""
+    from reactmesh.edge.limits import STREAM_ID_FORM, is_stream_id
+    from reactmesh.edge.sdk import ClientError
+    from reactmesh.region_node.cli.common import UserError, require_reachable
+
+    if not is_stream_id(args.stream):
+        raise UserError(f"stream id must be {STREAM_ID_FORM}, got {args.stream[:140]!r}", 2)
+    await require_reachable(args.broadcaster, "broadcaster", within=args.connect_timeout)
     stop = asyncio.Event()
     views = {address: LiveView() for address in args.broadcaster}
     tasks = [asyncio.create_task(follow(a, args.stream, v, args.token)) for a, v in views.items()]
@@ -40,6 +49,12 @@ async def run_watch(args: argparse.Namespace) -> int:
         with Live(render(args.stream, views), refresh_per_second=10) as live:
             while not stop.is_set():
                 live.update(render(args.stream, views))
+                for address, task in zip(views, tasks, strict=True):
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        error = task.exception()
+                        if isinstance(error, ClientError):
+                            raise UserError(f"broadcaster {address} refused: {error}")
+                        raise UserError(f"following {address} failed: {error!r}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.1)
     finally:

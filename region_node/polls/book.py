@@ -34,9 +34,10 @@ What a client can rely on (see ``merge.polls`` for the CRDT underneath):
 Validation (status codes): INVALID_ARGUMENT for a malformed stream id, a question blank or longer
 than 280 chars, fewer than 2 or more than 10 options, a blank, duplicate or longer than 80 chars
 option, a closing time in the past, a malformed poll id, a viewer id not 1..128 chars, an option
-out of range. NOT_FOUND for an unknown poll, or a poll on an unknown stream: a stream is known to a
-broadcaster once reaction totals for it have reached it (from any region) or it already has a
-poll; ``require_known_stream=False`` lifts this for demos. FAILED_PRECONDITION for a vote on a
+out of range. NOT_FOUND for an unknown poll. A poll may be created on a stream before its first
+reaction (a host asks before anyone taps); with ``require_known_stream=True`` such a CreatePoll is
+NOT_FOUND instead: a stream is then known to a broadcaster once reaction totals for it have reached
+it (from any region) or it already has a poll. FAILED_PRECONDITION for a vote on a
 closed poll and for a new poll on a drained stream (draining does not close existing polls).
 RESOURCE_EXHAUSTED beyond ``max_polls_per_stream`` polls on one stream. UNAVAILABLE when the poll
 file cannot be written (the change may still count; retrying is safe, a vote is a register write).

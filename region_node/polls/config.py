@@ -16,7 +16,8 @@ class PollsConfig:
 
     # How often closing times are checked.
     tick_ms: int = 100
-    require_known_stream: bool = True
+    # True: CreatePoll on a stream no reactions have reached yet is NOT_FOUND (a guard against typos in ids).
+    require_known_stream: bool = False
     max_polls_per_stream: int = 100
     synchronous: Synchronous = "FULL"
     # A merged stamp further ahead of the local wall clock does not advance the node's HLC.

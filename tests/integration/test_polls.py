@@ -190,7 +190,6 @@ CREATE_CASES: list[tuple[str, dict[str, Any], grpc.StatusCode]] = [
     ("duplicate options", {"options": ["yes", "yes"]}, grpc.StatusCode.INVALID_ARGUMENT),
     ("closing time in the past", {"closes_at_ms": 1}, grpc.StatusCode.INVALID_ARGUMENT),
     ("closing time now", {"closes_at_ms": -1}, grpc.StatusCode.INVALID_ARGUMENT),
-    ("unknown stream", {"stream_id": "nobody-reacted"}, grpc.StatusCode.NOT_FOUND),
 ]
 
 
@@ -250,9 +249,14 @@ async def test_a_drained_stream_takes_no_new_polls_and_the_per_stream_cap_holds(
     assert await status_of(region.create()) == grpc.StatusCode.FAILED_PRECONDITION
 
 
-async def test_require_known_stream_off_allows_polls_before_any_reaction(make_region: MakeRegion) -> None:
-    region = await make_region(known=False, config=PollsConfig(require_known_stream=False))
+async def test_polls_may_be_created_before_any_reaction(make_region: MakeRegion) -> None:
+    region = await make_region(known=False)
     assert (await region.create()).stream_id == STREAM
+
+
+async def test_require_known_stream_refuses_polls_before_any_reaction(make_region: MakeRegion) -> None:
+    region = await make_region(known=False, config=PollsConfig(require_known_stream=True))
+    assert await status_of(region.create()) == grpc.StatusCode.NOT_FOUND
 
 
 async def test_host_close_refuses_later_votes_and_keeps_earlier_ones(make_region: MakeRegion) -> None:

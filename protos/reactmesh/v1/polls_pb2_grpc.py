@@ -77,7 +77,11 @@ class PollsServicer:
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
         fewer than 2 or more than 10 options, an empty or oversized option
         (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
-        the token is a host's naming `stream_id`, or a moderator's.
+        the token is a host's naming `stream_id`, or a moderator's. A poll may be
+        created on a stream that has no reactions yet, unless the broadcaster is
+        configured with polls.require_known_stream, which answers NOT_FOUND for
+        it. FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond
+        the polls per stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

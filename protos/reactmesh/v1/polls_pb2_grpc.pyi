@@ -49,7 +49,11 @@ class PollsStub:
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
     (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
-    the token is a host's naming `stream_id`, or a moderator's.
+    the token is a host's naming `stream_id`, or a moderator's. A poll may be
+    created on a stream that has no reactions yet, unless the broadcaster is
+    configured with polls.require_known_stream, which answers NOT_FOUND for
+    it. FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond
+    the polls per stream.
     """
     Vote: _grpc.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
@@ -83,7 +87,11 @@ class PollsAsyncStub(PollsStub):
     """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
     fewer than 2 or more than 10 options, an empty or oversized option
     (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
-    the token is a host's naming `stream_id`, or a moderator's.
+    the token is a host's naming `stream_id`, or a moderator's. A poll may be
+    created on a stream that has no reactions yet, unless the broadcaster is
+    configured with polls.require_known_stream, which answers NOT_FOUND for
+    it. FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond
+    the polls per stream.
     """
     Vote: _aio.UnaryUnaryMultiCallable[_polls_pb2.VoteRequest, _polls_pb2.VoteResponse]  # type: ignore[assignment]
     """NOT_FOUND for an unknown poll; INVALID_ARGUMENT for an option out of
@@ -120,7 +128,11 @@ class PollsServicer(metaclass=_abc_1.ABCMeta):
         """INVALID_ARGUMENT for an empty or oversized question (max 280 chars),
         fewer than 2 or more than 10 options, an empty or oversized option
         (max 80 chars), or a closing time in the past. PERMISSION_DENIED unless
-        the token is a host's naming `stream_id`, or a moderator's.
+        the token is a host's naming `stream_id`, or a moderator's. A poll may be
+        created on a stream that has no reactions yet, unless the broadcaster is
+        configured with polls.require_known_stream, which answers NOT_FOUND for
+        it. FAILED_PRECONDITION for a drained stream; RESOURCE_EXHAUSTED beyond
+        the polls per stream.
         """
 
     @_abc_1.abstractmethod
