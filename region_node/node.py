@@ -2,9 +2,10 @@
 
 Each role gets its own gRPC server on its configured address, with grpc.health.v1 and server
 reflection, exactly as when Kubernetes runs one role per pod; ``--target=all`` simply runs the
-three in one asyncio loop. Start order is aggregator, broadcaster, edge (so an edge finds its
-aggregators); stop order is the reverse of the data path: the edge stops accepting and flushes
-what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
+three in one asyncio loop. With a ``[tls]`` section every listener serves TLS and every node-to-node
+channel presents the node's certificate (``region_node.tls``). Start order is aggregator, broadcaster,
+edge (so an edge finds its aggregators); stop order is the reverse of the data path: the edge stops
+accepting and flushes what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.region_node.state import POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.tls import NodeTLS, PeerCertificateGuard
 from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
 from reactmesh.region_node.windows.sync import HistorySync
@@ -103,12 +105,20 @@ class Node:
         self.window_writer: WindowWriter | None = None
         self.history_syncs: list[HistorySync] = []
         self._readers: list[HistoryReader] = []
+        self.tls = NodeTLS.load(config.tls) if config.tls is not None else None
         self.metrics = NodeMetrics(config.region, self.clock) if config.metrics_listen is not None else None
+        if self.metrics is not None and self.tls is not None:
+            self.metrics.watch_tls(self.tls.stats)
         self._servers: dict[str, _RoleServer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _serve(self, role: str, listen: str, servicers: list[Servicer]) -> _RoleServer:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+    async def _serve(self, role: str, listen: str, servicers: list[Servicer], *, peers: bool = False) -> _RoleServer:
+        """Serve ``servicers`` on ``listen``; ``peers``: a node-to-node listener (client certificates required
+        when TLS says so)."""
+        tls = self.tls
+        guard = tls is not None and tls.config.require_client_cert
+        interceptors = [PeerCertificateGuard(tls.stats, role)] if guard and tls is not None else []
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         for servicer in servicers:
             servicer.add_to_server(server)
         services = [s.SERVICE_NAME for s in servicers]
@@ -116,7 +126,10 @@ class Node:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(listen)
+        if tls is not None:
+            port = server.add_secure_port(listen, tls.server.credentials(require_client_cert=guard and peers))
+        else:
+            port = server.add_insecure_port(listen)
         if port == 0:
             raise OSError(f"{role}: cannot listen on {listen}")
         host = listen.rsplit(":", 1)[0]
@@ -129,7 +142,7 @@ class Node:
         rs = _RoleServer(role, server, address, health, services)
         self._servers[role] = rs
         self.addresses[role] = address
-        log.info("%s serving on %s", role, address)
+        log.info("%s serving on %s%s", role, address, "" if tls is None else " (mTLS)" if guard and peers else " (TLS)")
         return rs
 
     async def start(self) -> None:
@@ -148,6 +161,7 @@ class Node:
                 "aggregator",
                 cfg.aggregator.listen,
                 [AggregatorService(agg), GossipServicer(gossip, reader)],
+                peers=True,
             )
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
@@ -169,8 +183,13 @@ class Node:
                 section.listen,
                 [BroadcastService(bc), query, self.polls, GossipServicer(gossip, history)],
             )
+            if section.peer_listen is not None:
+                await self._serve(
+                    "broadcaster-peers", section.peer_listen, [GossipServicer(gossip, history)], peers=True
+                )
+            tls = self.tls.client if self.tls is not None else None
             for address in (*section.sources, *section.peers):
-                dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
+                dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS, tls=tls)
                 dialer.start()
                 self.dialers.append(dialer)
             if self.window_writer is not None:
@@ -179,7 +198,10 @@ class Node:
                 self._tasks.append(asyncio.create_task(sync.run(), name=f"history-sync-{sync.address}"))
             self._tasks.append(asyncio.create_task(bc.run(), name="broadcaster-ticks"))
         if "edge" in self.targets and cfg.edge is not None:
-            edge = Edge(cfg.edge.config, self.clock)
+            if self.tls is not None:
+                edge = Edge(cfg.edge.config, self.clock, channel_factory=self.tls.client.reloading_channel)
+            else:
+                edge = Edge(cfg.edge.config, self.clock)
             await edge.start()
             self.edge = edge
             if self.metrics is not None:
@@ -230,6 +252,7 @@ class Node:
                     config=section.history,
                     channel_options=GOSSIP_CHANNEL_OPTIONS,
                     own_generation=store.node_generation(),
+                    tls=self.tls.client if self.tls is not None else None,
                 )
             )
         return query, reader
@@ -244,7 +267,7 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful stop: edge (stop accepting, flush), aggregator (last commit), broadcaster."""
-        for role in ("edge", "aggregator", "broadcaster"):
+        for role in ("edge", "aggregator", "broadcaster", "broadcaster-peers"):
             rs = self._servers.get(role)
             if rs is not None:
                 await rs.health.enter_graceful_shutdown()
@@ -265,6 +288,8 @@ class Node:
         if self.broadcaster is not None:
             await self.broadcaster.close()
             await self._servers["broadcaster"].server.stop(linger)
+            if "broadcaster-peers" in self._servers:
+                await self._servers["broadcaster-peers"].server.stop(linger)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
