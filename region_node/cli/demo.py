@@ -14,6 +14,7 @@ from rich.table import Table
 
 from reactmesh.edge.sdk import LiveView
 from reactmesh.region_node.cli.load import drive
+from reactmesh.region_node.cli.tlsopts import open_channel
 from reactmesh.region_node.cli.watch import follow
 from reactmesh.region_node.devmesh import RegionPlan
 from reactmesh.v1 import query_pb2, query_pb2_grpc
@@ -21,8 +22,8 @@ from reactmesh.v1 import query_pb2, query_pb2_grpc
 HOT = "demo-0"
 
 
-async def _totals(address: str, stream: str) -> dict[str, int]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _totals(address: str, stream: str, creds: grpc.ChannelCredentials | None) -> dict[str, int]:
+    async with open_channel(address, creds) as channel:
         reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
             query_pb2.GetTotalsRequest(stream_id=stream), timeout=2.0
         )
@@ -46,22 +47,33 @@ def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: d
     return table
 
 
-async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None:
+async def run_demo(
+    plans: Mapping[str, RegionPlan], stop: asyncio.Event, creds: grpc.ChannelCredentials | None = None
+) -> None:
+    """Drive the load and show the table until ``stop``; ``creds``: TLS (the mesh's CA) for every call."""
     # The live table is the demo's output; client reconnect chatter would scroll it away.
     logging.getLogger("reactmesh.edge.sdk").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
-    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r])) for r, p in plans.items()]
+    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], creds)) for r, p in plans.items()]
     edges = [p.edge for p in plans.values()]
     load = asyncio.create_task(
-        drive(edges, viewers=60 * len(edges), streams=10, duration_s=3600.0, taps_per_second=3.0, stop=stop)
+        drive(
+            edges,
+            viewers=60 * len(edges),
+            streams=10,
+            duration_s=3600.0,
+            taps_per_second=3.0,
+            stop=stop,
+            credentials=creds,
+        )
     )
     try:
         with Live(_table(plans, views, exact), refresh_per_second=8) as live:
             while not stop.is_set():
                 for r, p in plans.items():
                     with contextlib.suppress(grpc.aio.AioRpcError):
-                        exact[r] = await _totals(p.broadcaster, HOT)
+                        exact[r] = await _totals(p.broadcaster, HOT, creds)
                 live.update(_table(plans, views, exact))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
@@ -74,7 +86,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event) -> None
             fresh: dict[str, dict[str, int]] = {}
             for r, p in plans.items():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    fresh[r] = await _totals(p.broadcaster, HOT)
+                    fresh[r] = await _totals(p.broadcaster, HOT, creds)
             if len(fresh) == len(plans):
                 exact = fresh
                 agreed = len({tuple(sorted(t.items())) for t in fresh.values()}) == 1

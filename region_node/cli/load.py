@@ -17,8 +17,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import grpc
+
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.edge.sdk import ReactionClient
+from reactmesh.region_node.cli.tlsopts import credentials
 from reactmesh.v1 import ingest_pb2
 
 
@@ -68,8 +71,9 @@ async def drive(
     progress: bool = False,
     stop: asyncio.Event | None = None,
     flush_timeout_s: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> LoadSummary:
-    """Run the load and wait until every batch is acked; return the summary."""
+    """Run the load and wait until every batch is acked; return the summary (over TLS with ``credentials``)."""
     rng = random.Random(seed)
     emojis = list(DEFAULT_REACTIONS)
     clients: list[tuple[ReactionClient, str]] = []
@@ -89,7 +93,11 @@ async def drive(
         # Spread viewers over the given edges, each client failing over to the others.
         order = [*edges[v % len(edges) :], *edges[: v % len(edges)]]
         client = ReactionClient(
-            order, viewer_id=f"viewer-{seed}-{v}", rng=random.Random(rng.getrandbits(32)), on_ack=on_ack
+            order,
+            viewer_id=f"viewer-{seed}-{v}",
+            rng=random.Random(rng.getrandbits(32)),
+            on_ack=on_ack,
+            credentials=credentials,
         )
         stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
         clients.append((client, stream))
@@ -193,6 +201,7 @@ async def run_load(args: argparse.Namespace) -> int:
         stream_prefix=args.stream_prefix,
         seed=args.seed,
         progress=not args.no_progress and not args.json,
+        credentials=credentials(args.tls_ca),
     )
     if args.json:
         print(json.dumps(asdict(summary)))

@@ -9,8 +9,8 @@
     reactmesh bench SCENARIO [--quick]
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
-REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL), so a container needs no
-arguments.
+REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL, REACTMESH_TLS_CA), so a
+container needs no arguments. ``up --tls`` runs the mesh with mTLS; ``--tls-ca`` makes load, watch and poll speak TLS.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from reactmesh.merge.errors import ConfigError
+from reactmesh.region_node.cli.tlsopts import add_tls_ca
 
 
 def _targets(value: str) -> frozenset[str]:
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=env("REACTMESH_DATA_DIR"), help="default: a new temporary directory")
     up.add_argument("--demo", action="store_true", help="also drive a demo load and show live counts")
     up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    up.add_argument("--tls", action="store_true", help="a throwaway CA in the data dir; mTLS between every node")
 
     load = sub.add_parser("load", help="drive simulated viewers through the client SDK")
     load.add_argument("--edge", action="append", default=None, help="edge address; repeat for failover")
@@ -66,11 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seed", type=int, default=1)
     load.add_argument("--no-progress", action="store_true")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_tls_ca(load)
 
     watch = sub.add_parser("watch", help="show live counts of a stream")
     watch.add_argument("stream")
     watch.add_argument("--broadcaster", action="append", default=None)
     watch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    add_tls_ca(watch)
 
     from reactmesh.region_node.cli.poll import add_poll_commands
 

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 
+import grpc
 from rich.live import Live
 from rich.table import Table
 
 from reactmesh.edge.sdk import LiveView, subscribe
+from reactmesh.region_node.cli.tlsopts import credentials
 
 
 def render(stream: str, views: dict[str, LiveView]) -> Table:
@@ -24,16 +26,17 @@ def render(stream: str, views: dict[str, LiveView]) -> Table:
     return table
 
 
-async def follow(address: str, stream: str, view: LiveView) -> None:
-    """Apply every frame of ``stream`` to ``view`` until cancelled."""
-    async for frame in subscribe(stream, broadcaster_addresses=[address]):
+async def follow(address: str, stream: str, view: LiveView, credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Apply every frame of ``stream`` to ``view`` until cancelled (over TLS with ``credentials``)."""
+    async for frame in subscribe(stream, broadcaster_addresses=[address], credentials=credentials):
         view.apply(frame)
 
 
 async def run_watch(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     views = {address: LiveView() for address in args.broadcaster}
-    tasks = [asyncio.create_task(follow(a, args.stream, v)) for a, v in views.items()]
+    creds = credentials(args.tls_ca)
+    tasks = [asyncio.create_task(follow(a, args.stream, v, creds)) for a, v in views.items()]
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
     try:
