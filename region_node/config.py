@@ -28,6 +28,9 @@
     [broadcaster.history]                            # history repair from sources and peers, per round
     # ... any HistorySyncConfig field
 
+    peer_listen = "0.0.0.0:7301"                     # optional; Gossip only, for sources' and peers' dialers
+                                                     # (needed with [tls]: peers present client certificates)
+
     [gossip]
     # ... any GossipConfig field
 
@@ -36,6 +39,13 @@
     key_file = "/etc/reactmesh/auth/key"             # HS256 secret or PEM public key; or jwks_file = "...json"
     audience = "reactmesh"
     issuer = "https://login.example.com/"
+    [tls]                                            # optional; TLS on every listener, mTLS between nodes
+    cert_file = "/etc/reactmesh/tls/tls.crt"         # this node's certificate (chain), server and client auth
+    key_file = "/etc/reactmesh/tls/tls.key"
+    ca_file = "/etc/reactmesh/tls/ca.crt"            # the CA that signs the mesh's nodes
+    require_client_cert = true                       # node-to-node ports refuse peers without a CA-signed cert
+    # server_name = "reactmesh-node"                 # optional: the name checked in dialled nodes' certificates
+    # (files are re-read when they change; see region_node/tls.py)
 
 A section is needed only for the roles a process runs (``--target``). Every error is a
 ConfigError naming the field (``aggregator.tick_ms``) and the expected form.
@@ -62,6 +72,7 @@ from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.state import DIGESTED, region_gossip_config
+from reactmesh.region_node.tls import TLSConfig
 from reactmesh.region_node.windows.sync import HistorySyncConfig
 
 ROLES = ("edge", "aggregator", "broadcaster")
@@ -111,9 +122,14 @@ class BroadcasterSection:
     window_horizon_s: int = 120
     window_retention_s: int = 7 * 86_400
     history: HistorySyncConfig = field(default_factory=HistorySyncConfig)
+    # A second listener serving Gossip only, for the region's and other regions' broadcasters (with [tls] it
+    # requires client certificates, which the viewer-facing ``listen`` cannot).
+    peer_listen: str | None = None
 
     def __post_init__(self) -> None:
         check_address("broadcaster.listen", self.listen)
+        if self.peer_listen is not None:
+            check_address("broadcaster.peer_listen", self.peer_listen)
         if self.history_db_path is not None and (not self.history_db_path or self.history_db_path == ":memory:"):
             raise ConfigError(
                 "broadcaster.history_db_path", "a file path (omit it to keep open windows only)", self.history_db_path
@@ -141,12 +157,25 @@ class NodeConfig:
     gossip: GossipConfig = field(default_factory=region_gossip_config)
     metrics_listen: str | None = None
     auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TLSConfig | None = None
 
     def __post_init__(self) -> None:
         if not is_region(self.region):
             raise ConfigError("region", REGION_FORM, self.region)
         if self.metrics_listen is not None:
             check_address("metrics_listen", self.metrics_listen)
+        if (
+            self.tls is not None
+            and self.tls.require_client_cert
+            and self.broadcaster is not None
+            and self.broadcaster.peer_listen is None
+        ):
+            raise ConfigError(
+                "broadcaster.peer_listen",
+                "a 'host:port' for gossip peers (with [tls] peers present client certificates on it; viewers use "
+                "listen without one)",
+                None,
+            )
 
     def require(self, targets: frozenset[str]) -> None:
         """Raise ConfigError unless every role in ``targets`` has its section."""
@@ -198,7 +227,7 @@ def build(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
 
 def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> NodeConfig:
     data = expand_env(dict(data), os.environ if env is None else env)
-    known = {"region", "metrics_listen", "gossip", "auth", *ROLES}
+    known = {"region", "metrics_listen", "gossip", "auth", "tls", *ROLES}
     for key in data:
         if key not in known:
             raise ConfigError(key, f"one of: {', '.join(sorted(known))}", data[key])
@@ -232,6 +261,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         horizon = t.pop("window_horizon_s", BroadcasterSection.window_horizon_s)
         retention = t.pop("window_retention_s", BroadcasterSection.window_retention_s)
         history = build(HistorySyncConfig, "broadcaster.history", t.pop("history", None) or {})
+        peer_listen = t.pop("peer_listen", None)
         broadcaster = BroadcasterSection(
             listen=listen,
             node_id=node_id,
@@ -243,9 +273,11 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             window_horizon_s=horizon,
             window_retention_s=retention,
             history=history,
+            peer_listen=peer_listen,
             config=build(BroadcasterConfig, "broadcaster", t),
         )
     gossip = build(GossipConfig, "gossip", {"digest_collections": DIGESTED, **(table("gossip") or {})})
+    tls = build(TLSConfig, "tls", t) if (t := table("tls")) is not None else None
     return NodeConfig(
         region=region,  # type: ignore[arg-type]
         edge=edge,
@@ -254,6 +286,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         gossip=gossip,
         metrics_listen=data.get("metrics_listen"),
         auth=build(AuthConfig, "auth", table("auth") or {}),
+        tls=tls,
     )
 
 

@@ -5,6 +5,9 @@ Each region runs an edge, two aggregators and a broadcaster. As processes: one `
 (agg-1). Broadcasters of different regions gossip with each other (all-to-all). ``ProcessMesh``
 can SIGKILL and restart any process, which the fault tests use; ``InProcessMesh`` runs the same
 plan as Nodes in the caller's event loop for fast integration tests.
+
+With ``tls`` a mesh gets a throwaway CA in ``<data_dir>/tls`` (``mesh_certs``), a certificate per process, and
+runs with mTLS between nodes: broadcasters then gossip on their ``peer_listen`` port (+4).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reactmesh.edge.tokens import new_dev_secret
+from reactmesh.region_node.certs import CertFiles, CertificateAuthority
 from reactmesh.region_node.config import ROLES, from_mapping
 from reactmesh.region_node.node import Node
 from reactmesh.region_node.supervise import Child, start_child
@@ -38,6 +42,21 @@ class RegionPlan:
     broadcaster: str
     peers: tuple[str, ...]
     data_dir: Path
+    peer_listen: str | None = None
+    tls_dir: Path | None = None
+    """Set with TLS: the directory of ``mesh_certs`` (``<region>-<process>.pem``, its key, ``ca.pem``)."""
+
+    def tls_section(self, name: str) -> dict[str, Any]:
+        """The [tls] section of process ``name`` ("main", "agg1"); empty without TLS."""
+        if self.tls_dir is None:
+            return {}
+        d, stem = self.tls_dir, f"{self.region}-{name}"
+        return {
+            "cert_file": str(d / f"{stem}.pem"),
+            "key_file": str(d / f"{stem}-key.pem"),
+            "ca_file": str(d / "ca.pem"),
+            "require_client_cert": True,
+        }
 
     def process_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
         """Config mappings of the region's two processes: "main" (all roles) and "agg1"."""
@@ -64,17 +83,22 @@ class RegionPlan:
                 "peers": list(self.peers),
                 "polls_db_path": str(self.data_dir / f"{self.region}-polls.db"),
                 "history_db_path": str(self.data_dir / f"{self.region}-history.db"),
+                **({"peer_listen": self.peer_listen} if self.peer_listen else {}),
                 **o.get("broadcaster", {}),
             },
             "gossip": dict(o.get("gossip", {})),
             **({"auth": dict(o["auth"])} if "auth" in o else {}),
         }
+        if self.tls_dir is not None:
+            main["tls"] = {**self.tls_section("main"), **o.get("tls", {})}
         second = {
             "region": self.region,
             "metrics_listen": f"127.0.0.1:{port + 6}",
             "aggregator": agg[1],
             "gossip": dict(o.get("gossip", {})),
         }
+        if self.tls_dir is not None:
+            second["tls"] = {**self.tls_section("agg1"), **o.get("tls", {})}
         return {"main": main, "agg1": second}
 
     def split_configs(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
@@ -82,7 +106,8 @@ class RegionPlan:
         combined = self.process_configs(overrides)
         main, region, gossip = combined["main"], self.region, combined["main"]["gossip"]
         port = int(self.edge.rsplit(":", 1)[1])
-        return {
+        tls = {"tls": main["tls"]} if "tls" in main else {}
+        split = {
             "edge": {
                 "region": region,
                 "metrics_listen": main["metrics_listen"],
@@ -105,6 +130,10 @@ class RegionPlan:
                 **({"auth": main["auth"]} if "auth" in main else {}),
             },
         }
+        for name, cfg in split.items():
+            if name != "agg1":
+                cfg.update(tls)
+        return split
 
 
 def plan(
@@ -113,20 +142,25 @@ def plan(
     data_dir: Path,
     hosts: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
+    tls_dir: Path | None = None,
 ) -> dict[str, RegionPlan]:
     """Ports: region i uses base+10i (or ``ports[region]``) for its edge, +1/+2 (aggregators),
-    +3 (broadcaster), +5..+8 (metrics), on 127.0.0.1 (or ``hosts[region]``)."""
+    +3 (broadcaster), +4 (its gossip peer port, with ``tls_dir``), +5..+8 (metrics), on 127.0.0.1 (or
+    ``hosts[region]``)."""
     host = {r: (hosts or {}).get(r, "127.0.0.1") for r in regions}
     base = {r: (ports or {}).get(r, base_port + 10 * i) for i, r in enumerate(regions)}
     bcast = {r: f"{host[r]}:{base[r] + 3}" for r in regions}
+    peer = {r: f"{host[r]}:{base[r] + 4}" for r in regions} if tls_dir is not None else bcast
     return {
         r: RegionPlan(
             region=r,
             edge=f"{host[r]}:{base[r]}",
             aggregators=(f"{host[r]}:{base[r] + 1}", f"{host[r]}:{base[r] + 2}"),
             broadcaster=bcast[r],
-            peers=tuple(bcast[o] for o in regions if o != r),
+            peers=tuple(peer[o] for o in regions if o != r),
             data_dir=data_dir,
+            peer_listen=peer[r] if tls_dir is not None else None,
+            tls_dir=tls_dir,
         )
         for r in regions
     }
@@ -156,11 +190,51 @@ def to_toml(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def wait_serving(address: str, within: float = 20.0) -> None:
-    """Wait until the gRPC health service at ``address`` answers SERVING."""
+def mesh_certs(plans: Mapping[str, RegionPlan], hosts: Sequence[str] = ()) -> CertFiles:
+    """A new CA and a certificate per process of ``plans`` (valid for loopback and ``hosts``) in their
+    ``tls_dir``, plus ``client.pem`` for the harness and tools that dial node-to-node ports; returns the client's."""
+    dirs = {p.tls_dir for p in plans.values() if p.tls_dir is not None}
+    if not dirs:
+        raise ValueError("the plans have no tls_dir")
+    ca = CertificateAuthority.create("reactmesh up CA")
+    names = (
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        *hosts,
+        *(a.rsplit(":", 1)[0] for p in plans.values() for a in (p.edge, *p.aggregators, p.broadcaster)),
+    )
+    san = tuple(dict.fromkeys(names))
+    client = None
+    for d in dirs:
+        ca.write(d)
+        for p in plans.values():
+            if p.tls_dir == d:
+                for name in ("main", "agg1"):
+                    ca.write_node(d, f"{p.region}-{name}", san)
+        client = ca.write_node(d, "client", san)
+    assert client is not None
+    return client
+
+
+def channel_credentials(files: CertFiles | None, *, client_cert: bool = True) -> grpc.ChannelCredentials | None:
+    """Credentials for the harness: the CA, and the client certificate unless ``client_cert`` is false (a viewer)."""
+    if files is None:
+        return None
+    ca = files.ca_file.read_bytes()
+    if not client_cert:
+        return grpc.ssl_channel_credentials(ca)
+    return grpc.ssl_channel_credentials(ca, files.key_file.read_bytes(), files.cert_file.read_bytes())
+
+
+async def wait_serving(address: str, within: float = 20.0, credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Wait until the gRPC health service at ``address`` answers SERVING (over TLS with ``credentials``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = (
+        grpc.aio.secure_channel(address, credentials) if credentials is not None else grpc.aio.insecure_channel(address)
+    )
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -187,15 +261,21 @@ class ProcessMesh:
     # Require client tokens, signed with an HS256 dev key in data_dir/auth.key (kept across runs of one data dir).
     auth: bool = False
     auth_key: Path | None = None
+    tls: bool = False  # a throwaway CA in <data_dir>/tls, mTLS between nodes
     plans: dict[str, RegionPlan] = field(default_factory=dict)
     procs: dict[tuple[str, str], Child] = field(default_factory=dict)
+    client_tls: CertFiles | None = None
+    """With ``tls``: the harness's certificate (``ca_file`` is what viewers trust)."""
     _tmp: Path | None = None
 
     async def __aenter__(self) -> ProcessMesh:
         if self.data_dir is None:
             self._tmp = self.data_dir = Path(tempfile.mkdtemp(prefix="reactmesh-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.plans = plan(self.regions, self.base_port, self.data_dir)
+        tls_dir = self.data_dir / "tls" if self.tls else None
+        self.plans = plan(self.regions, self.base_port, self.data_dir, tls_dir=tls_dir)
+        if tls_dir is not None:
+            self.client_tls = mesh_certs(self.plans)
         overrides = dict(self.overrides or {})
         if self.auth:
             self.auth_key = write_dev_key(self.data_dir / "auth.key")
@@ -254,7 +334,8 @@ class ProcessMesh:
         addresses = []
         for p in self.plans.values():
             addresses += [p.edge, *p.aggregators, p.broadcaster]
-        await asyncio.gather(*(wait_serving(a, within) for a in addresses))
+        credentials = channel_credentials(self.client_tls)
+        await asyncio.gather(*(wait_serving(a, within, credentials) for a in addresses))
 
     def kill(self, region: str, name: str) -> None:
         """SIGKILL a process: no flush, no final commit."""
@@ -285,12 +366,17 @@ class InProcessMesh:
     regions: Sequence[str] = ("a",)
     base_port: int = 0
     overrides: Mapping[str, Mapping[str, Any]] | None = None
+    tls: bool = False
     nodes: dict[tuple[str, str], Node] = field(default_factory=dict)
     plans: dict[str, RegionPlan] = field(default_factory=dict)
+    client_tls: CertFiles | None = None
 
     async def __aenter__(self) -> InProcessMesh:
         base = self.base_port or free_port_block(10 * len(self.regions))
-        self.plans = plan(self.regions, base, self.data_dir)
+        tls_dir = self.data_dir / "tls" if self.tls else None
+        self.plans = plan(self.regions, base, self.data_dir, tls_dir=tls_dir)
+        if tls_dir is not None:
+            self.client_tls = mesh_certs(self.plans)
         try:
             for r, p in self.plans.items():
                 configs = p.process_configs(self.overrides)

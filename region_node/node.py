@@ -2,9 +2,10 @@
 
 Each role gets its own gRPC server on its configured address, with grpc.health.v1 and server
 reflection, exactly as when Kubernetes runs one role per pod; ``--target=all`` simply runs the
-three in one asyncio loop. Start order is aggregator, broadcaster, edge (so an edge finds its
-aggregators); stop order is the reverse of the data path: the edge stops accepting and flushes
-what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
+three in one asyncio loop. With a ``[tls]`` section every listener serves TLS and every node-to-node
+channel presents the node's certificate (``region_node.tls``). Start order is aggregator, broadcaster,
+edge (so an edge finds its aggregators); stop order is the reverse of the data path: the edge stops
+accepting and flushes what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
 from reactmesh.region_node.state import POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.tls import NodeTLS, PeerCertificateGuard
 from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
 from reactmesh.region_node.windows.sync import HistorySync
@@ -154,12 +156,20 @@ class Node:
         self.window_writer: WindowWriter | None = None
         self.history_syncs: list[HistorySync] = []
         self._readers: list[HistoryReader] = []
+        self.tls = NodeTLS.load(config.tls) if config.tls is not None else None
         self.metrics = NodeMetrics(config.region, self.clock) if config.metrics_listen is not None else None
+        if self.metrics is not None and self.tls is not None:
+            self.metrics.watch_tls(self.tls.stats)
         self._servers: dict[str, _RoleServer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _serve(self, role: str, listen: str, servicers: list[Servicer]) -> _RoleServer:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+    async def _serve(self, role: str, listen: str, servicers: list[Servicer], *, peers: bool = False) -> _RoleServer:
+        """Serve ``servicers`` on ``listen``; ``peers``: a node-to-node listener (client certificates required
+        when TLS says so)."""
+        tls = self.tls
+        guard = tls is not None and tls.config.require_client_cert
+        interceptors = [PeerCertificateGuard(tls.stats, role)] if guard and tls is not None else []
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         for servicer in servicers:
             servicer.add_to_server(RejectingUndecodable(server))
         services = [s.SERVICE_NAME for s in servicers]
@@ -168,7 +178,10 @@ class Node:
         names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         try:
-            port = server.add_insecure_port(listen)
+            if tls is not None:
+                port = server.add_secure_port(listen, tls.server.credentials(require_client_cert=guard and peers))
+            else:
+                port = server.add_insecure_port(listen)
         except RuntimeError:  # grpc's "Failed to bind to address ..."
             port = 0
         if port == 0:
@@ -183,7 +196,7 @@ class Node:
         rs = _RoleServer(role, server, address, health, services)
         self._servers[role] = rs
         self.addresses[role] = address
-        log.info("%s serving on %s", role, address)
+        log.info("%s serving on %s%s", role, address, "" if tls is None else " (mTLS)" if guard and peers else " (TLS)")
         return rs
 
     async def start(self) -> None:
@@ -202,6 +215,7 @@ class Node:
                 "aggregator",
                 cfg.aggregator.listen,
                 [AggregatorService(agg), GossipServicer(gossip, reader)],
+                peers=True,
             )
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
@@ -223,8 +237,13 @@ class Node:
                 section.listen,
                 [BroadcastService(bc, self.authorizer), query, self.polls, GossipServicer(gossip, history)],
             )
+            if section.peer_listen is not None:
+                await self._serve(
+                    "broadcaster-peers", section.peer_listen, [GossipServicer(gossip, history)], peers=True
+                )
+            tls = self.tls.client if self.tls is not None else None
             for address in (*section.sources, *section.peers):
-                dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS)
+                dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS, tls=tls)
                 dialer.start()
                 self.dialers.append(dialer)
             if self.window_writer is not None:
@@ -233,7 +252,15 @@ class Node:
                 self._tasks.append(asyncio.create_task(sync.run(), name=f"history-sync-{sync.address}"))
             self._tasks.append(asyncio.create_task(bc.run(), name="broadcaster-ticks"))
         if "edge" in self.targets and cfg.edge is not None:
-            edge = Edge(cfg.edge.config, self.clock, authorizer=self.authorizer)
+            if self.tls is not None:
+                edge = Edge(
+                    cfg.edge.config,
+                    self.clock,
+                    authorizer=self.authorizer,
+                    channel_factory=self.tls.client.reloading_channel,
+                )
+            else:
+                edge = Edge(cfg.edge.config, self.clock, authorizer=self.authorizer)
             await edge.start()
             self.edge = edge
             if self.metrics is not None:
@@ -286,6 +313,7 @@ class Node:
                     config=section.history,
                     channel_options=GOSSIP_CHANNEL_OPTIONS,
                     own_generation=store.node_generation(),
+                    tls=self.tls.client if self.tls is not None else None,
                 )
             )
         return query, reader
@@ -321,7 +349,7 @@ class Node:
             elif not task.cancelled() and task.exception() is not None:
                 log.warning("stop: %s failed: %r", what, task.exception())
 
-        for role in ("edge", "aggregator", "broadcaster"):
+        for role in ("edge", "aggregator", "broadcaster", "broadcaster-peers"):
             rs = self._servers.get(role)
             if rs is not None:
                 await step(f"{role} health", rs.health.enter_graceful_shutdown())
@@ -346,6 +374,8 @@ class Node:
             await step("broadcaster", self.broadcaster.close())
         if "broadcaster" in servers:
             await step("broadcaster server", servers["broadcaster"].server.stop(linger))
+        if "broadcaster-peers" in servers:
+            await step("broadcaster peer server", servers["broadcaster-peers"].server.stop(linger))
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -20,6 +20,7 @@ from reactmesh.edge.errors import ServiceError, abort_with, failed_precondition,
 from reactmesh.edge.limits import STREAM_ID_FORM, is_stream_id
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode, ProtocolError, SelfSession
+from reactmesh.region_node.tls import ClientTLS
 from reactmesh.region_node.windows.digests import MAX_PAGE, MAX_ROWS, DigestPage, HistoryReader
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
 
@@ -135,7 +136,8 @@ class _ServerTransport:
 
 
 class Dialer:
-    """Keeps one gossip session open to ``address``; reconnects until ``close()``."""
+    """Keeps one gossip session open to ``address``; reconnects until ``close()``. With ``tls`` every connection
+    presents the node's certificate as it is on disk at that moment (mTLS), and refused handshakes are counted."""
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class Dialer:
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 2.0,
         channel_options: tuple[tuple[str, Any], ...] = (),
-        credentials: grpc.ChannelCredentials | None = None,
+        tls: ClientTLS | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.node = node
@@ -155,7 +157,7 @@ class Dialer:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._options = channel_options
-        self._credentials = credentials
+        self._tls = tls
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -177,8 +179,8 @@ class Dialer:
     async def _run(self) -> None:
         attempt = 0
         while not self._closed:
-            if self._credentials is not None:
-                channel = grpc.aio.secure_channel(self.address, self._credentials, options=self._options)
+            if self._tls is not None:
+                channel = self._tls.channel(self.address, self._options)
             else:
                 channel = grpc.aio.insecure_channel(self.address, options=self._options)
             try:
@@ -192,6 +194,8 @@ class Dialer:
                     self.is_self = True
                     log.info("gossip: %s is this node (%s); not dialling it", self.address, self.node.node_id)
                     return  # (the finally below closes the channel)
+                if self._tls is not None:
+                    self._tls.observe(self.address, exc)
                 log.debug("gossip session to %s ended: %s", self.address, exc)
             except (ProtocolError, ConnectionError) as exc:
                 log.debug("gossip session to %s ended: %s", self.address, exc)
@@ -200,5 +204,7 @@ class Dialer:
                 await channel.close(grace=None)
             if self.clock.monotonic() - started > 5.0:
                 attempt = 0
+                if self._tls is not None:
+                    self._tls.connected(self.address)
             attempt += 1
             await self.clock.sleep(backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s, self._rng))

@@ -131,16 +131,17 @@ async def subscribe(
     resume: tuple[int, int] | None = None,
     token: str | None = None,
     clock: Clock | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> AsyncIterator[broadcast_pb2.Frame]:
     """Frames of ``stream_id`` for a reader that does not tap (dashboards, ``reactmesh watch``).
 
     Same reconnect, resume and failover behaviour as ``ReactionClient.subscribe``, with ClientConfig's default
-    timings; ConfigError if ``broadcaster_addresses`` is empty.
+    timings; ConfigError if ``broadcaster_addresses`` is empty. ``credentials`` selects TLS (insecure when None).
     """
     config = ClientConfig(edges=tuple(broadcaster_addresses), viewer_id="subscriber")
     channels = Channels(
         token=token,
-        credentials=None,
+        credentials=credentials,
         channel_factory=None,
         backoff_initial_s=config.backoff_initial_s,
         backoff_max_s=config.backoff_max_s,

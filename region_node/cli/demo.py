@@ -15,6 +15,7 @@ from rich.table import Table
 from reactmesh.edge.sdk import LiveView
 from reactmesh.edge.tokens import Minter, bearer
 from reactmesh.region_node.cli.load import drive
+from reactmesh.region_node.cli.tlsopts import open_channel
 from reactmesh.region_node.cli.watch import follow
 from reactmesh.region_node.devmesh import RegionPlan
 from reactmesh.v1 import query_pb2, query_pb2_grpc
@@ -22,8 +23,10 @@ from reactmesh.v1 import query_pb2, query_pb2_grpc
 HOT = "demo-0"
 
 
-async def _totals(address: str, stream: str, token: str | None = None) -> dict[str, int]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _totals(
+    address: str, stream: str, token: str | None = None, creds: grpc.ChannelCredentials | None = None
+) -> dict[str, int]:
+    async with open_channel(address, creds) as channel:
         reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
             query_pb2.GetTotalsRequest(stream_id=stream), timeout=2.0, metadata=bearer(token)
         )
@@ -47,14 +50,20 @@ def _table(plans: Mapping[str, RegionPlan], views: dict[str, LiveView], exact: d
     return table
 
 
-async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event, minter: Minter | None = None) -> None:
-    """The demo; with ``minter`` (auth on) every simulated viewer and the live table use tokens of their own."""
+async def run_demo(
+    plans: Mapping[str, RegionPlan],
+    stop: asyncio.Event,
+    minter: Minter | None = None,
+    creds: grpc.ChannelCredentials | None = None,
+) -> None:
+    """The demo; with ``minter`` (auth on) every simulated viewer and the live table use tokens of their own;
+    ``creds``: TLS (the mesh's CA) for every call."""
     # The live table is the demo's output; client reconnect chatter would scroll it away.
     logging.getLogger("reactmesh.edge.sdk").setLevel(logging.ERROR)
     views = {r: LiveView() for r in plans}
     exact: dict[str, dict[str, int]] = {}
     token = minter.mint("demo-watcher") if minter is not None else None
-    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], token)) for r, p in plans.items()]
+    followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], token, creds)) for r, p in plans.items()]
     edges = [p.edge for p in plans.values()]
     load = asyncio.create_task(
         drive(
@@ -65,6 +74,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event, minter:
             taps_per_second=3.0,
             stop=stop,
             minter=minter,
+            credentials=creds,
         )
     )
     try:
@@ -72,7 +82,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event, minter:
             while not stop.is_set():
                 for r, p in plans.items():
                     with contextlib.suppress(grpc.aio.AioRpcError):
-                        exact[r] = await _totals(p.broadcaster, HOT, token)
+                        exact[r] = await _totals(p.broadcaster, HOT, token, creds)
                 live.update(_table(plans, views, exact))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
@@ -85,7 +95,7 @@ async def run_demo(plans: Mapping[str, RegionPlan], stop: asyncio.Event, minter:
             fresh: dict[str, dict[str, int]] = {}
             for r, p in plans.items():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    fresh[r] = await _totals(p.broadcaster, HOT, token)
+                    fresh[r] = await _totals(p.broadcaster, HOT, token, creds)
             if len(fresh) == len(plans):
                 exact = fresh
                 agreed = len({tuple(sorted(t.items())) for t in fresh.values()}) == 1

@@ -17,9 +17,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import grpc
+
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.edge.sdk import ReactionClient
 from reactmesh.edge.tokens import Minter
+from reactmesh.region_node.cli.tlsopts import credentials
 from reactmesh.v1 import ingest_pb2
 
 
@@ -70,9 +73,10 @@ async def drive(
     stop: asyncio.Event | None = None,
     flush_timeout_s: float = 60.0,
     minter: Minter | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> LoadSummary:
     """Run the load and wait until every batch is acked; return the summary. With ``minter`` every viewer sends
-    a viewer token of its own (auth on)."""
+    a viewer token of its own (auth on); over TLS with ``credentials``."""
     rng = random.Random(seed)
     emojis = list(DEFAULT_REACTIONS)
     clients: list[tuple[ReactionClient, str]] = []
@@ -98,6 +102,7 @@ async def drive(
             rng=random.Random(rng.getrandbits(32)),
             on_ack=on_ack,
             token=minter.mint(viewer_id) if minter is not None else None,
+            credentials=credentials,
         )
         stream = f"{stream_prefix}-{pick_stream(rng, streams, hot_share)}"
         clients.append((client, stream))
@@ -209,6 +214,7 @@ async def run_load(args: argparse.Namespace) -> int:
             progress=not args.no_progress and not args.json,
             flush_timeout_s=flush_timeout_s,
             minter=minter(args, ttl_s=int(args.duration) + 3600),
+            credentials=credentials(args.tls_ca),
         )
     except TimeoutError:
         raise UserError(

@@ -11,7 +11,8 @@
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
 REACTMESH_BROADCASTER, REACTMESH_EXPORT_DB, REACTMESH_EXPORT_OUT, REACTMESH_LOG_LEVEL, REACTMESH_TOKEN,
-REACTMESH_AUTH_KEY), so a container needs no arguments.
+REACTMESH_AUTH_KEY, REACTMESH_TLS_CA), so a container needs no arguments. ``up --tls`` runs the mesh with mTLS;
+``--tls-ca`` makes load, watch and poll speak TLS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from reactmesh.merge.errors import ConfigError
+from reactmesh.region_node.cli.tlsopts import add_tls_ca
 
 
 def _targets(value: str) -> frozenset[str]:
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=number(float, 0), default=0.0, help="stop after this many seconds (0: until Ctrl-C)"
     )
     up.add_argument("--auth", action="store_true", help="require tokens, signed with a generated dev key")
+    up.add_argument("--tls", action="store_true", help="a throwaway CA in the data dir; mTLS between every node")
 
     load = sub.add_parser("load", help="drive simulated viewers through the client SDK", formatter_class=shown)
     load.add_argument(
@@ -134,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.add_argument("--key", default=env("REACTMESH_AUTH_KEY"), help="mint a token per viewer with this key file")
+    add_tls_ca(load)
     load.add_argument(
         "--connect-timeout", type=number(float, 0.1), default=5.0, help="seconds to wait for an edge to answer"
     )
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=number(float, 0.1), default=5.0, help="seconds to wait for a broadcaster to answer"
     )
     watch.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
+    add_tls_ca(watch)
 
     from reactmesh.region_node.cli.poll import add_poll_commands
 

@@ -49,6 +49,9 @@ def add_poll_commands(subparsers: Any) -> None:
     )
     common.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
     common.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    from reactmesh.region_node.cli.tlsopts import add_tls_ca
+
+    add_tls_ca(common)
 
     poll = subparsers.add_parser("poll", help="create, vote on, close and watch live polls")
     sub = poll.add_subparsers(dest="poll_command", required=True)
@@ -113,12 +116,13 @@ async def run_poll(args: argparse.Namespace) -> int:
     import grpc
     from rich.console import Console
 
+    from reactmesh.region_node.cli.tlsopts import credentials, open_channel
     from reactmesh.v1 import polls_pb2, polls_pb2_grpc
 
     metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
     console = Console()
     try:
-        async with grpc.aio.insecure_channel(args.broadcaster) as channel:
+        async with open_channel(args.broadcaster, credentials(args.tls_ca)) as channel:
             stub = polls_pb2_grpc.PollsStub(channel)
             command = args.poll_command
             if command == "create":
@@ -202,7 +206,11 @@ async def _watch(stub: Any, args: argparse.Namespace, metadata: Any, console: Co
 
     view = LiveView()
     title = f"stream {stream}" if args.poll_id is None else ""
-    frames = subscribe(stream, broadcaster_addresses=[args.broadcaster], token=args.token)
+    from reactmesh.region_node.cli.tlsopts import credentials
+
+    frames = subscribe(
+        stream, broadcaster_addresses=[args.broadcaster], token=args.token, credentials=credentials(args.tls_ca)
+    )
     deadline = time.monotonic() + args.duration if args.duration > 0 else None
     try:
         if args.once:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reactmesh.region_node.cli.tlsopts import credentials
 from reactmesh.region_node.devmesh import ProcessMesh
 from reactmesh.region_node.supervise import ChildFailed
 
@@ -23,7 +24,7 @@ async def run_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     auth = getattr(args, "auth", False)
-    mesh = ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir, auth=auth)
+    mesh = ProcessMesh(regions=regions, base_port=args.base_port, data_dir=data_dir, auth=auth, tls=args.tls)
     try:
         await mesh.__aenter__()
     except (ChildFailed, TimeoutError) as exc:
@@ -46,11 +47,16 @@ async def run_up(args: argparse.Namespace) -> int:
             print("    reactmesh token --sub viewer-42            (or --role host --stream demo-0, --role moderator)")
         else:
             print("  auth: OFF, every client call is anonymous (reactmesh up --auth requires tokens)")
+        creds = None
+        if mesh.client_tls is not None:
+            creds = credentials(str(mesh.client_tls.ca_file))
+            print(f"  mTLS between nodes, TLS for viewers: pass --tls-ca {mesh.client_tls.ca_file} to load/watch/poll")
         for r, p in mesh.plans.items():
             metrics = int(p.edge.rsplit(":", 1)[1]) + 5
             print(
                 f"  region {r}: edge {p.edge}  aggregators {', '.join(p.aggregators)}  "
                 f"broadcaster+query {p.broadcaster}  metrics :{metrics} :{metrics + 1}"
+                + (f"  gossip peers {p.peer_listen}" if p.peer_listen else "")
             )
         print("Ctrl-C stops every process.", flush=True)
         tasks: list[asyncio.Task[Any]] = []
@@ -59,7 +65,7 @@ async def run_up(args: argparse.Namespace) -> int:
         if args.demo:
             from reactmesh.region_node.cli.demo import run_demo
 
-            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop, minter)))
+            tasks.append(asyncio.create_task(run_demo(mesh.plans, stop, minter, creds)))
         await stop.wait()
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=30)

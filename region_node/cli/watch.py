@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 
+import grpc
 from rich.live import Live
 from rich.table import Table
 
 from reactmesh.edge.sdk import LiveView, subscribe
+from reactmesh.region_node.cli.tlsopts import credentials
 
 
 def render(stream: str, views: dict[str, LiveView]) -> Table:
@@ -24,9 +26,15 @@ def render(stream: str, views: dict[str, LiveView]) -> Table:
     return table
 
 
-async def follow(address: str, stream: str, view: LiveView, token: str | None = None) -> None:
-    """Apply every frame of ``stream`` to ``view`` until cancelled."""
-    async for frame in subscribe(stream, broadcaster_addresses=[address], token=token):
+async def follow(
+    address: str,
+    stream: str,
+    view: LiveView,
+    token: str | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Apply every frame of ``stream`` to ``view`` until cancelled (over TLS with ``credentials``)."""
+    async for frame in subscribe(stream, broadcaster_addresses=[address], token=token, credentials=credentials):
         view.apply(frame)
 
 
@@ -42,7 +50,8 @@ async def run_watch(args: argparse.Namespace) -> int:
     await require_reachable(args.broadcaster, "broadcaster", within=args.connect_timeout)
     stop = asyncio.Event()
     views = {address: LiveView() for address in args.broadcaster}
-    tasks = [asyncio.create_task(follow(a, args.stream, v, args.token)) for a, v in views.items()]
+    creds = credentials(args.tls_ca)
+    tasks = [asyncio.create_task(follow(a, args.stream, v, args.token, creds)) for a, v in views.items()]
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
     try:

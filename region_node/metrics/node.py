@@ -7,7 +7,8 @@ interpreter) with the process, platform and GC collectors, and attaches to each 
 - aggregator: ``Aggregator.add_commit_listener`` (per commit) plus ``statistics()``;
 - broadcaster: ``BroadcastHooks`` (per tick and per frame), a ``ReplicaState`` listener and a gossip
   lag observer (per merged delta), plus ``statistics()``;
-- gossip: ``GossipNode.lag_observers`` (per merged delta) plus ``GossipNode.stats``; dialers' counters.
+- gossip: ``GossipNode.lag_observers`` (per merged delta) plus ``GossipNode.stats``; dialers' counters;
+- tls: ``TLSStats`` (peers refused by the call guard and by dialers, reloads, certificate expiry).
 
 Counters kept by components are read at scrape time, on the event loop (the HTTP server is an
 asyncio server in the node's loop, so no collector reads a structure another thread mutates).
@@ -47,8 +48,10 @@ from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
 from reactmesh.region_node.metrics.history import HistoryCollector
 from reactmesh.region_node.metrics.server import MetricsServer
+from reactmesh.region_node.metrics.tls import TLSCollector
 from reactmesh.region_node.replication import Dialer
 from reactmesh.region_node.state import RegionState
+from reactmesh.region_node.tls import TLSStats
 from reactmesh.region_node.windows.sealer import WindowWriter
 from reactmesh.region_node.windows.sync import HistorySync
 
@@ -90,6 +93,9 @@ class NodeMetrics:
     def watch_history(self, state: RegionState, writer: WindowWriter, syncs: Sequence[HistorySync]) -> None:
         """Stored-history metrics of a broadcaster (``syncs`` is read at scrape time)."""
         self.registry.register(HistoryCollector(self.region, state, writer, syncs))
+
+    def watch_tls(self, stats: TLSStats) -> None:
+        self.registry.register(TLSCollector(self.region, stats))
 
     async def serve(self, listen: str) -> str:
         """Serve /metrics on "host:port"; return the bound address."""

@@ -34,6 +34,7 @@ import grpc
 from reactmesh.merge.checks import int_in, number_in
 from reactmesh.merge.clock import Clock
 from reactmesh.region_node.state import TOTALS, WINDOWS
+from reactmesh.region_node.tls import ClientTLS
 from reactmesh.region_node.windows.digests import MAX_PAGE, MAX_ROWS, TOTALS_MINUTE, Bucket, HistoryReader
 from reactmesh.region_node.windows.sealer import SealedBefore, Slot, WindowSink
 from reactmesh.v1 import gossip_pb2, gossip_pb2_grpc
@@ -90,6 +91,7 @@ class HistorySync:
         config: HistorySyncConfig | None = None,
         channel_options: tuple[tuple[str, Any], ...] = (),
         own_generation: str | None = None,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.address = address
         self._store = store
@@ -99,6 +101,7 @@ class HistorySync:
         self.retention_s = retention_s
         self.config = config or HistorySyncConfig()
         self._options = channel_options
+        self._tls = tls
         self._generation: str | None = None
         self._changes_after = 0
         self._ranges: list[_Range] = []
@@ -122,7 +125,11 @@ class HistorySync:
 
     async def run(self) -> None:
         """Run a round every ``interval_s`` until cancelled."""
-        channel = grpc.aio.insecure_channel(self.address, options=self._options)
+        channel: Any = (
+            self._tls.reloading_channel(self.address, self._options)
+            if self._tls is not None
+            else grpc.aio.insecure_channel(self.address, options=self._options)
+        )
         stub: gossip_pb2_grpc.GossipAsyncStub = gossip_pb2_grpc.GossipStub(channel)
         try:
             while True:
@@ -137,6 +144,8 @@ class HistorySync:
             await self.round(stub)
         except grpc.aio.AioRpcError as exc:
             self.stats.failures += 1
+            if self._tls is not None:
+                self._tls.observe(self.address, exc)
             if self._connected:
                 log.info("history sync with %s paused: %s", self.address, exc.code().name)
             self._connected = False

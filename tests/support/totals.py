@@ -16,10 +16,20 @@ from reactmesh.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)
 
 
-async def merged_totals(address: str, streams: Iterable[str], timeout: float = 2.0) -> Counter[str]:  # noqa: ASYNC109
-    """A broadcaster's merged global totals, per "stream/emoji"."""
+async def merged_totals(
+    address: str,
+    streams: Iterable[str],
+    timeout: float = 2.0,  # noqa: ASYNC109
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Counter[str]:
+    """A broadcaster's merged global totals, per "stream/emoji" (over TLS with ``credentials``)."""
     out: Counter[str] = Counter()
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    channel = (
+        grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        if credentials is not None
+        else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    )
+    async with channel:
         stub = query_pb2_grpc.QueryStub(channel)
         for s in streams:
             reply = await stub.GetTotals(query_pb2.GetTotalsRequest(stream_id=s), timeout=timeout)
@@ -49,7 +59,12 @@ async def converge_to(address: str, truth: Counter[str]) -> None:
         await asyncio.sleep(0.1)
 
 
-async def wait_converged(broadcasters: Mapping[str, str], truth: Counter[str], within: float = 60.0) -> float:
+async def wait_converged(
+    broadcasters: Mapping[str, str],
+    truth: Counter[str],
+    within: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> float:
     """Poll every broadcaster until each one's totals equal ``truth`` exactly; return the seconds it took.
 
     Fails naming, per region, the keys that differ (merged, truth) when ``within`` passes first.
@@ -62,7 +77,7 @@ async def wait_converged(broadcasters: Mapping[str, str], truth: Counter[str], w
     while pending:
         for region, address in list(pending.items()):
             try:
-                got = await merged_totals(address, streams)
+                got = await merged_totals(address, streams, credentials=credentials)
             except grpc.aio.AioRpcError as exc:
                 last[region] = f"query failed: {exc.code()}"
                 continue

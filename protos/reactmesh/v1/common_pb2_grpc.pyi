@@ -5,7 +5,8 @@ Shared messages of the reactmesh v1 wire contract.
 
 Authentication never travels in message fields: clients send
 `authorization: Bearer <token>` in call metadata, and nodes of the mesh
-authenticate each other with mTLS.
+authenticate each other with mTLS when configured with a [tls] section
+(node-to-node ports require a client certificate signed by the mesh CA).
 """
 
 from collections import abc as _abc
