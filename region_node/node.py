@@ -168,7 +168,11 @@ class Node:
         when TLS says so)."""
         tls = self.tls
         guard = tls is not None and tls.config.require_client_cert
-        interceptors = [PeerCertificateGuard(tls.stats, role)] if guard and tls is not None else []
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.metrics is not None:
+            interceptors.append(self.metrics.grpc.interceptor(role))  # first: it sees refused calls too
+        if guard and tls is not None:
+            interceptors.append(PeerCertificateGuard(tls.stats, role))
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         for servicer in servicers:
             servicer.add_to_server(RejectingUndecodable(server))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -27,6 +26,8 @@ from typing import Any
 
 from reactmesh.merge.errors import ConfigError
 from reactmesh.region_node.cli.tlsopts import add_tls_ca
+from reactmesh.region_node.logs import FORMATS
+from reactmesh.region_node.logs import configure as configure_logs
 
 
 def _targets(value: str) -> frozenset[str]:
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_log_level,
         default=env("REACTMESH_LOG_LEVEL", "WARNING"),
         help=f"one of {', '.join(LOG_LEVELS)} ($REACTMESH_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=env("REACTMESH_LOG_FORMAT", "text"),
+        help="text, or json: one object per line with region, role and node ($REACTMESH_LOG_FORMAT)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -189,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reactmesh.region_node.cli.common import UserError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(args.log_level, args.log_format)
     try:
         if args.command == "serve":
             from reactmesh.region_node.cli.serve import run_serve

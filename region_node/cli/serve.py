@@ -23,10 +23,12 @@ async def run_serve(args: argparse.Namespace) -> int:
     """Run the roles of ``args.target`` in this process until SIGTERM or SIGINT."""
     config_path, targets = args.config, args.target
     from reactmesh.region_node import config as config_module
+    from reactmesh.region_node.logs import set_context
     from reactmesh.region_node.node import Node
     from reactmesh.region_node.supervise import ParentLink
 
     cfg = config_module.load(config_path)
+    set_context(region=cfg.region, role=",".join(sorted(targets)), node=_node_name(cfg))
     node = Node(cfg, targets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,3 +65,12 @@ def _arm_watchdog(seconds: float) -> None:
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
+
+
+def _node_name(cfg: object) -> str:
+    """The node id of the process's first role that has one (aggregator, then broadcaster), else ''."""
+    aggregator = getattr(cfg, "aggregator", None)
+    if aggregator is not None:
+        return str(aggregator.config.node_id)
+    broadcaster = getattr(cfg, "broadcaster", None)
+    return str(broadcaster.node_id) if broadcaster is not None else ""

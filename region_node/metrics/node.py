@@ -1,7 +1,8 @@
 """Prometheus metrics of one reactmesh process, collected at the components' seams, served at /metrics.
 
 ``NodeMetrics`` owns one ``CollectorRegistry`` per process (per ``Node``: tests run several in one
-interpreter) with the process, platform and GC collectors, and attaches to each role's seam:
+interpreter) with the process, platform and GC collectors (``region``-labelled, and ``reactmesh_build_info``:
+metrics.process), the gRPC server interceptor's counters (metrics.grpc_server), and attaches to each role's seam:
 
 - edge: an ``Edge.listeners`` entry (per batch: a few integer additions) plus ``statistics()``;
 - aggregator: ``Aggregator.add_commit_listener`` (per commit) plus ``statistics()``;
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock
@@ -46,7 +47,9 @@ from reactmesh.region_node.metrics.aggregator import AggregatorCollector
 from reactmesh.region_node.metrics.broadcaster import BroadcasterCollector
 from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
+from reactmesh.region_node.metrics.grpc_server import GrpcServerMetrics
 from reactmesh.region_node.metrics.history import HistoryCollector
+from reactmesh.region_node.metrics.process import ProcessMetrics
 from reactmesh.region_node.metrics.server import MetricsServer
 from reactmesh.region_node.metrics.tls import TLSCollector
 from reactmesh.region_node.replication import Dialer
@@ -63,9 +66,10 @@ class NodeMetrics:
         self.region = region
         self.clock = clock
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        self.registry.register(ProcessMetrics(region))
+        self.grpc = GrpcServerMetrics(region)
+        """``self.grpc.interceptor(role)`` goes first on every gRPC server of the node."""
+        self.registry.register(self.grpc)
         self.broadcast_hooks = BroadcasterCollector(region, clock)
         """Pass as the Broadcaster's ``hooks``; ``watch_broadcaster`` binds it."""
         self._gossip: GossipCollector | None = None
