@@ -26,6 +26,8 @@ class LiveView:
         self.epoch = 0
         self.seq = 0
         self.drained = False
+        self.degrade_level = 0
+        """The broadcaster's overload level in the last frame: above 0, show static hearts rather than animate."""
         self.frames_applied = 0
 
     @property
@@ -56,5 +58,6 @@ class LiveView:
         self.epoch = frame.epoch
         self.seq = frame.seq
         self.drained = self.drained or frame.drained
+        self.degrade_level = frame.degrade_level
         self.frames_applied += 1
         return True

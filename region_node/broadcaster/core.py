@@ -24,7 +24,8 @@ Guarantees:
 - Overload: a tick slower than ``tick_budget_ms``, or more than ``degrade_subscribers``
   subscribers, raises the degrade level by one (at most 2); ``recover_ticks`` calm ticks in a row
   lower it by one. Level 1 sends only the ``degrade_top_k`` busiest emojis per frame (the rest
-  stay pending, still counted); level 2 also emits frames on every other tick only.
+  stay pending, still counted); level 2 also emits frames on every other tick only. Every frame carries the
+  level (``Frame.degrade_level``), so clients can fall back to static hearts while it is above 0.
 - Ended streams give memory back: a stream with no subscribers and no frame for ``idle_stream_s`` drops its
   resume buffer and cached snapshot (found in O(idle streams) from a last-activity order, once a second); a
   later resume of it gets a SNAPSHOT. With a totals loader (``set_totals_loader``, a node with a history store)
@@ -267,7 +268,8 @@ class Broadcaster:
             if not counts and not marker and not polls:
                 continue
             channel.seq += 1
-            frame = Frame(_DELTA, channel.seq, counts, now, channel.drained_at_ms is not None, shared=True, polls=polls)
+            drained = channel.drained_at_ms is not None
+            frame = Frame(_DELTA, channel.seq, counts, now, drained, shared=True, polls=polls, degraded=self._level)
             channel.buffer.append(frame)
             for sub in channel.subscribers:
                 if sub._push(frame):
@@ -422,7 +424,14 @@ class Broadcaster:
             if shown:
                 counts[emoji] = shown
         frame = channel.snapshot = Frame(
-            _SNAPSHOT, channel.seq, counts, self._clock.wall_ms(), drained, shared=True, polls=dict(channel.polls_shown)
+            _SNAPSHOT,
+            channel.seq,
+            counts,
+            self._clock.wall_ms(),
+            drained,
+            shared=True,
+            polls=dict(channel.polls_shown),
+            degraded=self._level,
         )
         return frame
 
@@ -447,6 +456,7 @@ class Broadcaster:
                 coalesced=frame.coalesced,
                 polls=frame.polls.values(),
                 drained=frame.drained,
+                degrade_level=frame.degraded,
             )
             data = frame.data = message.SerializeToString()
             self._frames_serialized += 1

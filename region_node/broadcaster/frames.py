@@ -37,7 +37,18 @@ class FrameOwner(Protocol):
 class Frame:
     """A frame in a resume buffer or a subscriber queue; ``data`` caches its serialization."""
 
-    __slots__ = ("coalesced", "counts", "data", "drained", "kind", "polls", "seq", "server_time_ms", "shared")
+    __slots__ = (
+        "coalesced",
+        "counts",
+        "data",
+        "degraded",
+        "drained",
+        "kind",
+        "polls",
+        "seq",
+        "server_time_ms",
+        "shared",
+    )
 
     def __init__(
         self,
@@ -48,8 +59,11 @@ class Frame:
         drained: bool,
         shared: bool,
         polls: dict[str, polls_pb2.Poll] | None = None,
+        degraded: int = 0,
     ) -> None:
         self.kind = kind
+        # The broadcaster's degrade level when the frame was made (Frame.degrade_level).
+        self.degraded = degraded
         self.seq = seq
         self.counts = counts
         # poll id -> state; Poll messages are shared and never mutated.
@@ -70,6 +84,7 @@ class Frame:
             self.drained,
             shared=False,
             polls=dict(self.polls),
+            degraded=self.degraded,
         )
         out.coalesced = self.coalesced
         return out
@@ -84,6 +99,7 @@ class Frame:
         self.server_time_ms = later.server_time_ms
         self.coalesced += later.coalesced
         self.drained = self.drained or later.drained
+        self.degraded = later.degraded  # the newest level
         self.data = None
 
 

@@ -430,6 +430,8 @@ async def test_overload_by_subscribers_degrades_to_top_k_then_half_rate_and_reco
     while (data := subs[0].get_nowait()) is not None:
         display.apply(Frame.FromString(data))
     assert all(len(f.counts) <= 2 for f in display.frames[2:])
+    # Each frame carries the level that shaped it: the snapshot and the first tick at 0, then 1 (top-2), then 2.
+    assert [f.degrade_level for f in display.frames] == [0, 0, 1, *[2] * (len(display.frames) - 3)]
     for sub in subs[1:]:
         sub.close()
     for _ in range(6):
@@ -439,6 +441,7 @@ async def test_overload_by_subscribers_degrades_to_top_k_then_half_rate_and_reco
     while (data := subs[0].get_nowait()) is not None:
         display.apply(Frame.FromString(data))
     assert display.counts == totals(env.state, "match")
+    assert display.frames[-1].degrade_level == 0  # recovered: clients animate again
 
 
 class SlowTickClock(FakeClock):

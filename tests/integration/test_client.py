@@ -464,3 +464,13 @@ async def test_closing_the_client_ends_its_subscriptions(
     frames = await asyncio.wait_for(task, 10)
     assert len(frames) == 1
     assert len(broadcaster.requests) == 1
+
+
+def test_live_view_follows_the_degrade_level_so_an_app_can_fall_back_to_static_hearts() -> None:
+    view = LiveView()
+    snapshot = broadcast_pb2.Frame(kind=broadcast_pb2.Frame.SNAPSHOT, epoch=7, seq=1, degrade_level=0)
+    assert view.apply(snapshot) and view.degrade_level == 0
+    assert view.apply(broadcast_pb2.Frame(kind=broadcast_pb2.Frame.DELTA, epoch=7, seq=2, degrade_level=2))
+    assert view.degrade_level == 2
+    assert view.apply(broadcast_pb2.Frame(kind=broadcast_pb2.Frame.DELTA, epoch=7, seq=3, degrade_level=0))
+    assert view.degrade_level == 0

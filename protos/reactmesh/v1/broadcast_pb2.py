@@ -26,7 +26,7 @@ from reactmesh.v1 import common_pb2 as reactmesh_dot_v1_dot_common__pb2
 from reactmesh.v1 import polls_pb2 as reactmesh_dot_v1_dot_polls__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1creactmesh/v1/broadcast.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\x1a\x18reactmesh/v1/polls.proto\"P\n\x10SubscribeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12)\n\x06resume\x18\x02 \x01(\x0b\x32\x19.reactmesh.v1.ResumePoint\")\n\x0bResumePoint\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\xa1\x02\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.reactmesh.v1.Frame.Kind\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x03\x12\x11\n\tcoalesced\x18\x07 \x01(\r\x12!\n\x05polls\x18\x08 \x03(\x0b\x32\x12.reactmesh.v1.Poll\x12\x0f\n\x07\x64rained\x18\t \x01(\x08\"5\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\t\n\x05\x44\x45LTA\x10\x02\x32O\n\tBroadcast\x12\x42\n\tSubscribe\x12\x1e.reactmesh.v1.SubscribeRequest\x1a\x13.reactmesh.v1.Frame0\x01\x42r\n\x0fio.reactmesh.v1B\x0e\x42roadcastProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1creactmesh/v1/broadcast.proto\x12\x0creactmesh.v1\x1a\x19reactmesh/v1/common.proto\x1a\x18reactmesh/v1/polls.proto\"P\n\x10SubscribeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12)\n\x06resume\x18\x02 \x01(\x0b\x32\x19.reactmesh.v1.ResumePoint\")\n\x0bResumePoint\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\xb8\x02\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.reactmesh.v1.Frame.Kind\x12+\n\x06\x63ounts\x18\x05 \x03(\x0b\x32\x1b.reactmesh.v1.ReactionCount\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x03\x12\x11\n\tcoalesced\x18\x07 \x01(\r\x12!\n\x05polls\x18\x08 \x03(\x0b\x32\x12.reactmesh.v1.Poll\x12\x0f\n\x07\x64rained\x18\t \x01(\x08\x12\x15\n\rdegrade_level\x18\n \x01(\r\"5\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\t\n\x05\x44\x45LTA\x10\x02\x32O\n\tBroadcast\x12\x42\n\tSubscribe\x12\x1e.reactmesh.v1.SubscribeRequest\x1a\x13.reactmesh.v1.Frame0\x01\x42r\n\x0fio.reactmesh.v1B\x0e\x42roadcastProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESUMEPOINT']._serialized_start=181
   _globals['_RESUMEPOINT']._serialized_end=222
   _globals['_FRAME']._serialized_start=225
-  _globals['_FRAME']._serialized_end=514
-  _globals['_FRAME_KIND']._serialized_start=461
-  _globals['_FRAME_KIND']._serialized_end=514
-  _globals['_BROADCAST']._serialized_start=516
-  _globals['_BROADCAST']._serialized_end=595
+  _globals['_FRAME']._serialized_end=537
+  _globals['_FRAME_KIND']._serialized_start=484
+  _globals['_FRAME_KIND']._serialized_end=537
+  _globals['_BROADCAST']._serialized_start=539
+  _globals['_BROADCAST']._serialized_end=618
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ class ResumePoint(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("stream_id", "epoch", "seq", "kind", "counts", "server_time_ms", "coalesced", "polls", "drained")
+    __slots__ = ("stream_id", "epoch", "seq", "kind", "counts", "server_time_ms", "coalesced", "polls", "drained", "degrade_level")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Frame.Kind]
@@ -44,6 +44,7 @@ class Frame(_message.Message):
     COALESCED_FIELD_NUMBER: _ClassVar[int]
     POLLS_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADE_LEVEL_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     epoch: int
     seq: int
@@ -53,4 +54,5 @@ class Frame(_message.Message):
     coalesced: int
     polls: _containers.RepeatedCompositeFieldContainer[_polls_pb2.Poll]
     drained: bool
-    def __init__(self, stream_id: _Optional[str] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[Frame.Kind, str]] = ..., counts: _Optional[_Iterable[_Union[_common_pb2.ReactionCount, _Mapping]]] = ..., server_time_ms: _Optional[int] = ..., coalesced: _Optional[int] = ..., polls: _Optional[_Iterable[_Union[_polls_pb2.Poll, _Mapping]]] = ..., drained: _Optional[bool] = ...) -> None: ...
+    degrade_level: int
+    def __init__(self, stream_id: _Optional[str] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[Frame.Kind, str]] = ..., counts: _Optional[_Iterable[_Union[_common_pb2.ReactionCount, _Mapping]]] = ..., server_time_ms: _Optional[int] = ..., coalesced: _Optional[int] = ..., polls: _Optional[_Iterable[_Union[_polls_pb2.Poll, _Mapping]]] = ..., drained: _Optional[bool] = ..., degrade_level: _Optional[int] = ...) -> None: ...
