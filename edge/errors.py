@@ -11,14 +11,15 @@ instead; a bad configuration raises ConfigError.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from reactmesh.edge.handlers import wrap_handler
 from reactmesh.merge.errors import ConfigError
 
 __all__ = [
@@ -136,35 +137,13 @@ def _strict(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[A
         except DecodeError as exc:
             return _Undecodable(f"undecodable {kind}: {exc}")
 
-    serialize = handler.response_serializer
-    if not handler.response_streaming:
-        unary: Callable[..., Any] | None = handler.unary_unary
-        assert unary is not None
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, _Undecodable):
-                await abort_with(context, invalid_argument(request.message))
-            return await unary(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serialize)
-    streaming: Callable[..., Any] | None = handler.unary_stream
-    assert streaming is not None
-    if inspect.isasyncgenfunction(streaming):
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, _Undecodable):
-                await abort_with(context, invalid_argument(request.message))
-            async for item in streaming(request, context):
-                yield item
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, deserialize, serialize)
-
-    async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    @contextlib.asynccontextmanager
+    async def refuse_undecodable(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
         if isinstance(request, _Undecodable):
             await abort_with(context, invalid_argument(request.message))
-        return await streaming(request, context)
+        yield
 
-    return grpc.unary_stream_rpc_method_handler(unary_stream_writer, deserialize, serialize)
+    return wrap_handler(handler, refuse_undecodable, request_deserializer=deserialize)
 
 
 class _StrictGeneric(grpc.GenericRpcHandler):

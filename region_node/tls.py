@@ -27,12 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import inspect
 import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from reactmesh.edge.handlers import wrap_handler
 from reactmesh.merge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -373,32 +373,14 @@ Check = Callable[[grpc.aio.ServicerContext[Any, Any], str], Awaitable[None]]
 
 
 def _guarded(handler: grpc.RpcMethodHandler[Any, Any], check: Check, method: str) -> grpc.RpcMethodHandler[Any, Any]:
-    """``handler`` with ``check(context)`` awaited before its behaviour (coroutine or async generator)."""
+    """``handler`` with ``check(context)`` awaited before its behaviour."""
 
-    def wrap(behavior: Any) -> Any:
-        if inspect.isasyncgenfunction(behavior):
+    @contextlib.asynccontextmanager
+    async def guard(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+        await check(context, method)
+        yield
 
-            async def gen(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                await check(context, method)
-                async for item in behavior(request, context):
-                    yield item
-
-            return gen
-
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await check(context, method)
-            return await behavior(request, context)
-
-        return call
-
-    args = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **args)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **args)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **args)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **args)
+    return wrap_handler(handler, guard)
 
 
 @dataclass

@@ -374,8 +374,12 @@ class Aggregator:
         """Bring back from the store the totals slots of streams that left memory (idle) and now have entries."""
         totals = self.state.totals
         assert self._store is not None
-        missing = {(stream, emoji) for (stream, _), bucket in p.windows.items() for emoji in bucket}
-        missing = {key for key in missing if key not in totals}
+        missing = {
+            key
+            for (stream, _), bucket in p.windows.items()
+            for emoji in bucket
+            if (key := (stream, emoji)) not in totals
+        }
         if missing:
             stored = await self._store.load_totals(missing)
             if len(stored):

@@ -17,14 +17,15 @@ Names and labels follow go-grpc-prometheus (grpc_server_started_total, grpc_serv
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import grpc
 from prometheus_client.core import Metric
 
+from reactmesh.edge.handlers import wrap_handler
 from reactmesh.region_node.metrics.families import DURATION_BUCKETS, Histogram, HistogramChild, counter
 
 Labels = tuple[str, str, str]
@@ -108,43 +109,17 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | N
 def _measured(
     handler: grpc.RpcMethodHandler[Any, Any], metrics: GrpcServerMetrics, labels: Labels
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    def wrap(behavior: Any) -> Any:
-        if inspect.isasyncgenfunction(behavior):
+    @contextlib.asynccontextmanager
+    async def measure(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+        metrics._start(labels)
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            metrics._end(labels, _code_of(context, failure), time.perf_counter() - started)
 
-            async def gen(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                metrics._start(labels)
-                started = time.perf_counter()
-                failure: BaseException | None = None
-                try:
-                    async for item in behavior(request, context):
-                        yield item
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    metrics._end(labels, _code_of(context, failure), time.perf_counter() - started)
-
-            return gen
-
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            metrics._start(labels)
-            started = time.perf_counter()
-            failure: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                metrics._end(labels, _code_of(context, failure), time.perf_counter() - started)
-
-        return call
-
-    args = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **args)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **args)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **args)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **args)
+    return wrap_handler(handler, measure)
