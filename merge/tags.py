@@ -31,6 +31,7 @@ KEYED_GCOUNTER = Tag("keyed_gcounter")
 MAX_MAP = Tag("max_map", writes=2, reads=frozenset({1, 2}))
 LWW_MAP = Tag("lww_map")
 POLL_SET = Tag("poll_set")
+EXPIRING_MAP = Tag("expiring_map")
 
 
 def _table(*tags: Tag) -> Mapping[str, Tag]:
@@ -42,5 +43,5 @@ def _table(*tags: Tag) -> Mapping[str, Tag]:
     return table
 
 
-TAGS: Mapping[str, Tag] = _table(GCOUNTER, KEYED_GCOUNTER, MAX_MAP, LWW_MAP, POLL_SET)
+TAGS: Mapping[str, Tag] = _table(GCOUNTER, KEYED_GCOUNTER, MAX_MAP, LWW_MAP, POLL_SET, EXPIRING_MAP)
 """type string -> Tag, for every type this build encodes."""

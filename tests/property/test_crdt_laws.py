@@ -1,6 +1,6 @@
 """The join laws of every CRDT type, checked with hypothesis on reachable states.
 
-For GCounter, KeyedGCounter, LwwMap (with a small and the default history bound) and MaxMap:
+For GCounter, KeyedGCounter, LwwMap (with a small and the default history bound), MaxMap and ExpiringMap:
 merge is commutative, associative and idempotent; merging the deltas a mutator returns equals
 merging the full state; encode/decode round-trips; and, for the types with a change log,
 ``delta_since(v)`` (whole or in limited chunks) brings a replica that had the state at v to the
@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gcounter import GCounter
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import Key, KeyedGCounter
@@ -50,6 +51,18 @@ maxmap_ops = st.one_of(
     st.tuples(st.just("expire"), st.integers(0, 40)),
 )
 
+# Stamps with wall times 0..6 and untils up to 9: records in and out of force, floors at and past stamps.
+expiring_ops = st.one_of(
+    st.tuples(
+        st.just("set"),
+        st.sampled_from(["viewer-1", "viewer-2", "stream-x"]),
+        st.integers(0, 9),
+        stamps,
+        st.sampled_from(["", "spam", "abuse"]),
+    ),
+    st.tuples(st.just("expire"), st.integers(0, 8)),
+)
+
 
 def apply_gcounter(c: GCounter, op: tuple[str, int]) -> GCounter:
     return c.increment(*op)
@@ -63,6 +76,12 @@ def apply_lww(m: LwwMap, op: tuple[Any, ...]) -> LwwMap:
     if op[0] == "set":
         return m.set(op[1], op[2], op[3])
     return m.close(op[1])
+
+
+def apply_expiring(m: ExpiringMap, op: tuple[Any, ...]) -> ExpiringMap:
+    if op[0] == "set":
+        return m.set(op[1], op[2], op[3], note=op[4], actor=op[3].replica)
+    return m.expire(op[1])
 
 
 def apply_maxmap(m: MaxMap, op: tuple[Any, ...]) -> MaxMap:
@@ -115,6 +134,14 @@ SPECS = [
     # History bounds 1 and 2 make eviction common; 8 is the default.
     Spec("lww_map", st.sampled_from([1, 2, 8]), LwwMap, lww_ops, apply_lww, lambda k, b: LwwMap.decode(b, history=k)),
     Spec("max_map", st.none(), lambda _: MaxMap(), maxmap_ops, apply_maxmap, lambda _, b: MaxMap.decode(b)),
+    Spec(
+        "expiring_map",
+        st.none(),
+        lambda _: ExpiringMap(),
+        expiring_ops,
+        apply_expiring,
+        lambda _, b: ExpiringMap.decode(b),
+    ),
 ]
 LOGGED = [s for s in SPECS if s.has_log]
 

@@ -5,8 +5,10 @@ real encoder: eager deltas straight from the mutators, ``delta_since`` streams p
 acknowledgements (which travel the same network), and occasional full-state anti-entropy. The
 network reorders, duplicates and drops every kind of message. Invariants hold after every step;
 at the end (teardown) full states are exchanged and every replica must equal every other and the
-model: plain sums for keyed counters, maxima for MaxMap, and for poll votes the latest vote of
-each voter stamped before the earliest close (among its K latest votes, the documented bound).
+model: plain sums for keyed counters, maxima for MaxMap, for poll votes the latest vote of
+each voter stamped before the earliest close (among its K latest votes, the documented bound), and
+for ExpiringMap the latest record of each key stamped at or after the highest floor, whose being in
+force matches that of the latest record ever written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from reactmesh.merge.expiring import Expiring, ExpiringMap
 from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
 from reactmesh.merge.keyed import Key, KeyedGCounter
 from reactmesh.merge.lww import LwwMap
@@ -318,6 +321,68 @@ class PollExchange(Exchange):
         assert state.tally() == dict(Counter(expected.values()))
 
 
+class ExpiringExchange(Exchange):
+    """Mutes written and lifted in three regions with skewed clocks; each writer raises the floor to its own
+    clock minus the longest duration it writes, the rule ``merge.expiring`` says is safe."""
+
+    KEYS = ("viewer-1", "viewer-2", "stream-x")
+    LONGEST_MS = 20
+
+    def __init__(self) -> None:
+        self.clocks = [SteppedClock(1_700_000_000_000 + skew) for skew in (0, 4, -3)]
+        self.hlcs = [HybridLogicalClock(f"r{i}", clock) for i, clock in enumerate(self.clocks)]
+        super().__init__()
+        self.writes: dict[str, set[Expiring]] = {}
+        self.floor = 0
+
+    def new_replica(self, i: int) -> ExpiringMap:
+        return ExpiringMap()
+
+    def decode(self, data: bytes) -> ExpiringMap:
+        return ExpiringMap.decode(data)
+
+    def received(self, dst: int, state: ExpiringMap) -> None:
+        latest = state.latest_stamp()
+        if latest is not None:
+            self.hlcs[dst].update(latest)
+
+    @rule(i=replica_ids, key=st.sampled_from(KEYS), duration=st.integers(0, LONGEST_MS))
+    def write(self, i: int, key: str, duration: int) -> None:
+        stamp = self.hlcs[i].now()
+        until = stamp.wall_ms + duration if duration else 0  # 0: lift
+        self.writes.setdefault(key, set()).add(Expiring(stamp, until, "", f"r{i}"))
+        self.broadcast(i, self.replicas[i].set(key, until, stamp, actor=f"r{i}"))
+
+    @rule(i=replica_ids)
+    def expire(self, i: int) -> None:
+        floor = self.clocks[i].now_ms - self.LONGEST_MS
+        self.floor = max(self.floor, floor)
+        self.broadcast(i, self.replicas[i].expire(floor))
+
+    @rule(i=replica_ids, ms=st.integers(1, 8))
+    def tick(self, i: int, ms: int) -> None:
+        self.clocks[i].now_ms += ms
+
+    def check_replica(self, i: int) -> None:
+        replica: ExpiringMap = self.replicas[i]
+        assert replica.floor_ms <= self.floor
+        for key, record in replica.value().items():
+            assert record in self.writes[key]  # nothing invented
+            assert record.stamp.wall_ms >= replica.floor_ms
+
+    def check_model(self, state: ExpiringMap) -> None:
+        assert state.floor_ms == self.floor
+        expected = {}
+        for key, records in self.writes.items():
+            kept = [r for r in records if r.stamp.wall_ms >= self.floor]
+            if kept:
+                expected[key] = max(kept)
+        assert state.value() == expected
+        now = max(clock.now_ms for clock in self.clocks)
+        for key, records in self.writes.items():
+            assert (state.in_force(key, now) is not None) == max(records).in_force(now)
+
+
 # Each example is a run of up to 50 steps, so a third of the profile's examples keeps the suite
 # within seconds; the "thorough" profile scales this up too.
 _PROFILE = settings()
@@ -329,3 +394,5 @@ TestMaxMapsConvergeThroughALossyNetwork = MaxMapExchange.TestCase
 TestMaxMapsConvergeThroughALossyNetwork.settings = RUNS
 TestPollVotesConvergeThroughALossyNetwork = PollExchange.TestCase
 TestPollVotesConvergeThroughALossyNetwork.settings = RUNS
+TestExpiringMapsConvergeThroughALossyNetwork = ExpiringExchange.TestCase
+TestExpiringMapsConvergeThroughALossyNetwork.settings = RUNS

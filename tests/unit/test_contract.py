@@ -12,6 +12,7 @@ import pytest
 from reactmesh.merge import tags
 from reactmesh.merge.contract import CRDT, Replicated
 from reactmesh.merge.errors import DecodeError
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gcounter import GCounter
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.merge.keyed import KeyedGCounter
@@ -50,6 +51,14 @@ def sample_lww() -> LwwMap:
     return m
 
 
+def sample_expiring() -> ExpiringMap:
+    m = ExpiringMap()
+    m.set("v1", 60_000, HlcTimestamp(10, 0, "x"), note="spam", actor="mod")
+    m.set("v2", 0, HlcTimestamp(12, 0, "y"))
+    m.expire(11)
+    return m
+
+
 def sample_pollset() -> PollSet:
     s = PollSet()
     s.create("p1", PollSpec("s1", "Q?", ("a", "b"), HlcTimestamp(5, 0, "x")))
@@ -63,6 +72,7 @@ REPLICATED: list[tuple[type[Any], Callable[[], Any]]] = [
     (MaxMap, sample_maxmap),
     (LwwMap, sample_lww),
     (PollSet, sample_pollset),
+    (ExpiringMap, sample_expiring),
 ]
 EVERY: list[tuple[type[Any], Callable[[], Any]]] = [(GCounter, sample_gcounter), *REPLICATED]
 

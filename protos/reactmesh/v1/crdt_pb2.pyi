@@ -99,3 +99,25 @@ class PollSpec(_message.Message):
     created: HlcTimestamp
     closes_at_ms: int
     def __init__(self, stream_id: _Optional[str] = ..., question: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., closes_at_ms: _Optional[int] = ...) -> None: ...
+
+class ExpiringMapState(_message.Message):
+    __slots__ = ("entries", "floor_ms")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_MS_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ExpiringEntry]
+    floor_ms: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[ExpiringEntry, _Mapping]]] = ..., floor_ms: _Optional[int] = ...) -> None: ...
+
+class ExpiringEntry(_message.Message):
+    __slots__ = ("key", "stamp", "until_ms", "note", "actor")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STAMP_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    stamp: HlcTimestamp
+    until_ms: int
+    note: str
+    actor: str
+    def __init__(self, key: _Optional[str] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., until_ms: _Optional[int] = ..., note: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
