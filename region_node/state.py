@@ -6,9 +6,12 @@
   so anti-entropy digests leave it out (a repair would bring pruned windows back).
 - ``WATERMARKS`` ("watermarks"): MaxMap session id -> highest applied seq, so an aggregator in
   another region can tell a batch counted here from a new one after a client fails over.
+- ``MUTES``, ``DRAINS``, ``FLAGS`` ("mutes", "drains", "flags"): ExpiringMaps (``merge.expiring``) of the
+  moderation (``region_node.moderation``): viewer id -> mute, stream id -> drain, viewer id -> abuse flag.
 - ``POLLS`` ("polls"): a PollSet, held only by broadcasters (``RegionState(extra={POLLS: PollSet()})``).
 
-``RegionState`` is a ReplicaState holding the first three (``standard_collections``) plus any extra.
+``RegionState`` is a ReplicaState holding the standard collections (``standard_collections``: every one above
+but POLLS) plus any extra; an edge holds only the moderation (``moderation_collections``).
 The gossip policy that merge.gossip takes as parameters lives here too: ``region_route`` (what each
 role sends each other role), ``DIGESTED`` (what digests cover, the ``region_gossip_config`` default)
 and the origin collection, TOTALS, whose growth dates a Delta for replication lag.
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.contract import Replicated
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gossip import GossipConfig, GossipNode, Route
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
@@ -30,17 +34,27 @@ from reactmesh.merge.replica import ReplicaState
 TOTALS = "totals"
 WINDOWS = "windows"
 WATERMARKS = "watermarks"
+MUTES = "mutes"
+DRAINS = "drains"
+FLAGS = "flags"
 POLLS = "polls"
-COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS)
-"""The collections every region node holds."""
+MODERATION = frozenset({MUTES, DRAINS, FLAGS})
+"""The moderation collections: every node holds them, edges nothing else."""
+COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS, MUTES, DRAINS, FLAGS)
+"""The collections every aggregator and broadcaster holds."""
 
 DIGESTED = (TOTALS, WATERMARKS)
 """The collections anti-entropy digests cover by default."""
 
 
+def moderation_collections() -> dict[str, Replicated]:
+    """Fresh, empty MUTES, DRAINS and FLAGS."""
+    return {MUTES: ExpiringMap(), DRAINS: ExpiringMap(), FLAGS: ExpiringMap()}
+
+
 def standard_collections() -> dict[str, Replicated]:
-    """Fresh, empty TOTALS, WINDOWS and WATERMARKS."""
-    return {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter(), WATERMARKS: MaxMap()}
+    """Fresh, empty TOTALS, WINDOWS, WATERMARKS and the moderation collections."""
+    return {TOTALS: KeyedGCounter(), WINDOWS: KeyedGCounter(), WATERMARKS: MaxMap(), **moderation_collections()}
 
 
 class RegionState(ReplicaState):
@@ -67,14 +81,23 @@ class RegionState(ReplicaState):
         return self.collection(WATERMARKS, MaxMap)
 
 
+_TO_AGGREGATORS = frozenset({WATERMARKS, *MODERATION})
+_FROM_EDGES = frozenset({FLAGS})
+
+
 def region_route(my_role: str, peer_role: str) -> Route:
-    """Aggregators feed everyone everything; broadcasters (region gateways) feed other broadcasters
-    everything and their own region's aggregators the session watermarks, so an aggregator can
-    recognise a batch that another region already counted when a client fails over."""
+    """Who sends whom what. Aggregators feed broadcasters everything and edges the moderation; broadcasters
+    (region gateways) feed other broadcasters everything and their own region's aggregators the session
+    watermarks (so an aggregator can recognise a batch that another region already counted when a client
+    fails over) and the moderation; edges feed their aggregators the abuse flags they raise. So a mute taken by
+    any broadcaster reaches every edge of every region in three hops, and a flag raised by any edge every
+    broadcaster."""
     if my_role == "aggregator":
-        return None
+        return MODERATION if peer_role == "edge" else None
     if my_role == "broadcaster":
-        return None if peer_role == "broadcaster" else frozenset({WATERMARKS})
+        return None if peer_role == "broadcaster" else _TO_AGGREGATORS
+    if my_role == "edge":
+        return _FROM_EDGES if peer_role == "aggregator" else frozenset()
     return frozenset()
 
 
