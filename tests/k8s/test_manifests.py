@@ -312,3 +312,22 @@ def test_rendered_overlay_is_secure_by_default_tls_and_auth_on(cluster: Cluster,
         else:
             assert cfg.auth.enabled
             assert secrets == {TLS_SECRET, "reactmesh-auth"}
+
+
+def test_readme_certificate_command_names_every_host_the_configs_dial(cluster: Cluster) -> None:
+    """k8s/README.md's `reactmesh certs` loop issues region r's certificate; every name a config dials must be in
+    the certificate of the region it reaches, or that link fails its TLS handshake."""
+    readme = (K8S / "README.md").read_text()
+    (command,) = [block for block in readme.split("```") if "reactmesh certs --ca-dir" in block and "for r in" in block]
+    names = command.split("reactmesh certs", 1)[1].split("kubectl", 1)[0].split()
+    documented = {names[i + 1] for i, word in enumerate(names) if word == "--name"}
+    for c in cluster.containers():
+        cfg = cluster.config(c)
+        dialled = [*cfg.get("edge", {}).get("aggregators", [])]
+        dialled += [*cfg.get("broadcaster", {}).get("sources", []), *cfg.get("broadcaster", {}).get("peers", [])]
+        for address in dialled:
+            host = split_address(address)[0]
+            for ns, _, _ in cluster.resolve(address, c.namespace):
+                region = ns.removeprefix("reactmesh-")
+                wanted = {n.replace("$r", region) for n in documented}
+                assert host in wanted, f"{c.namespace}/{c.pod} dials {host}, not in region {region}'s certificate"

@@ -86,8 +86,9 @@ class LocalCluster:
         # Secret "reactmesh-auth": a JWKS with one test key; tokens signed with it pass the rendered [auth].
         self.signer = ec.generate_private_key(ec.SECP256R1())
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.signer.public_key()))
-        # Secret "reactmesh-tls": one certificate for every pod, valid for the names the configs dial and for the
-        # loopback address they are rewritten to (the shared per-region certificate k8s/README.md describes).
+        # Secret "reactmesh-tls": one certificate for every pod of the three regions, valid for every name the configs
+        # dial and for the loopback address they are rewritten to (k8s/README.md's one certificate per region works
+        # the same way: what the regions must share is the CA).
         self.ca = CertificateAuthority.create("reactmesh k8s test CA")
         cert, key = self.ca.issue("reactmesh", ("localhost", "127.0.0.1", *dialled_names(cluster)))
         self.secrets = {
