@@ -132,13 +132,15 @@ class CertificateAuthority:
         )
         return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
-    def write(self, directory: str | Path) -> tuple[Path, Path]:
-        """Write ``ca.pem`` and ``ca-key.pem`` into ``directory``; returns their paths."""
+    def write(
+        self, directory: str | Path, cert_name: str = "ca.pem", key_name: str = "ca-key.pem"
+    ) -> tuple[Path, Path]:
+        """Write the CA's certificate and key (``ca.pem``, ``ca-key.pem``) into ``directory``; returns their paths."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        _write(d / "ca.pem", self.cert_pem)
-        _write(d / "ca-key.pem", _key_pem(self.key), private=True)
-        return d / "ca.pem", d / "ca-key.pem"
+        _write(d / cert_name, self.cert_pem)
+        _write(d / key_name, _key_pem(self.key), private=True)
+        return d / cert_name, d / key_name
 
     def write_node(
         self, directory: str | Path, name: str, hosts: tuple[str, ...] = DEFAULT_HOSTS, *, days: int = 30
@@ -154,3 +156,18 @@ class CertificateAuthority:
         if not files.ca_file.exists() or files.ca_file.read_bytes() != self.cert_pem:
             _write(files.ca_file, self.cert_pem)
         return files
+
+
+def write_tls_secret(
+    ca: CertificateAuthority, directory: str | Path, common_name: str, hosts: tuple[str, ...], *, days: int = 30
+) -> CertFiles:
+    """Issue a certificate for ``hosts`` and write ``tls.crt``, ``tls.key`` and ``ca.crt`` into ``directory``: the
+    key names of a ``kubernetes.io/tls`` Secret with the CA that cert-manager adds, as k8s/ mounts them."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    cert, key = ca.issue(common_name, hosts, days=days)
+    files = CertFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
+    _write(files.key_file, key, private=True)
+    _write(files.cert_file, cert)
+    _write(files.ca_file, ca.cert_pem)
+    return files

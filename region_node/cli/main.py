@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_command(sub)
 
+    from reactmesh.region_node.cli.certs import add_certs_command
+
+    add_certs_command(sub)
+
     bench = sub.add_parser("bench", help="run a benchmark scenario (see BENCHMARKS.md)")
     bench.add_argument("scenario", help="a scenario of BENCHMARKS.md (ingest, fanout, converge, ...), or all")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the scenario's own options (e.g. --quick)")
@@ -228,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reactmesh.region_node.cli.export import run_export
 
             return run_export(args)
+        if args.command == "certs":
+            from reactmesh.region_node.cli.certs import run_certs
+
+            return run_certs(args)
         if args.command == "bench":
             from reactmesh.region_node.cli.bench import run_bench
 

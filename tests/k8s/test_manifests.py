@@ -46,6 +46,13 @@ def listen_port(cluster: Cluster, c: Container) -> int:
     return split_address(cluster.config(c)[role(c)]["listen"])[1]
 
 
+def peer_port(cluster: Cluster, c: Container) -> int:
+    """The broadcaster's peer_listen port (Gossip only, mTLS only), distinct from its viewer-facing listen port."""
+    port = split_address(cluster.config(c)["broadcaster"]["peer_listen"])[1]
+    assert port != listen_port(cluster, c)
+    return port
+
+
 def containers_of(cluster: Cluster, region: str, target: str) -> list[Container]:
     out = [c for c in cluster.containers(namespace(region)) if role(c) == target]
     assert out, f"region {region} runs no {target}"
@@ -117,7 +124,7 @@ def test_each_broadcaster_peers_with_its_siblings_and_the_other_two_regions(clus
             for ns, pod, port in cluster.resolve(peer, c.namespace):
                 target = next(t for t in cluster.containers(ns) if t.pod == pod)
                 assert role(target) == "broadcaster", f"{peer} reaches a {role(target)}"
-                assert port == listen_port(cluster, target), f"{peer} reaches a port the broadcaster does not serve"
+                assert port == peer_port(cluster, target), f"{peer} reaches {port}, not the broadcaster's peer port"
                 reached.setdefault(ns, set()).add(peer)
                 if ns == c.namespace:
                     pods_here.add(pod)
@@ -146,15 +153,19 @@ def test_edge_ring_and_broadcaster_sources_name_every_aggregator_pod(cluster: Cl
         assert cluster.resolve(address, namespace(region)) == [(namespace(region), pod, port)]
 
 
-def test_every_container_has_grpc_probes_limits_and_a_locked_down_security_context(cluster: Cluster) -> None:
+def test_every_container_has_tcp_probes_on_its_tls_port_limits_and_a_locked_down_security_context(
+    cluster: Cluster,
+) -> None:
     for c in cluster.containers(deployment_replicas=1):
         where = f"{c.namespace}/{c.pod}/{c.name}"
         pod = c.pod_spec
         port = listen_port(cluster, c)
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert c.spec[probe]["grpc"]["port"] == port, f"{where}: {probe} must check the gRPC health service"
-        if "startupProbe" in c.spec:
-            assert c.spec["startupProbe"]["grpc"]["port"] == port
+        # The serving port speaks only TLS, which the kubelet's gRPC probe cannot: a TCP probe on that port.
+        probes = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in c.spec]
+        assert {"readinessProbe", "livenessProbe"} <= set(probes), where
+        for probe in probes:
+            assert "grpc" not in c.spec[probe], f"{where}: {probe}: a gRPC probe cannot do TLS"
+            assert c.spec[probe]["tcpSocket"] == {"port": port}, f"{where}: {probe} must check the serving port"
         for kind in ("requests", "limits"):
             assert set(c.spec["resources"][kind]) >= {"cpu", "memory"}, f"{where}: resources.{kind}"
         sc, psc = c.spec["securityContext"], pod["securityContext"]
@@ -255,3 +266,68 @@ def test_client_facing_pods_require_tokens_with_keys_from_a_secret(cluster: Clus
         assert secrets, f"{c.namespace}/{c.pod}: {auth.jwks_file} is not on a Secret volume"
         volume = dict(c.mounts())[secrets[0]]
         assert volume["secret"] == {"secretName": "reactmesh-auth", "optional": False}
+
+
+TLS_SECRET = "reactmesh-tls"
+TLS_KEYS = {"cert_file": "tls.crt", "key_file": "tls.key", "ca_file": "ca.crt"}
+
+
+def test_every_role_serves_tls_and_requires_peer_certificates_from_the_mounted_secret(cluster: Cluster) -> None:
+    for c in cluster.containers():
+        where = f"{c.namespace}/{c.pod}/{c.name}"
+        cfg = from_mapping(cluster.config(c), cluster.environment(c))
+        assert cfg.tls is not None, f"{where}: no [tls] section: TLS must be on by default"
+        assert cfg.tls.require_client_cert is True, f"{where}: node-to-node ports must require certificates"
+        assert cfg.tls.server_name is None, f"{where}: dialled names are checked as written in the config"
+        for field, key in TLS_KEYS.items():
+            path = getattr(cfg.tls, field)
+            mounts = [(m, v) for m, v in c.mounts() if path == f"{m}/{key}"]
+            assert mounts, f"{where}: tls.{field} = {path} is not key {key} of a mounted volume"
+            ((mount, volume),) = mounts
+            assert volume.get("secret") == {"secretName": TLS_SECRET, "optional": False}, f"{where}: {volume}"
+            read_only = {m["mountPath"].rstrip("/"): m.get("readOnly") for m in c.spec["volumeMounts"]}
+            assert read_only[mount] is True, f"{where}: {mount} must be mounted read-only"
+
+
+def test_broadcaster_peer_port_is_declared_and_reachable_through_its_services(cluster: Cluster) -> None:
+    for region in REGIONS:
+        for c in containers_of(cluster, region, "broadcaster"):
+            port = peer_port(cluster, c)
+            assert c.ports.get(port) == "peer", f"{c.pod}: peer port {port} is not a declared container port"
+        for name in ("bcast", "bcast-peers"):
+            service = cluster.get("Service", namespace(region), name)
+            assert {"name": "peer", "port": 7301, "targetPort": "peer"} in service["spec"]["ports"], name
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_rendered_overlay_is_secure_by_default_tls_and_auth_on(cluster: Cluster, region: str) -> None:
+    """What the strict schema validation above validated is the secured render: TLS for every role, tokens on the
+    client-facing ones, both from Secrets the pods cannot start without."""
+    for c in cluster.containers(namespace(region)):
+        cfg = from_mapping(cluster.config(c), cluster.environment(c))
+        assert cfg.tls is not None
+        secrets = {v["secret"]["secretName"] for _, v in c.mounts() if "secret" in v}
+        if role(c) == "aggregator":
+            assert secrets == {TLS_SECRET}
+        else:
+            assert cfg.auth.enabled
+            assert secrets == {TLS_SECRET, "reactmesh-auth"}
+
+
+def test_readme_certificate_command_names_every_host_the_configs_dial(cluster: Cluster) -> None:
+    """k8s/README.md's `reactmesh certs` loop issues region r's certificate; every name a config dials must be in
+    the certificate of the region it reaches, or that link fails its TLS handshake."""
+    readme = (K8S / "README.md").read_text()
+    (command,) = [block for block in readme.split("```") if "reactmesh certs --ca-dir" in block and "for r in" in block]
+    names = command.split("reactmesh certs", 1)[1].split("kubectl", 1)[0].split()
+    documented = {names[i + 1] for i, word in enumerate(names) if word == "--name"}
+    for c in cluster.containers():
+        cfg = cluster.config(c)
+        dialled = [*cfg.get("edge", {}).get("aggregators", [])]
+        dialled += [*cfg.get("broadcaster", {}).get("sources", []), *cfg.get("broadcaster", {}).get("peers", [])]
+        for address in dialled:
+            host = split_address(address)[0]
+            for ns, _, _ in cluster.resolve(address, c.namespace):
+                region = ns.removeprefix("reactmesh-")
+                wanted = {n.replace("$r", region) for n in documented}
+                assert host in wanted, f"{c.namespace}/{c.pod} dials {host}, not in region {region}'s certificate"

@@ -6,11 +6,15 @@ ENTRYPOINT (read from the Dockerfile) or the container's command, its args, its 
 ConfigMap references included) and its mounted files. The only rewrite is of addresses and paths: every
 container port gets a distinct 127.0.0.1 port, every cluster DNS name:port in a config is resolved the way the
 cluster would (search domains, Services, headless pod names) to the port of the pod it reaches, and mount paths
-become directories under tmp_path. Readiness is each container's own gRPC readiness probe.
+become directories under tmp_path. The Secrets are made in the test: a JWKS for "reactmesh-auth", and for
+"reactmesh-tls" a throwaway CA (region_node/certs.py) and one certificate for the rendered names and 127.0.0.1 (what
+the rewritten addresses dial), so the pods run with TLS and mTLS exactly as configured. Readiness is each
+container's own readiness probe (a TCP connect to its serving port), then a gRPC health check over mTLS.
 
 Then every pod must serve Prometheus metrics where its scrape annotations point, and taps sent through region a's
-edge Service (one session routed to each aggregator by the edge's own hash ring) must show up in the Query totals
-of every region's broadcaster. Skips only when kubectl or PyYAML is missing.
+edge Service (one session routed to each aggregator by the edge's own hash ring, over TLS) must show up in the
+Query totals of every region's broadcaster, while a plaintext client is refused. Skips only when kubectl or PyYAML
+is missing.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reactmesh.edge.ring import HashRing
 from reactmesh.edge.sdk import ReactionClient
 from reactmesh.edge.tokens import bearer, mint_token
+from reactmesh.region_node.certs import CertificateAuthority
 from reactmesh.region_node.config import load
 from reactmesh.region_node.devmesh import free_port_block, to_toml, wait_serving
 from reactmesh.v1 import query_pb2, query_pb2_grpc
@@ -81,9 +86,17 @@ class LocalCluster:
         # Secret "reactmesh-auth": a JWKS with one test key; tokens signed with it pass the rendered [auth].
         self.signer = ec.generate_private_key(ec.SECP256R1())
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.signer.public_key()))
+        # Secret "reactmesh-tls": one certificate for every pod of the three regions, valid for every name the configs
+        # dial and for the loopback address they are rewritten to (k8s/README.md's one certificate per region works
+        # the same way: what the regions must share is the CA).
+        self.ca = CertificateAuthority.create("reactmesh k8s test CA")
+        cert, key = self.ca.issue("reactmesh", ("localhost", "127.0.0.1", *dialled_names(cluster)))
         self.secrets = {
-            "reactmesh-auth": {"jwks.json": json.dumps({"keys": [{**jwk, "kid": "test-1", "alg": "ES256"}]})}
+            "reactmesh-auth": {"jwks.json": json.dumps({"keys": [{**jwk, "kid": "test-1", "alg": "ES256"}]})},
+            "reactmesh-tls": {"ca.crt": self.ca.cert_pem.decode(), "tls.crt": cert.decode(), "tls.key": key.decode()},
         }
+        self.node_credentials = grpc.ssl_channel_credentials(self.ca.cert_pem, key, cert)
+        self.viewer_credentials = grpc.ssl_channel_credentials(self.ca.cert_pem)
         self.pods = [self._prepare(c, tmp / c.namespace / c.pod) for c in self.containers]
 
     def token(self, sub: str) -> str:
@@ -145,11 +158,12 @@ class LocalCluster:
             log.close()
 
     async def wait_ready(self, within: float = 30.0) -> None:
-        """Each container's readiness probe (gRPC health on the probe's port) until all pass; no process may exit."""
+        """Each container's readiness probe (a TCP connect to the probe's port), then gRPC health on that port over
+        mTLS, until all pass; no process may exit."""
         checks = []
         for c in self.containers:
-            port = c.spec["readinessProbe"]["grpc"]["port"]
-            checks.append(wait_serving(f"127.0.0.1:{self.ports[(c.namespace, c.pod, port)]}", within))
+            port = self.ports[(c.namespace, c.pod, c.spec["readinessProbe"]["tcpSocket"]["port"])]
+            checks.append(tcp_then_health(port, within, self.node_credentials))
         ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*checks))
         exits: dict[asyncio.Future[Any], LocalPod] = {
             asyncio.ensure_future(p.process.wait()): p for p in self.pods if p.process is not None
@@ -182,6 +196,34 @@ class LocalCluster:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+def dialled_names(cluster: Cluster) -> list[str]:
+    """Every host name a rendered config dials (aggregators, sources, peers): the certificate's DNS SANs."""
+    names: dict[str, None] = {}
+    for c in cluster.containers():
+        cfg = cluster.config(c)
+        for section, key in (("edge", "aggregators"), ("broadcaster", "sources"), ("broadcaster", "peers")):
+            for address in cfg.get(section, {}).get(key, []):
+                names[split_address(address)[0]] = None
+    return list(names)
+
+
+async def tcp_then_health(port: int, within: float, credentials: grpc.ChannelCredentials) -> None:
+    """What the kubelet's tcpSocket probe checks, then what a TLS client sees: SERVING."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"127.0.0.1:{port} accepts no TCP connection after {within} s") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        break
+    await wait_serving(f"127.0.0.1:{port}", max(1.0, deadline - loop.time()), credentials)
 
 
 def _local_path(path: str, mounts: dict[str, Path]) -> Path:
@@ -221,8 +263,12 @@ def session_for(ring: HashRing, node: str) -> bytes:
     raise AssertionError(f"no session routes to {node}")
 
 
-async def totals(address: str, token: str | None) -> dict[str, int]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def totals(address: str, token: str | None, credentials: grpc.ChannelCredentials | None) -> dict[str, int]:
+    """Query totals as a viewer: over TLS trusting the mesh CA, or in plaintext when ``credentials`` is None."""
+    channel = (
+        grpc.aio.secure_channel(address, credentials) if credentials is not None else grpc.aio.insecure_channel(address)
+    )
+    async with channel:
         reply = await query_pb2_grpc.QueryStub(channel).GetTotals(
             query_pb2.GetTotalsRequest(stream_id=STREAM), timeout=5, metadata=bearer(token)
         )
@@ -245,7 +291,9 @@ async def send_one_session_per_aggregator(mesh: LocalCluster) -> dict[str, int]:
     expected: dict[str, int] = {}
     clients = []
     for i, (node, emoji) in enumerate(zip(ring.nodes, ("heart", "fire"), strict=True)):
-        client = ReactionClient([address], f"viewer-{i}", token=mesh.token(f"viewer-{i}"))
+        client = ReactionClient(
+            [address], f"viewer-{i}", token=mesh.token(f"viewer-{i}"), credentials=mesh.viewer_credentials
+        )
         client.session_id = session_for(ring, node)
         client.tap(STREAM, emoji, n=3 + i)
         expected[emoji] = 3 + i
@@ -268,9 +316,13 @@ async def test_rendered_regions_run_locally_are_scrapable_and_carry_taps_from_re
             body = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}{annotations['prometheus.io/path']}")
             assert "# TYPE " in body, f"{c.namespace}/{c.pod}: no Prometheus metrics where the annotations point"
 
-        # Auth is on as rendered: an anonymous call is refused.
+        # TLS and auth are on as rendered: a plaintext client reaches nothing, an anonymous TLS call is refused.
+        bcast_a = mesh.local("bcast.reactmesh-a.svc.cluster.local:7300", "default")
+        with pytest.raises(grpc.aio.AioRpcError) as plaintext:
+            await totals(bcast_a, mesh.token("plain"), None)
+        assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await totals(mesh.local("bcast.reactmesh-a.svc.cluster.local:7300", "default"), None)
+            await totals(bcast_a, None, mesh.viewer_credentials)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         expected = await send_one_session_per_aggregator(mesh)
         watcher = mesh.token("watcher")
@@ -280,7 +332,7 @@ async def test_rendered_regions_run_locally_are_scrapable_and_carry_taps_from_re
             address = mesh.local(f"bcast.reactmesh-{region}.svc.cluster.local:7300", "default")
             while True:
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    seen[region] = await totals(address, watcher)
+                    seen[region] = await totals(address, watcher, mesh.viewer_credentials)
                 await asyncio.sleep(0.05)
 
         pollers = [asyncio.create_task(poll(r)) for r in REGIONS]
