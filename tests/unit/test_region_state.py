@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gossip import GossipConfig
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
@@ -13,6 +14,9 @@ from reactmesh.merge.polls import PollSet
 from reactmesh.region_node.config import NodeConfig, from_mapping
 from reactmesh.region_node.state import (
     DIGESTED,
+    DRAINS,
+    FLAGS,
+    MUTES,
     POLLS,
     TOTALS,
     WATERMARKS,
@@ -29,6 +33,9 @@ def test_a_region_state_holds_the_standard_collections_and_any_extra() -> None:
         TOTALS: KeyedGCounter,
         WINDOWS: KeyedGCounter,
         WATERMARKS: MaxMap,
+        MUTES: ExpiringMap,
+        DRAINS: ExpiringMap,
+        FLAGS: ExpiringMap,
     }
     assert s.totals is s.collections[TOTALS] and s.windows is s.collections[WINDOWS]
     assert s.watermarks is s.collections[WATERMARKS]
@@ -53,11 +60,13 @@ def test_two_region_states_share_no_collection() -> None:
         ("aggregator", "aggregator", None),
         ("aggregator", "broadcaster", None),
         ("broadcaster", "broadcaster", None),
-        ("broadcaster", "aggregator", frozenset({WATERMARKS})),
+        ("broadcaster", "aggregator", frozenset({WATERMARKS, MUTES, DRAINS, FLAGS})),
+        ("aggregator", "edge", frozenset({MUTES, DRAINS, FLAGS})),
+        ("edge", "aggregator", frozenset({FLAGS})),
         ("edge", "broadcaster", frozenset()),
     ],
 )
-def test_region_route_feeds_aggregators_only_watermarks_from_broadcasters(
+def test_region_route_feeds_aggregators_watermarks_and_moderation_and_edges_only_moderation(
     sender: str, receiver: str, route: frozenset[str] | None
 ) -> None:
     assert region_route(sender, receiver) == route

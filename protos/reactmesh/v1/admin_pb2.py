@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/admin.proto\x12\x0creactmesh.v1\"J\n\x11MuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"&\n\x12MuteViewerResponse\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"(\n\x13UnmuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\"\x16\n\x14UnmuteViewerResponse\"\'\n\x12\x44rainStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\",\n\x13\x44rainStreamResponse\x12\x15\n\rdrained_at_ms\x18\x01 \x01(\x03\x32\x83\x02\n\x05\x41\x64min\x12O\n\nMuteViewer\x12\x1f.reactmesh.v1.MuteViewerRequest\x1a .reactmesh.v1.MuteViewerResponse\x12U\n\x0cUnmuteViewer\x12!.reactmesh.v1.UnmuteViewerRequest\x1a\".reactmesh.v1.UnmuteViewerResponse\x12R\n\x0b\x44rainStream\x12 .reactmesh.v1.DrainStreamRequest\x1a!.reactmesh.v1.DrainStreamResponseBn\n\x0fio.reactmesh.v1B\nAdminProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18reactmesh/v1/admin.proto\x12\x0creactmesh.v1\"J\n\x11MuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"&\n\x12MuteViewerResponse\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"(\n\x13UnmuteViewerRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\"\x16\n\x14UnmuteViewerResponse\";\n\x12\x44rainStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\r\",\n\x13\x44rainStreamResponse\x12\x15\n\rdrained_at_ms\x18\x01 \x01(\x03\"!\n\x10ListMutedRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"?\n\x11ListMutedResponse\x12*\n\x07viewers\x18\x01 \x03(\x0b\x32\x19.reactmesh.v1.MutedViewer\"i\n\x0bMutedViewer\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x10\n\x08until_ms\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08muted_by\x18\x04 \x01(\t\x12\x13\n\x0bmuted_at_ms\x18\x05 \x01(\x03\"#\n\x12ListFlaggedRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"C\n\x13ListFlaggedResponse\x12,\n\x07viewers\x18\x01 \x03(\x0b\x32\x1b.reactmesh.v1.FlaggedViewer\"{\n\rFlaggedViewer\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x14\n\x0craised_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08until_ms\x18\x05 \x01(\x03\x12\x11\n\traised_by\x18\x06 \x01(\t2\xa5\x03\n\x05\x41\x64min\x12O\n\nMuteViewer\x12\x1f.reactmesh.v1.MuteViewerRequest\x1a .reactmesh.v1.MuteViewerResponse\x12U\n\x0cUnmuteViewer\x12!.reactmesh.v1.UnmuteViewerRequest\x1a\".reactmesh.v1.UnmuteViewerResponse\x12R\n\x0b\x44rainStream\x12 .reactmesh.v1.DrainStreamRequest\x1a!.reactmesh.v1.DrainStreamResponse\x12L\n\tListMuted\x12\x1e.reactmesh.v1.ListMutedRequest\x1a\x1f.reactmesh.v1.ListMutedResponse\x12R\n\x0bListFlagged\x12 .reactmesh.v1.ListFlaggedRequest\x1a!.reactmesh.v1.ListFlaggedResponseBn\n\x0fio.reactmesh.v1B\nAdminProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,9 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNMUTEVIEWERRESPONSE']._serialized_start=200
   _globals['_UNMUTEVIEWERRESPONSE']._serialized_end=222
   _globals['_DRAINSTREAMREQUEST']._serialized_start=224
-  _globals['_DRAINSTREAMREQUEST']._serialized_end=263
-  _globals['_DRAINSTREAMRESPONSE']._serialized_start=265
-  _globals['_DRAINSTREAMRESPONSE']._serialized_end=309
-  _globals['_ADMIN']._serialized_start=312
-  _globals['_ADMIN']._serialized_end=571
+  _globals['_DRAINSTREAMREQUEST']._serialized_end=283
+  _globals['_DRAINSTREAMRESPONSE']._serialized_start=285
+  _globals['_DRAINSTREAMRESPONSE']._serialized_end=329
+  _globals['_LISTMUTEDREQUEST']._serialized_start=331
+  _globals['_LISTMUTEDREQUEST']._serialized_end=364
+  _globals['_LISTMUTEDRESPONSE']._serialized_start=366
+  _globals['_LISTMUTEDRESPONSE']._serialized_end=429
+  _globals['_MUTEDVIEWER']._serialized_start=431
+  _globals['_MUTEDVIEWER']._serialized_end=536
+  _globals['_LISTFLAGGEDREQUEST']._serialized_start=538
+  _globals['_LISTFLAGGEDREQUEST']._serialized_end=573
+  _globals['_LISTFLAGGEDRESPONSE']._serialized_start=575
+  _globals['_LISTFLAGGEDRESPONSE']._serialized_end=642
+  _globals['_FLAGGEDVIEWER']._serialized_start=644
+  _globals['_FLAGGEDVIEWER']._serialized_end=767
+  _globals['_ADMIN']._serialized_start=770
+  _globals['_ADMIN']._serialized_end=1191
 # @@protoc_insertion_point(module_scope)

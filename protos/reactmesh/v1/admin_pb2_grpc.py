@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class AdminStub:
-    """Operator actions on a region: muting viewers and draining streams.
+    """Operator actions on the whole mesh: muting viewers, draining streams and
+    reading abuse flags. An action taken on any broadcaster reaches every edge
+    and broadcaster of every region by gossip (a replicated map of records with
+    expiry, ordered by hybrid logical clock), and is answered once it is durable
+    on the broadcaster that took it.
     """
 
     def __init__(self, channel):
@@ -50,29 +54,58 @@ class AdminStub:
                 request_serializer=reactmesh_dot_v1_dot_admin__pb2.DrainStreamRequest.SerializeToString,
                 response_deserializer=reactmesh_dot_v1_dot_admin__pb2.DrainStreamResponse.FromString,
                 _registered_method=True)
+        self.ListMuted = channel.unary_unary(
+                '/reactmesh.v1.Admin/ListMuted',
+                request_serializer=reactmesh_dot_v1_dot_admin__pb2.ListMutedRequest.SerializeToString,
+                response_deserializer=reactmesh_dot_v1_dot_admin__pb2.ListMutedResponse.FromString,
+                _registered_method=True)
+        self.ListFlagged = channel.unary_unary(
+                '/reactmesh.v1.Admin/ListFlagged',
+                request_serializer=reactmesh_dot_v1_dot_admin__pb2.ListFlaggedRequest.SerializeToString,
+                response_deserializer=reactmesh_dot_v1_dot_admin__pb2.ListFlaggedResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
-    """Operator actions on a region: muting viewers and draining streams.
+    """Operator actions on the whole mesh: muting viewers, draining streams and
+    reading abuse flags. An action taken on any broadcaster reaches every edge
+    and broadcaster of every region by gossip (a replicated map of records with
+    expiry, ordered by hybrid logical clock), and is answered once it is durable
+    on the broadcaster that took it.
     """
 
     def MuteViewer(self, request, context):
-        """Drops the viewer's taps at every edge of the region until `until_ms`.
+        """Rejects the viewer's taps at every edge (VIEWER_MUTED) until `until_ms`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UnmuteViewer(self, request, context):
-        """Lifts the viewer's mute at every edge of the region.
+        """Lifts the viewer's mute at every edge.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DrainStream(self, request, context):
-        """Ends a stream: edges reject further taps for it (STREAM_DRAINED), and the
-        broadcaster flushes every pending delta in its next frame.
+        """Ends a stream: edges reject further taps for it (STREAM_DRAINED), and
+        every broadcaster flushes its pending deltas in the next frame, which is
+        marked `drained`, as are all later ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMuted(self, request, context):
+        """The viewers currently muted, latest mute first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlagged(self, request, context):
+        """The viewers the edges' anomaly detectors currently flag, latest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +129,16 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=reactmesh_dot_v1_dot_admin__pb2.DrainStreamRequest.FromString,
                     response_serializer=reactmesh_dot_v1_dot_admin__pb2.DrainStreamResponse.SerializeToString,
             ),
+            'ListMuted': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMuted,
+                    request_deserializer=reactmesh_dot_v1_dot_admin__pb2.ListMutedRequest.FromString,
+                    response_serializer=reactmesh_dot_v1_dot_admin__pb2.ListMutedResponse.SerializeToString,
+            ),
+            'ListFlagged': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlagged,
+                    request_deserializer=reactmesh_dot_v1_dot_admin__pb2.ListFlaggedRequest.FromString,
+                    response_serializer=reactmesh_dot_v1_dot_admin__pb2.ListFlaggedResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'reactmesh.v1.Admin', rpc_method_handlers)
@@ -105,7 +148,11 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Operator actions on a region: muting viewers and draining streams.
+    """Operator actions on the whole mesh: muting viewers, draining streams and
+    reading abuse flags. An action taken on any broadcaster reaches every edge
+    and broadcaster of every region by gossip (a replicated map of records with
+    expiry, ordered by hybrid logical clock), and is answered once it is durable
+    on the broadcaster that took it.
     """
 
     @staticmethod
@@ -179,6 +226,60 @@ class Admin:
             '/reactmesh.v1.Admin/DrainStream',
             reactmesh_dot_v1_dot_admin__pb2.DrainStreamRequest.SerializeToString,
             reactmesh_dot_v1_dot_admin__pb2.DrainStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMuted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reactmesh.v1.Admin/ListMuted',
+            reactmesh_dot_v1_dot_admin__pb2.ListMutedRequest.SerializeToString,
+            reactmesh_dot_v1_dot_admin__pb2.ListMutedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlagged(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reactmesh.v1.Admin/ListFlagged',
+            reactmesh_dot_v1_dot_admin__pb2.ListFlaggedRequest.SerializeToString,
+            reactmesh_dot_v1_dot_admin__pb2.ListFlaggedResponse.FromString,
             options,
             channel_credentials,
             insecure,
