@@ -130,7 +130,8 @@ class _Mix:
         self.total += n
 
     def decay(self) -> None:
-        if self.total >= self.limit:
+        """Halve the counts until their total is below the limit (once, unless one batch was larger than it)."""
+        while self.total >= self.limit:
             for emoji in self.counts:
                 self.counts[emoji] /= 2
             self.total /= 2
@@ -140,7 +141,7 @@ class _Mix:
         total = self.total
         if total <= 0:
             return 0.0
-        return -sum(c / total * math.log2(c / total) for c in self.counts.values() if c > 0)
+        return max(0.0, -sum(c / total * math.log2(c / total) for c in self.counts.values() if c > 0))
 
 
 class _Viewer:
