@@ -8,7 +8,8 @@ auth -> validate -> muted/drained -> in-flight bound -> rate limit -> forward ->
 Guarantees:
 
 - Every ClientBatch gets exactly one BatchAck, or its call ends with a status; an ack is ACCEPTED or
-  DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed).
+  DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed), except a batch
+  with no tap granted and a shadow-muted one (below), acked at once and never forwarded.
 - A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
   makes a client resend a batch after a later seq of its session was applied: refusals that need a
   resend (overload, shutdown, expired token) end the whole stream, and no later batch of the stream is
@@ -197,18 +198,6 @@ class Edge:
     def undrain(self, stream_id: str) -> None:
         self._drained.discard(stream_id)
 
-    def add_flag_listener(self, listener: FlagListener) -> None:
-        """Call ``listener`` with every abuse flag this edge raises from now on."""
-        self._flag_listeners.append(listener)
-
-    def set_flag_lookup(self, lookup: FlagLookup | None) -> None:
-        """Also treat viewers ``lookup`` reports as flagged when shadow-muting (None: local flags only)."""
-        self._flag_lookup = lookup
-
-    def flagged(self, viewer_id: str) -> bool:
-        """True while ``viewer_id`` has an active flag raised by this edge."""
-        return self._abuse.flagged(viewer_id)
-
     # -- admission --
 
     def authenticate(self, metadata: Any) -> Principal | None:
@@ -326,6 +315,24 @@ class Edge:
                 listener(outcome, taps, rate_limited, reason)
             except Exception:
                 log.exception("edge listener %r failed", listener)
+
+    # -- anti-abuse --
+
+    def add_flag_listener(self, listener: FlagListener) -> None:
+        """Call ``listener`` with every abuse flag this edge raises from now on."""
+        self._flag_listeners.append(listener)
+
+    def set_flag_lookup(self, lookup: FlagLookup | None) -> None:
+        """Also treat viewers ``lookup`` reports as flagged when shadow-muting (None: local flags only)."""
+        self._flag_lookup = lookup
+
+    def flagged(self, viewer_id: str) -> bool:
+        """True while ``viewer_id`` has an active flag raised by this edge."""
+        return self._abuse.flagged(viewer_id)
+
+    def active_flags(self) -> list[Flag]:
+        """This edge's active flags, oldest first."""
+        return self._abuse.active_flags()
 
     # -- introspection --
 

@@ -4,7 +4,8 @@ A synthetic bot (one emoji, offering more than the per-viewer cap, a new session
 honest viewers (a varied mix well below the cap, one of them reconnecting twice). Proves: the bot is flagged for
 every signal and the honest viewers for none, the flag listeners and the Prometheus collector see it; with
 ``shadow_mute`` the bot's taps after its first flag are acked ACCEPTED but are not in the aggregator's committed
-totals, while every honest tap is counted exactly.
+totals, while every honest tap is counted exactly; viewers the flag lookup reports are shadow-muted too, and a
+failing flag listener or lookup breaks no admission.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.support.edge import batch
+from tests.support.edge import batch, edge_rig, session, stream_exchange
 
 Ack = ingest_pb2.BatchAck
 STREAM = "live-1"
@@ -165,6 +166,7 @@ async def test_a_bot_at_the_cap_with_one_emoji_and_many_sessions_is_flagged_and_
         assert sorted(f.kind for f in rig.flags) == sorted(FlagKind)
         assert all(f.stream_id == STREAM and f.detail for f in rig.flags)
         assert rig.edge.flagged("bot") and not any(rig.edge.flagged(v.viewer_id) for v in honest)
+        assert sorted(f.kind for f in rig.edge.active_flags()) == sorted(FlagKind)
         assert honest[0].sessions == 3
         stats = rig.edge.statistics()
         assert stats["abuse_viewers_flagged"] == 1 and stats["abuse_viewers_tracked"] == 5
@@ -207,3 +209,34 @@ async def test_shadow_mute_acks_a_flagged_bots_taps_but_counts_only_honest_viewe
         assert stats["taps_accepted"] == sum(rig.total(e) for e in (*HONEST_MIX, "fire"))
         assert rig.sample("reactmesh_edge_shadow_muted_taps_total") == muted
         assert {f.viewer_id for f in rig.flags} == {"bot"}
+
+
+async def test_shadow_mute_covers_viewers_the_flag_lookup_reports_and_a_failing_hook_breaks_nothing() -> None:
+    async with edge_rig(abuse=AbuseConfig(shadow_mute=True)) as rig:
+        remote = {"flagged-elsewhere"}
+        rig.edge.set_flag_lookup(remote.__contains__)
+
+        def broken(flag: Flag) -> None:
+            raise RuntimeError("listener bug")
+
+        rig.edge.add_flag_listener(broken)
+        sid, other = session(), session()
+        muted = await stream_exchange(rig, [batch(sid, 1, {"heart": 3}, viewer_id="flagged-elsewhere")])
+        counted = await stream_exchange(rig, [batch(other, 1, {"heart": 2}, viewer_id="fan")])
+        assert muted[1].outcome == Ack.ACCEPTED and muted[1].accepted_taps == 3
+        assert counted[1].outcome == Ack.ACCEPTED and counted[1].accepted_taps == 2
+        assert rig.aggregator.received == [(other, 1)] and rig.aggregator.totals[("live-1", "heart")] == 2
+        assert not rig.edge.flagged("flagged-elsewhere"), "flagged() is this edge's own flags"
+        stats = rig.edge.statistics()
+        assert stats["taps_shadow_muted"] == 3 and stats["taps_accepted"] == 2
+
+        for _ in range(5):  # a local SESSIONS flag reaches the broken listener, and admission goes on
+            await stream_exchange(rig, [batch(session(), 1, viewer_id="hopper")])
+        assert [f.kind for f in rig.edge.active_flags()] == [FlagKind.SESSIONS]
+
+        def failing(viewer_id: str) -> bool:
+            raise RuntimeError("lookup bug")
+
+        rig.edge.set_flag_lookup(failing)
+        again = await stream_exchange(rig, [batch(sid, 2, {"heart": 1}, viewer_id="flagged-elsewhere")])
+        assert again[2].accepted_taps == 1 and rig.aggregator.totals[("live-1", "heart")] == 3
