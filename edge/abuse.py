@@ -19,13 +19,14 @@ Flags are signals: with ``shadow_mute`` the Edge acks a flagged viewer's batches
 taps the rate limit grants) but forwards and counts none of them (``edge.service``).
 
 Memory is bounded and every cost is paid by the batch that causes it, never by elapsed time: at most
-``max_viewers_tracked`` viewers (least recently seen evicted when a new one arrives), each with three floats and
-an int for the rate, at most ``MAX_EMOJIS`` emoji counts and ``max_sessions + 1`` sessions; at most
-``max_streams_tracked`` stream mixes (LRU). Active flags are kept apart from the viewer state, in raise order (so
-in expiry order, the TTL being one constant), at most ``max_viewers_tracked`` of them, dropped from the front when
-they expire as later calls pass by. Evicting a viewer forgets its rate run, mix and sessions (it starts afresh when
-it comes back) but not its active flags; when the flag table is full the oldest active flag is dropped early
-(``flags_dropped``), and could then be raised again.
+``max_viewers_tracked`` viewers (least recently seen evicted when a new one arrives), each with two times and
+a count for the rate, at most ``MAX_EMOJIS`` emoji counts and ``max_sessions + 1`` sessions; at most
+``max_streams_tracked`` stream mixes (LRU). A viewer with a few emojis and one session costs about 0.8 KB
+(tracemalloc), so a full default table is some 80 MB. Active flags are kept apart from the viewer state, in raise
+order (so in expiry order, the TTL being one constant), at most ``max_viewers_tracked`` of them, dropped from the
+front when they expire as later calls pass by. Evicting a viewer forgets its rate run, mix and sessions (it starts
+afresh when it comes back) but not its active flags; when the flag table is full the oldest active flag is dropped
+early (``flags_dropped``), and could then be raised again.
 """
 
 from __future__ import annotations
