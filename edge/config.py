@@ -9,9 +9,10 @@ Name forms and protocol caps are ``edge.limits``'s; ``region`` follows its regio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from reactmesh.edge.abuse import AbuseConfig
 from reactmesh.edge.errors import ConfigError
 from reactmesh.edge.limits import (
     DEFAULT_MAX_COUNT_PER_ENTRY,
@@ -36,7 +37,8 @@ class EdgeConfig:
     them by consistent hash. Rate limits are per viewer: ``rate_per_s`` taps per second refilling a
     bucket of ``burst`` taps. ``max_inflight_entries`` bounds client batches forwarded but not yet acked,
     edge-wide; beyond it clients are told to come back after ``retry_after_ms``. Tokens are the node's
-    ``[auth]`` section (``edge.auth.AuthConfig``), shared by every role of the process.
+    ``[auth]`` section (``edge.auth.AuthConfig``), shared by every role of the process. ``abuse`` is the
+    anomaly detector's (``edge.abuse.AbuseConfig``, the ``[edge.abuse]`` table).
     """
 
     region: str
@@ -54,6 +56,7 @@ class EdgeConfig:
     reconnect_backoff_ms: int = 100
     reconnect_backoff_max_ms: int = 5_000
     ring_vnodes: int = 512
+    abuse: AbuseConfig = field(default_factory=AbuseConfig)
 
     def __post_init__(self) -> None:
         if not is_region(self.region):
@@ -77,6 +80,8 @@ class EdgeConfig:
         int_in("reconnect_backoff_ms", self.reconnect_backoff_ms, 1, 600_000)
         int_in("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms, self.reconnect_backoff_ms, 600_000)
         int_in("ring_vnodes", self.ring_vnodes, 1, 65_536)
+        if not isinstance(self.abuse, AbuseConfig):
+            raise ConfigError("abuse", "an AbuseConfig", self.abuse)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
@@ -92,6 +97,8 @@ class EdgeConfig:
         for key in ("aggregators", "reactions"):
             if key in values and isinstance(values[key], list):
                 values[key] = tuple(values[key])
+        if isinstance(values.get("abuse"), Mapping):
+            values["abuse"] = AbuseConfig.from_mapping(values["abuse"])
         return cls(**values)
 
 

@@ -8,7 +8,8 @@ auth -> validate -> muted/drained -> in-flight bound -> rate limit -> forward ->
 Guarantees:
 
 - Every ClientBatch gets exactly one BatchAck, or its call ends with a status; an ack is ACCEPTED or
-  DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed).
+  DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed), except a batch
+  with no tap granted and a shadow-muted one (below), acked at once and never forwarded.
 - A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
   makes a client resend a batch after a later seq of its session was applied: refusals that need a
   resend (overload, shutdown, expired token) end the whole stream, and no later batch of the stream is
@@ -20,6 +21,13 @@ Guarantees:
   bytes end the call with INVALID_ARGUMENT; nothing a client sends can crash the server.
 - Memory is bounded: ``max_inflight_entries`` forwarded-but-unacked batches edge-wide (beyond it a
   stream ends with RESOURCE_EXHAUSTED and ``retry-after-ms``), ``max_viewers_tracked`` rate buckets.
+
+Anti-abuse (``edge.abuse``): every batch past the rate limiter feeds the AbuseDetector with the taps it offered
+and the taps granted; newly raised flags go to the flag listeners (``add_flag_listener``) and into
+``statistics()``. With ``abuse.shadow_mute``, a batch of a flagged viewer (an active local flag, or one the
+``set_flag_lookup`` function reports, e.g. learned from other edges) is acked as it would have been (ACCEPTED, the
+taps the rate limit grants) but is neither forwarded nor counted: ``taps_shadow_muted`` counts its taps. The ack
+comes at once rather than after a commit, as for a batch the rate limit drops entirely.
 
 Every batch outcome passes one seam, ``Edge._emit``, which updates ``statistics()`` and calls the
 registered EdgeListeners (e.g. Prometheus counters), so handlers carry no metrics code.
@@ -37,6 +45,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message import DecodeError
 
+from reactmesh.edge.abuse import AbuseDetector, Flag
 from reactmesh.edge.auth import Action, Authorizer, Principal
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.errors import (
@@ -64,6 +73,10 @@ Outcome = BatchAck.Outcome
 Reason = BatchAck.RejectReason
 AckOrError = BatchAck | ServiceError
 Deliver = Callable[[AckOrError], None]
+FlagListener = Callable[[Flag], None]
+"""Told about every newly raised flag, on the event loop; must be cheap and must not raise."""
+FlagLookup = Callable[[str], bool]
+"""True for a viewer flagged elsewhere (e.g. by another edge); called per batch with shadow_mute on."""
 
 _APPLIED = aggregator_pb2.EdgeAck.APPLIED
 _DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
@@ -133,6 +146,13 @@ class Edge:
         self._rejects = [0] * (max(Reason.values()) + 1)
         self._taps_accepted = 0
         self._taps_rate_limited = 0
+        self._abuse = AbuseDetector(config.abuse, self.clock, config.rate_per_s)
+        self._detect = config.abuse.enabled
+        self._shadow_mute = config.abuse.shadow_mute
+        self._flag_listeners: list[FlagListener] = []
+        self._flag_lookup: FlagLookup | None = None
+        self._taps_shadow_muted = 0
+        self._batches_shadow_muted = 0
 
     # -- lifecycle --
 
@@ -224,6 +244,11 @@ class Edge:
         counts = batch.counts
         taps = sum(entry.count for entry in counts)
         granted = self._limiter.take(batch.viewer_id, taps)
+        if self._screen(batch, granted):
+            self._emit(BatchAck.ACCEPTED, 0, taps - granted, BatchAck.REJECT_REASON_UNSPECIFIED)
+            self._taps_shadow_muted += granted
+            self._batches_shadow_muted += 1
+            return BatchAck(seq=seq, outcome=BatchAck.ACCEPTED, accepted_taps=granted, rate_limited_taps=taps - granted)
         if granted == 0:
             self._emit(BatchAck.ACCEPTED, 0, taps, BatchAck.REJECT_REASON_UNSPECIFIED)
             return BatchAck(seq=seq, outcome=BatchAck.ACCEPTED, accepted_taps=0, rate_limited_taps=taps)
@@ -234,6 +259,29 @@ class Edge:
         self._inflight += 1
         future.add_done_callback(partial(self._resolved, seq, granted, taps - granted, deliver))
         return None
+
+    def _screen(self, batch: ingest_pb2.ClientBatch, granted: int) -> bool:
+        """Feed the abuse detector; True when the batch is to be shadow-muted."""
+        viewer = batch.viewer_id
+        if self._detect:
+            counts = {entry.emoji: entry.count for entry in batch.counts}
+            for flag in self._abuse.observe(viewer, batch.session_id, batch.stream_id, counts, granted):
+                for listener in self._flag_listeners:
+                    try:
+                        listener(flag)
+                    except Exception:
+                        log.exception("flag listener %r failed", listener)
+        if not self._shadow_mute:
+            return False
+        if self._abuse.flagged(viewer):
+            return True
+        if self._flag_lookup is None:
+            return False
+        try:
+            return self._flag_lookup(viewer)
+        except Exception:
+            log.exception("flag lookup %r failed", self._flag_lookup)
+            return False
 
     def _resolved(self, seq: int, granted: int, limited: int, deliver: Deliver, future: asyncio.Future[int]) -> None:
         self._inflight -= 1
@@ -268,6 +316,24 @@ class Edge:
             except Exception:
                 log.exception("edge listener %r failed", listener)
 
+    # -- anti-abuse --
+
+    def add_flag_listener(self, listener: FlagListener) -> None:
+        """Call ``listener`` with every abuse flag this edge raises from now on."""
+        self._flag_listeners.append(listener)
+
+    def set_flag_lookup(self, lookup: FlagLookup | None) -> None:
+        """Also treat viewers ``lookup`` reports as flagged when shadow-muting (None: local flags only)."""
+        self._flag_lookup = lookup
+
+    def flagged(self, viewer_id: str) -> bool:
+        """True while ``viewer_id`` has an active flag raised by this edge."""
+        return self._abuse.flagged(viewer_id)
+
+    def active_flags(self) -> list[Flag]:
+        """This edge's active flags, oldest first."""
+        return self._abuse.active_flags()
+
     # -- introspection --
 
     @property
@@ -297,6 +363,9 @@ class Edge:
             for key, value in forwarder.statistics().items():
                 totals[f"forward_{key}"] = totals.get(f"forward_{key}", 0) + value
         stats.update(totals)
+        stats["batches_shadow_muted"] = self._batches_shadow_muted
+        stats["taps_shadow_muted"] = self._taps_shadow_muted
+        stats.update((f"abuse_{key}", value) for key, value in self._abuse.statistics().items())
         return stats
 
     def forwarder_statistics(self) -> dict[str, dict[str, int]]:

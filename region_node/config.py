@@ -7,6 +7,9 @@
     listen = "0.0.0.0:7100"
     aggregators = ["agg-0.agg:7200", "agg-1.agg:7200"]
     # ... any EdgeConfig field
+    [edge.abuse]                                     # anti-abuse flags (edge.abuse.AbuseConfig); on by default
+    shadow_mute = false                              # true: flagged viewers' taps are acked but not counted
+    # ... any AbuseConfig field
 
     [aggregator]
     listen = "0.0.0.0:7200"
@@ -62,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reactmesh.edge.abuse import AbuseConfig
 from reactmesh.edge.auth import AuthConfig
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.limits import REGION_FORM, is_region
@@ -245,6 +249,10 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if (t := table("edge")) is not None:
         listen = t.pop("listen", None)
         t.setdefault("region", region)
+        abuse = t.pop("abuse", None) or {}
+        if not isinstance(abuse, dict):
+            raise ConfigError("edge.abuse", "a table", abuse)
+        t["abuse"] = build(AbuseConfig, "edge.abuse", abuse)
         edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t))
     if (t := table("aggregator")) is not None:
         listen = t.pop("listen", None)

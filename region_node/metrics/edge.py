@@ -1,4 +1,4 @@
-"""Edge metrics: ingest batches and taps by outcome and reason, in flight, forwarding queues."""
+"""Edge metrics: ingest batches and taps by outcome and reason, in flight, forwarding queues, abuse flags."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
+from reactmesh.edge.abuse import FlagKind
 from reactmesh.edge.service import Edge
 from reactmesh.region_node.metrics.families import (
     counter,
@@ -78,6 +79,23 @@ class EdgeCollector:
         viewers = gauge("reactmesh_edge_viewers_tracked", "Viewers with a rate-limit bucket.")
         viewers.add_metric([r], stats["viewers_tracked"])
         yield viewers
+        flags = counter(
+            "reactmesh_edge_abuse_flags_total",
+            "Abuse flags raised by this edge, by kind (rate, low_entropy, sessions).",
+            ("region", "kind"),
+        )
+        for kind in FlagKind:
+            flags.add_metric([r, kind.value], stats[f"abuse_flags_raised_{kind.value}"])
+        yield flags
+        tracked = gauge("reactmesh_edge_abuse_viewers_tracked", "Viewers the abuse detector holds state for.")
+        tracked.add_metric([r], stats["abuse_viewers_tracked"])
+        yield tracked
+        shadow = counter(
+            "reactmesh_edge_shadow_muted_taps_total",
+            "Taps of flagged viewers acked but neither forwarded nor counted (abuse.shadow_mute).",
+        )
+        shadow.add_metric([r], stats["taps_shadow_muted"])
+        yield shadow
         per = self._edge.forwarder_statistics()
         labels = ("region", "aggregator")
         families = (
