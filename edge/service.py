@@ -58,6 +58,7 @@ from reactmesh.edge.errors import (
 )
 from reactmesh.edge.forwarder import ChannelFactory, Forwarder, insecure_channel
 from reactmesh.edge.limits import SESSION_ID_BYTES
+from reactmesh.edge.moderation import EdgeModeration
 from reactmesh.edge.ratelimit import RateLimiter
 from reactmesh.edge.ring import HashRing
 from reactmesh.edge.validation import Validator
@@ -116,8 +117,10 @@ class Edge:
         channel_factory: ChannelFactory = insecure_channel,
         listeners: tuple[EdgeListener, ...] = (),
         authorizer: Authorizer | None = None,
+        node_id: str = "edge",
     ) -> None:
         self.config = config
+        self.node_id = node_id
         self.clock: Clock = clock or SystemClock()
         self.listeners: list[EdgeListener] = list(listeners)
         self._auth = authorizer or Authorizer.disabled(self.clock)
@@ -136,8 +139,8 @@ class Edge:
             )
             for address in config.aggregators
         }
-        self._muted: dict[str, int] = {}
-        self._drained: set[str] = set()
+        # Mutes, drains and flags of the whole mesh, replicated here by gossip (see ``edge.moderation``).
+        self.moderation = EdgeModeration(node_id, self.clock)
         self._accepting = False
         self._started = False
         self._inflight = 0
@@ -153,6 +156,8 @@ class Edge:
         self._flag_lookup: FlagLookup | None = None
         self._taps_shadow_muted = 0
         self._batches_shadow_muted = 0
+        self._flag_ttl_s = config.abuse.flag_ttl_s
+        self.add_flag_listener(self._record_flag)
 
     # -- lifecycle --
 
@@ -184,19 +189,25 @@ class Edge:
 
     # -- admin hooks --
 
+    # This edge alone; the Admin service of any broadcaster does the same for every edge of every region.
+
     def mute(self, viewer_id: str, until_ms: int) -> None:
-        """Reject ``viewer_id``'s batches (VIEWER_MUTED) until wall time ``until_ms``."""
-        self._muted[viewer_id] = until_ms
+        """Reject ``viewer_id``'s batches here (VIEWER_MUTED) until wall time ``until_ms``."""
+        self.moderation.mute(viewer_id, until_ms)
 
     def unmute(self, viewer_id: str) -> None:
-        self._muted.pop(viewer_id, None)
+        self.moderation.unmute(viewer_id)
 
-    def drain(self, stream_id: str) -> None:
-        """Reject every further batch for ``stream_id`` (STREAM_DRAINED), e.g. when the live ends."""
-        self._drained.add(stream_id)
+    def drain(self, stream_id: str, until_ms: int | None = None) -> None:
+        """Reject further batches for ``stream_id`` here (STREAM_DRAINED), until ``until_ms`` (default a day)."""
+        now = self.clock.wall_ms()
+        self.moderation.drain(stream_id, until_ms if until_ms is not None else now + 86_400_000)
 
     def undrain(self, stream_id: str) -> None:
-        self._drained.discard(stream_id)
+        self.moderation.undrain(stream_id)
+
+    def _record_flag(self, flag: Flag) -> None:
+        self.moderation.raise_flag(flag, self._flag_ttl_s)
 
     # -- admission --
 
@@ -230,14 +241,13 @@ class Edge:
         rejection = self._validator.check(batch)
         if rejection is not None:
             return self._reject(seq, *rejection)
-        if self._muted:
-            until = self._muted.get(batch.viewer_id)
-            if until is not None:
-                if self.clock.wall_ms() < until:
-                    return self._reject(seq, BatchAck.VIEWER_MUTED, "viewer is muted")
-                del self._muted[batch.viewer_id]
-        if self._drained and batch.stream_id in self._drained:
-            return self._reject(seq, BatchAck.STREAM_DRAINED, "stream is drained")
+        moderation = self.moderation
+        if len(moderation.mutes) or len(moderation.drains):
+            now = self.clock.wall_ms()
+            if moderation.muted(batch.viewer_id, now):
+                return self._reject(seq, BatchAck.VIEWER_MUTED, "viewer is muted")
+            if moderation.drained(batch.stream_id, now):
+                return self._reject(seq, BatchAck.STREAM_DRAINED, "stream is drained")
         if self._inflight >= self._max_inflight:
             self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
             raise resource_exhausted("edge overloaded; resend unacknowledged batches later", self.config.retry_after_ms)
@@ -273,7 +283,7 @@ class Edge:
                         log.exception("flag listener %r failed", listener)
         if not self._shadow_mute:
             return False
-        if self._abuse.flagged(viewer):
+        if self._abuse.flagged(viewer) or self.moderation.flagged(viewer, self.clock.wall_ms()):
             return True
         if self._flag_lookup is None:
             return False
@@ -351,8 +361,9 @@ class Edge:
             "taps_rate_limited": self._taps_rate_limited,
             "inflight": self._inflight,
             "viewers_tracked": len(self._limiter),
-            "viewers_muted": len(self._muted),
-            "streams_drained": len(self._drained),
+            "viewers_muted": len(self.moderation.mutes),
+            "streams_drained": len(self.moderation.drains),
+            "viewers_flagged_mesh": len(self.moderation.flags),
         }
         for reason in Reason.values():
             if reason != BatchAck.REJECT_REASON_UNSPECIFIED:

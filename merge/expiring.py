@@ -82,7 +82,7 @@ class ExpiringMap:
     TAG: ClassVar[Tag] = tags.EXPIRING_MAP
     TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_by_stamp", "_entries", "_floor", "_floor_version", "_log")
+    __slots__ = ("_by_stamp", "_entries", "_floor", "_floor_version", "_latest", "_log")
 
     def __init__(self) -> None:
         self._entries: dict[str, Expiring] = {}
@@ -91,6 +91,7 @@ class ExpiringMap:
         self._log: DeltaLog[str] = DeltaLog()
         # (stamp wall ms, key) of every write kept, stale ones included; popped lazily by ``expire``.
         self._by_stamp: list[tuple[int, str]] = []
+        self._latest: HlcTimestamp | None = None
 
     @classmethod
     def new(cls) -> ExpiringMap:
@@ -123,8 +124,9 @@ class ExpiringMap:
         return ((k, r) for k, r in self._entries.items() if now_ms < r.until_ms)
 
     def latest_stamp(self) -> HlcTimestamp | None:
-        """The greatest stamp held, to feed ``HybridLogicalClock.update``."""
-        return max((r.stamp for r in self._entries.values()), default=None)
+        """The greatest stamp this replica has held (records since dropped included), to feed
+        ``HybridLogicalClock.update``; O(1)."""
+        return self._latest
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -176,6 +178,8 @@ class ExpiringMap:
             return False
         self._entries[key] = record
         self._log.touch(key)
+        if self._latest is None or record.stamp > self._latest:
+            self._latest = record.stamp
         heap = self._by_stamp
         heapq.heappush(heap, (record.stamp.wall_ms, key))
         if len(heap) > 2 * len(self._entries) + 64:  # stale pairs of overwritten or dropped keys

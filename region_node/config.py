@@ -6,6 +6,7 @@
     [edge]
     listen = "0.0.0.0:7100"
     aggregators = ["agg-0.agg:7200", "agg-1.agg:7200"]
+    node_id = "a/${POD_NAME}"                        # optional gossip id; default "<region>/edge-<hostname>"
     # ... any EdgeConfig field
     [edge.abuse]                                     # anti-abuse flags (edge.abuse.AbuseConfig); on by default
     shadow_mute = false                              # true: flagged viewers' taps are acked but not counted
@@ -22,6 +23,7 @@
     node_id = "a/bcast-0"
     polls_db_path = "/data/polls.db"                 # optional; polls in memory without it
     history_db_path = "/data/history.db"             # optional; without it GetHistory covers the horizon only
+    moderation_db_path = "/data/moderation.db"       # optional; mutes, drains and flags in memory without it
     window_horizon_s = 120                           # windows older than this live on disk only
     window_retention_s = 604800                      # stored history kept this long
     sources = ["agg-0.agg:7200", "agg-1.agg:7200"]   # this region's aggregators
@@ -59,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,9 +98,14 @@ def check_address(field_name: str, value: object) -> str:
 class EdgeSection:
     listen: str
     config: EdgeConfig
+    # The edge's gossip identity (it receives mutes and drains from its aggregators and sends them its abuse
+    # flags); unique per edge process. Default "<region>/edge-<hostname>".
+    node_id: str = ""
 
     def __post_init__(self) -> None:
         check_address("edge.listen", self.listen)
+        if not self.node_id:
+            object.__setattr__(self, "node_id", f"{self.config.region}/edge-{socket.gethostname()}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ class BroadcasterSection:
     # SQLite file for per-second history and totals (region_node.windows): sealed windows live there, and are
     # repaired from sources and peers. None keeps only open windows (GetHistory covers the horizon only).
     history_db_path: str | None = None
+    # SQLite file for mutes, drains and abuse flags (region_node.moderation); None keeps them in memory (a
+    # restarted broadcaster then gets them back from peers only).
+    moderation_db_path: str | None = None
     window_horizon_s: int = 120
     window_retention_s: int = 7 * 86_400
     history: HistorySyncConfig = field(default_factory=HistorySyncConfig)
@@ -143,6 +154,14 @@ class BroadcasterSection:
         if self.polls_db_path is not None and (not self.polls_db_path or self.polls_db_path == ":memory:"):
             raise ConfigError(
                 "broadcaster.polls_db_path", "a file path (omit it to keep polls in memory)", self.polls_db_path
+            )
+        if self.moderation_db_path is not None and (
+            not self.moderation_db_path or self.moderation_db_path == ":memory:"
+        ):
+            raise ConfigError(
+                "broadcaster.moderation_db_path",
+                "a file path (omit it to keep moderation in memory)",
+                self.moderation_db_path,
             )
         if not self.node_id:
             raise ConfigError("broadcaster.node_id", "a non-empty id such as 'a/bcast-0'", self.node_id)
@@ -248,12 +267,13 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     edge = aggregator = broadcaster = None
     if (t := table("edge")) is not None:
         listen = t.pop("listen", None)
+        edge_id = t.pop("node_id", "")
         t.setdefault("region", region)
         abuse = t.pop("abuse", None) or {}
         if not isinstance(abuse, dict):
             raise ConfigError("edge.abuse", "a table", abuse)
         t["abuse"] = build(AbuseConfig, "edge.abuse", abuse)
-        edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t))
+        edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t), node_id=edge_id)
     if (t := table("aggregator")) is not None:
         listen = t.pop("listen", None)
         t.setdefault("region", region)
@@ -266,6 +286,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         polls_db_path = t.pop("polls_db_path", None)
         polls = build(PollsConfig, "broadcaster.polls", t.pop("polls", None) or {})
         history_db_path = t.pop("history_db_path", None)
+        moderation_db_path = t.pop("moderation_db_path", None)
         horizon = t.pop("window_horizon_s", BroadcasterSection.window_horizon_s)
         retention = t.pop("window_retention_s", BroadcasterSection.window_retention_s)
         history = build(HistorySyncConfig, "broadcaster.history", t.pop("history", None) or {})
@@ -278,6 +299,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             polls_db_path=polls_db_path,
             polls=polls,
             history_db_path=history_db_path,
+            moderation_db_path=moderation_db_path,
             window_horizon_s=horizon,
             window_retention_s=retention,
             history=history,

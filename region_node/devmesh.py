@@ -74,7 +74,12 @@ class RegionPlan:
         main = {
             "region": self.region,
             "metrics_listen": f"127.0.0.1:{port + 5}",
-            "edge": {"listen": self.edge, "aggregators": list(self.aggregators), **o.get("edge", {})},
+            "edge": {
+                "listen": self.edge,
+                "node_id": f"{self.region}/edge-0",
+                "aggregators": list(self.aggregators),
+                **o.get("edge", {}),
+            },
             "aggregator": agg[0],
             "broadcaster": {
                 "listen": self.broadcaster,
@@ -83,6 +88,7 @@ class RegionPlan:
                 "peers": list(self.peers),
                 "polls_db_path": str(self.data_dir / f"{self.region}-polls.db"),
                 "history_db_path": str(self.data_dir / f"{self.region}-history.db"),
+                "moderation_db_path": str(self.data_dir / f"{self.region}-moderation.db"),
                 **({"peer_listen": self.peer_listen} if self.peer_listen else {}),
                 **o.get("broadcaster", {}),
             },

@@ -29,6 +29,7 @@ from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
+from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
@@ -36,10 +37,12 @@ from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.config import ROLES, BroadcasterSection, NodeConfig
 from reactmesh.region_node.metrics.node import NodeMetrics
+from reactmesh.region_node.moderation.book import open_moderation
+from reactmesh.region_node.moderation.service import AdminServicer
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
-from reactmesh.region_node.state import POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.state import DRAINS, FLAGS, MUTES, POLLS, RegionGossipNode, RegionState
 from reactmesh.region_node.tls import NodeTLS, PeerCertificateGuard
 from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
@@ -151,7 +154,10 @@ class Node:
         self.replica: RegionState | None = None
         self.edge: Edge | None = None
         self.polls: PollsServicer | None = None
+        self.admin: AdminServicer | None = None
         self.dialers: list[Dialer] = []
+        self.edge_gossip: GossipNode | None = None
+        self.edge_dialers: list[Dialer] = []
         self.history_store: Store | None = None
         self.window_writer: WindowWriter | None = None
         self.history_syncs: list[HistorySync] = []
@@ -233,13 +239,23 @@ class Node:
             self.polls = await attach_polls(
                 self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls, self.authorizer
             )
+            book = await open_moderation(
+                self.replica, self.clock, section.node_id, section.moderation_db_path, drains_to=bc
+            )
+            self.admin = AdminServicer(book, self.clock, self.authorizer)
             if self.metrics is not None:
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             query, history = await self._history(section)
             await self._serve(
                 "broadcaster",
                 section.listen,
-                [BroadcastService(bc, self.authorizer), query, self.polls, GossipServicer(gossip, history)],
+                [
+                    BroadcastService(bc, self.authorizer),
+                    query,
+                    self.polls,
+                    self.admin,
+                    GossipServicer(gossip, history),
+                ],
             )
             if section.peer_listen is not None:
                 await self._serve(
@@ -262,17 +278,32 @@ class Node:
                     self.clock,
                     authorizer=self.authorizer,
                     channel_factory=self.tls.client.reloading_channel,
+                    node_id=cfg.edge.node_id,
                 )
             else:
-                edge = Edge(cfg.edge.config, self.clock, authorizer=self.authorizer)
+                edge = Edge(cfg.edge.config, self.clock, authorizer=self.authorizer, node_id=cfg.edge.node_id)
             await edge.start()
             self.edge = edge
+            self._edge_gossip(edge, cfg.edge.node_id)
             if self.metrics is not None:
                 self.metrics.watch_edge(edge)
             await self._serve("edge", cfg.edge.listen, [edge])
         if self.metrics is not None and cfg.metrics_listen is not None:
             self.addresses["metrics"] = await self.metrics.serve(cfg.metrics_listen)
             log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])
+
+    def _edge_gossip(self, edge: Edge, node_id: str) -> None:
+        """The edge's moderation, kept current by gossip with every aggregator of its ring (mutes and drains in,
+        abuse flags out; ``region_node.state.region_route``)."""
+        m = edge.moderation
+        state = ReplicaState({MUTES: m.mutes, DRAINS: m.drains, FLAGS: m.flags})
+        gossip = RegionGossipNode(node_id, self.config.region, "edge", state, self.clock, self.config.gossip)
+        self.edge_gossip = gossip
+        tls = self.tls.client if self.tls is not None else None
+        for address in edge.config.aggregators:
+            dialer = Dialer(gossip, address, self.clock, channel_options=GOSSIP_CHANNEL_OPTIONS, tls=tls)
+            dialer.start()
+            self.edge_dialers.append(dialer)
 
     async def _history(self, section: BroadcasterSection) -> tuple[QueryServicer, HistoryReader | None]:
         """The broadcaster's stored history (when ``history_db_path`` is set): a Store its windows are written
@@ -366,6 +397,8 @@ class Node:
             await step("edge flush", self.edge.close(grace / 2))
         if "edge" in servers:
             await step("edge server", servers["edge"].server.stop(linger))
+        if self.edge_dialers:
+            await step("edge gossip", asyncio.gather(*(d.close() for d in self.edge_dialers)))
         if self.aggregator is not None:
             await step("aggregator last commit", self.aggregator.close())
         if "aggregator" in servers:
@@ -374,6 +407,8 @@ class Node:
             await step("gossip dialers", asyncio.gather(*(d.close() for d in self.dialers)))
         if self.polls is not None:
             await step("polls", self.polls.close())
+        if self.admin is not None:
+            await step("moderation", self.admin.close())
         if self.broadcaster is not None:
             await step("broadcaster", self.broadcaster.close())
         if "broadcaster" in servers:
@@ -403,6 +438,8 @@ class Node:
             out["broadcaster"] = self.broadcaster.statistics()
         if self.polls is not None:
             out["polls"] = self.polls.book.statistics()
+        if self.admin is not None:
+            out["moderation"] = self.admin.book.statistics()
         for name, g in (("aggregator_gossip", self.aggregator_gossip), ("broadcaster_gossip", self.broadcaster_gossip)):
             if g is not None:
                 out[name] = {

@@ -464,16 +464,16 @@ class Broadcaster:
 
     # -- operator actions and lifecycle ------------------------------------------------------
 
-    def drain(self, stream_id: str) -> int:
+    def drain(self, stream_id: str, at_ms: int | None = None) -> int:
         """Flush the stream's pending counts in the next frame and mark its frames drained.
 
-        Returns when the drain took effect (Unix ms; the first call's time if repeated).
-        Raises ServiceError INVALID_ARGUMENT for a bad stream id.
+        Returns when the drain took effect (Unix ms: ``at_ms``, by default now; the first call's time if
+        repeated). Raises ServiceError INVALID_ARGUMENT for a bad stream id.
         """
         check_stream_id(stream_id)
         channel = self._channel(stream_id)
         if channel.drained_at_ms is None:
-            channel.drained_at_ms = self._clock.wall_ms()
+            channel.drained_at_ms = self._clock.wall_ms() if at_ms is None else at_ms
             channel.drain_marker = True
             self._active.add(stream_id)
         return channel.drained_at_ms
