@@ -5,8 +5,10 @@
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
     reactmesh poll create|vote|close|watch ...   live polls
+    reactmesh admin mute|unmute|drain|muted|flagged ...   moderation in every region (a moderator token)
     reactmesh token --sub VIEWER [--role R] [--stream S]   a development token (JWT)
     reactmesh export --db FILE [...] --out PATH.parquet   history as Parquet for analytics
+    reactmesh certs --ca-dir DIR --out DIR --name HOST [...]   a CA and a node certificate (k8s Secret files)
     reactmesh bench SCENARIO [--quick]
 
 Defaults come from environment variables (REACTMESH_CONFIG, REACTMESH_TARGET, REACTMESH_EDGE,
@@ -169,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_poll_commands(sub)
 
+    from reactmesh.region_node.cli.admin import add_admin_commands
+
+    add_admin_commands(sub)
+
     from reactmesh.region_node.cli.token import add_token_command
 
     add_token_command(sub)
@@ -224,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reactmesh.region_node.cli.poll import run_poll
 
             return run_async(run_poll(args))
+        if args.command == "admin":
+            from reactmesh.region_node.cli.admin import run_admin
+
+            return run_async(run_admin(args))
         if args.command == "token":
             from reactmesh.region_node.cli.token import run_token
 

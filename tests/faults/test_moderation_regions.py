@@ -5,7 +5,9 @@ a drain reaching subscribers in every region, and mutes surviving a SIGKILL of t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 from pathlib import Path
 
 import grpc
@@ -40,13 +42,16 @@ class Viewer:
         self._seq = 0
 
     async def tap(self, stream_id: str = STREAM) -> BatchAck:
+        return await self.tap_many({"like": 1}, stream_id)
+
+    async def tap_many(self, counts: dict[str, int], stream_id: str = STREAM) -> BatchAck:
         self._seq += 1
         batch = ingest_pb2.ClientBatch(
             session_id=self._session,
             viewer_id=self.viewer_id,
             seq=self._seq,
             stream_id=stream_id,
-            counts=[common_pb2.ReactionCount(emoji="like", count=1)],
+            counts=[common_pb2.ReactionCount(emoji=e, count=n) for e, n in counts.items()],
         )
         ack: BatchAck = await self._stub.Send(batch, metadata=self._meta, timeout=5)
         return ack
@@ -185,3 +190,60 @@ async def test_a_mute_survives_sigkill_of_the_region_that_took_it(tmp_path: Path
         async with grpc.aio.insecure_channel(p.broadcaster) as channel:
             listed = await admin_pb2_grpc.AdminStub(channel).ListMuted(admin_pb2.ListMutedRequest(), timeout=5)
         assert [m.viewer_id for m in listed.viewers] == ["troll"]
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reactmesh.region_node.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_a_bot_flagged_at_one_edge_is_listed_in_another_region_and_muted_from_the_cli(tmp_path: Path) -> None:
+    """A synthetic bot in region b (pinned above the rate cap with one emoji, over many sessions) next to honest
+    viewers: region a's broadcaster lists only the bot as flagged (`reactmesh admin flagged`), and a mute from
+    the CLI stops its taps in b."""
+    overrides = {"edge": {"abuse": {"sustain_s": 2.0, "rate_window_s": 0.5, "min_taps": 40}}}
+    async with ProcessMesh(
+        regions=("a", "b"), base_port=free_port_block(20), data_dir=tmp_path, overrides=overrides
+    ) as mesh:
+        a, b = mesh.plans["a"], mesh.plans["b"]
+        bots = [Viewer(b.edge, "bot-7", "") for _ in range(6)]  # six sessions of one viewer
+        honest = [Viewer(b.edge, f"fan-{i}", "") for i in range(3)]
+        emojis = ["like", "love", "wow", "haha"]
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 4.0
+            i = 0
+            while loop.time() < end:
+                i += 1
+                for bot in bots:
+                    await bot.tap_many({"fire": 8})
+                for n, fan in enumerate(honest):
+                    await fan.tap_many({emojis[(i + n) % 4]: 1, emojis[(i + n + 1) % 4]: 1})
+                await asyncio.sleep(0.1)
+
+            async def bot_listed() -> list[dict[str, str]]:
+                code, out, err = await _cli("admin", "flagged", "--broadcaster", a.broadcaster, "--json")
+                assert code == 0, err
+                rows = [json.loads(line) for line in out.splitlines()]
+                assert {r["viewer_id"] for r in rows} == {"bot-7"}, rows
+                return rows
+
+            rows = await settled(bot_listed)
+            assert rows[0]["raised_by"] == "b/edge-0" and rows[0]["kind"] in {"rate", "sessions", "low_entropy"}
+            code, out, err = await _cli(
+                "admin", "mute", "bot-7", "--for", "5m", "--reason", "bot", "--broadcaster", a.broadcaster
+            )
+            assert code == 0 and "muted bot-7 in every region" in out, err
+            await rejected_within(bots[0], BatchAck.VIEWER_MUTED)
+            assert (await honest[0].tap()).outcome == BatchAck.ACCEPTED
+        finally:
+            for v in (*bots, *honest):
+                await v.close()
