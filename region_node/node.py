@@ -244,6 +244,7 @@ class Node:
             )
             self.admin = AdminServicer(book, self.clock, self.authorizer)
             if self.metrics is not None:
+                self.metrics.watch_moderation(book)
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             query, history = await self._history(section)
             await self._serve(

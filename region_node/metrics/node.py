@@ -49,9 +49,11 @@ from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
 from reactmesh.region_node.metrics.grpc_server import GrpcServerMetrics
 from reactmesh.region_node.metrics.history import HistoryCollector
+from reactmesh.region_node.metrics.moderation import ModerationCollector
 from reactmesh.region_node.metrics.process import ProcessMetrics
 from reactmesh.region_node.metrics.server import MetricsServer
 from reactmesh.region_node.metrics.tls import TLSCollector
+from reactmesh.region_node.moderation.book import ModerationBook
 from reactmesh.region_node.replication import Dialer
 from reactmesh.region_node.state import RegionState
 from reactmesh.region_node.tls import TLSStats
@@ -97,6 +99,9 @@ class NodeMetrics:
     def watch_history(self, state: RegionState, writer: WindowWriter, syncs: Sequence[HistorySync]) -> None:
         """Stored-history metrics of a broadcaster (``syncs`` is read at scrape time)."""
         self.registry.register(HistoryCollector(self.region, state, writer, syncs))
+
+    def watch_moderation(self, book: ModerationBook) -> None:
+        self.registry.register(ModerationCollector(self.region, book))
 
     def watch_tls(self, stats: TLSStats) -> None:
         self.registry.register(TLSCollector(self.region, stats))
