@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 from typing import Any
 
-DEFAULT_BROADCASTER = "127.0.0.1:7300"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -40,21 +38,11 @@ def duration_s(text: str) -> int:
 
 def add_admin_commands(subparsers: Any) -> None:
     """Add ``admin`` and its subcommands to the ``reactmesh`` parser's subparsers."""
-    env = os.environ.get
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--broadcaster",
-        default=env("REACTMESH_BROADCASTER", DEFAULT_BROADCASTER),
-        metavar="HOST:PORT",
-        help="any broadcaster of any region ($REACTMESH_BROADCASTER)",
-    )
-    common.add_argument("--token", default=env("REACTMESH_TOKEN"), help="moderator token (default $REACTMESH_TOKEN)")
+    from reactmesh.region_node.cli.tlsopts import broadcaster_options
+
+    common = broadcaster_options("any broadcaster of any region", "moderator token")
     common.add_argument("--key", metavar="FILE", help="mint a moderator dev token from this signing key instead")
     common.add_argument("--as", dest="subject", default="operator", help="subject of a minted token")
-    common.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
-    from reactmesh.region_node.cli.tlsopts import add_tls_ca
-
-    add_tls_ca(common)
 
     admin = subparsers.add_parser("admin", help="mute viewers, drain streams, list mutes and abuse flags")
     sub = admin.add_subparsers(dest="admin_command", required=True)

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import AsyncGenerator
@@ -33,25 +32,14 @@ if TYPE_CHECKING:
 
 # grpc, rich and the SDK are imported where used, so building the ``reactmesh`` parser stays cheap.
 
-DEFAULT_BROADCASTER = "127.0.0.1:7300"
 _BAR = 30
 
 
 def add_poll_commands(subparsers: Any) -> None:
     """Add ``poll`` and its subcommands to the ``reactmesh`` parser's subparsers."""
-    env = os.environ.get
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--broadcaster",
-        default=env("REACTMESH_BROADCASTER", DEFAULT_BROADCASTER),
-        metavar="HOST:PORT",
-        help="broadcaster address ($REACTMESH_BROADCASTER)",
-    )
-    common.add_argument("--token", default=env("REACTMESH_TOKEN"), help="bearer token (default $REACTMESH_TOKEN)")
-    common.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
-    from reactmesh.region_node.cli.tlsopts import add_tls_ca
+    from reactmesh.region_node.cli.tlsopts import broadcaster_options
 
-    add_tls_ca(common)
+    common = broadcaster_options("broadcaster address", "bearer token")
 
     poll = subparsers.add_parser("poll", help="create, vote on, close and watch live polls")
     sub = poll.add_subparsers(dest="poll_command", required=True)
