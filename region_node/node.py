@@ -243,6 +243,7 @@ class Node:
                 self.replica, self.clock, section.node_id, section.moderation_db_path, drains_to=bc
             )
             self.admin = AdminServicer(book, self.clock, self.authorizer)
+            bc.set_drain_lookup(book.drained_at)
             if self.metrics is not None:
                 self.metrics.watch_moderation(book)
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)

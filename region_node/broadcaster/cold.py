@@ -1,6 +1,7 @@
 """Ended streams leave a broadcaster's memory; their totals come back from its store when needed.
 
-A stream idle past ``idle_stream_s`` (no frame, no subscriber, nothing pending, not drained) is *evicted*: its
+A stream idle past ``idle_stream_s`` (no frame, no subscriber, nothing pending, no drained frame owed; a drained
+stream only when the node keeps its drains elsewhere, ``Broadcaster.set_drain_lookup``) is *evicted*: its
 channel and its totals leave the replica (the node's history store has them: region_node.windows.sealer writes
 every total that grows). It comes back *cold*: when gossip grows one of its totals, or when a viewer subscribes.
 A cold stream's stored totals are loaded (``TotalsLoader``) and merged into the replica while the stream is

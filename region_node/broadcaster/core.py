@@ -155,6 +155,7 @@ class Broadcaster:
         self._streams_idled = 0
         self._streams_evicted = 0
         self._cold: ColdStreams | None = None
+        self._drain_lookup: Callable[[str], int | None] | None = None
         self._evict_listeners: list[Callable[[set[str]], object]] = []
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
@@ -192,6 +193,11 @@ class Broadcaster:
         """Let idle streams leave memory whole; ``loader`` brings their stored totals back (see module docstring)."""
         self._cold = ColdStreams(self._state, loader)
 
+    def set_drain_lookup(self, lookup: Callable[[str], int | None]) -> None:
+        """Where drains are kept (the node's moderation: when the stream's drain took effect, or None): a drained
+        stream may then leave memory like any idle stream once its drained frame is out, and comes back drained."""
+        self._drain_lookup = lookup
+
     def add_evict_listener(self, listener: Callable[[set[str]], object]) -> None:
         """Called with the stream ids that left memory, after their totals left the replica."""
         self._evict_listeners.append(listener)
@@ -218,6 +224,8 @@ class Broadcaster:
         channel = self._channels.get(stream_id)
         if channel is None:
             channel = self._channels[stream_id] = Channel(stream_id, self.config)
+            if self._drain_lookup is not None:
+                channel.drained_at_ms = self._drain_lookup(stream_id)  # back after eviction: still drained
             if self._cold is not None:
                 self._touch(stream_id, self._clock.wall_ms())  # so an unwatched, silent stream is evicted too
                 # Above any seq an evicted channel of this stream issued (at most one frame per tick), so a resume
@@ -308,7 +316,9 @@ class Broadcaster:
             channel.buffer.clear()
             channel.snapshot = None
             self._streams_idled += 1
-            if cold is None or channel.smoother.active or channel.drained_at_ms is not None or channel.polls_dirty:
+            # A drained stream stays unless the drain is kept elsewhere (``set_drain_lookup``) and its frame is out.
+            kept_drained = channel.drain_marker or (channel.drained_at_ms is not None and self._drain_lookup is None)
+            if cold is None or channel.smoother.active or kept_drained or channel.polls_dirty:
                 continue
             del self._channels[stream_id]
             self._active.discard(stream_id)
@@ -471,9 +481,11 @@ class Broadcaster:
         repeated). Raises ServiceError INVALID_ARGUMENT for a bad stream id.
         """
         check_stream_id(stream_id)
+        new = stream_id not in self._channels
         channel = self._channel(stream_id)
-        if channel.drained_at_ms is None:
-            channel.drained_at_ms = self._clock.wall_ms() if at_ms is None else at_ms
+        if channel.drained_at_ms is None or new:  # a new channel may know of the drain (lookup), not its frame
+            if channel.drained_at_ms is None:
+                channel.drained_at_ms = self._clock.wall_ms() if at_ms is None else at_ms
             channel.drain_marker = True
             self._active.add(stream_id)
         return channel.drained_at_ms

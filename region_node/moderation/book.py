@@ -168,6 +168,11 @@ class ModerationBook:
         await self._write(DRAINS, stream_id, stamp.wall_ms + duration_s * 1000, stamp, "", actor)
         return stamp.wall_ms
 
+    def drained_at(self, stream_id: str) -> int | None:
+        """When the drain of ``stream_id`` in force took effect (Unix ms), or None."""
+        record = self._maps[DRAINS].in_force(stream_id, self._clock.wall_ms())
+        return record.stamp.wall_ms if record is not None else None
+
     def muted(self, limit: int = 0) -> list[tuple[str, Expiring]]:
         """Mutes in force, latest first, at most ``limit`` (0: 100)."""
         return self._in_force(MUTES, _limit(limit))

@@ -222,3 +222,28 @@ async def test_an_aggregator_evicts_idle_streams_and_reloads_their_slot_on_the_n
         assert restarted.state.totals.value(("s", "like")) == 7  # live within idle_stream_s: loaded at start
     finally:
         await restarted.close()
+
+
+async def test_a_drained_stream_leaves_memory_once_its_frame_is_out_and_comes_back_drained(node: Node) -> None:
+    drains: dict[str, int] = {}
+    node.broadcaster.set_drain_lookup(drains.get)
+    grow(node.state, "over", {("like", "r1"): 5})
+    await node.broadcaster.warm("over")
+    drains["over"] = node.broadcaster.drain("over")  # as the node's moderation records it
+    drain(node.broadcaster)
+    await node.idle_out()
+    assert node.broadcaster.statistics().streams_evicted == 1  # not held forever for being drained
+    call = node.stub.Subscribe(broadcast_pb2.SubscribeRequest(stream_id="over"))
+    frame = await asyncio.wait_for(call.read(), 10)
+    call.cancel()
+    assert isinstance(frame, Frame) and frame.kind == Frame.SNAPSHOT and frame.drained
+    assert {c.emoji: c.count for c in frame.counts} == {"like": 5}
+
+
+async def test_without_a_drain_lookup_a_drained_stream_stays_in_memory(node: Node) -> None:
+    grow(node.state, "over", {("like", "r1"): 5})
+    await node.broadcaster.warm("over")
+    node.broadcaster.drain("over")
+    drain(node.broadcaster)
+    await node.idle_out()
+    assert node.broadcaster.statistics().streams_evicted == 0
