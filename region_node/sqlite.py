@@ -7,11 +7,12 @@ that never mask the original error.
   a file written by a newer build is refused with ``SchemaVersionError``, a file of another kind (or not ours at
   all) with ``StoreError``, so nothing is ever misread.
 - ``write_transaction`` runs a batch of statements in ONE transaction under the store's lock, to COMMIT or
-  ROLLBACK, even when its caller is cancelled. The whole transaction (BEGIN, every executemany, COMMIT or
-  ROLLBACK) is ONE call on aiosqlite's thread, so it needs one hop through the event loop, not one per
-  statement: on a saturated loop each hop waits for a full loop iteration, which is what cut the aggregator's
-  commits from 10/s to ~1.5/s (issue 16 item 2, ``python -m reactmesh.bench.commit_saturation``). The call
-  cannot be cut off between statements, and a cancelled caller just does not learn the outcome.
+  ROLLBACK, even when its caller is cancelled. The whole transaction (BEGIN, every statement, COMMIT or
+  ROLLBACK) is ONE call on aiosqlite's thread: one hop through a busy event loop instead of one per statement,
+  and never cut off between statements. Upserts go as multi-row statements (``multi_row``), one SQLite step
+  and so one GIL handoff per few thousand rows instead of per row: on a busy process the per-row handoffs were
+  what cut the aggregator's commits from 10/s to ~1/s (issue 16 item 2, measured by
+  ``python -m reactmesh.bench.commit_saturation``). A cancelled caller just does not learn the outcome.
 - ``check_meta`` is the check of an existing file's ``meta`` rows, shared by ``open_meta`` and by readers that open
   a store without writing (``region_node.history``).
 - ``rollback_quietly`` ends an open transaction after a failure without raising over it.
