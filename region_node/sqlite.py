@@ -7,9 +7,12 @@ that never mask the original error.
   a file written by a newer build is refused with ``SchemaVersionError``, a file of another kind (or not ours at
   all) with ``StoreError``, so nothing is ever misread.
 - ``write_transaction`` runs a batch of statements in ONE transaction under the store's lock, to COMMIT or
-  ROLLBACK, even when its caller is cancelled: aiosqlite runs statements on its own thread, so a transaction cut
-  off between two awaits would leave the connection inside BEGIN (the next BEGIN fails) or roll back a COMMIT
-  that the thread was already executing. A cancelled caller just does not learn the outcome.
+  ROLLBACK, even when its caller is cancelled. The whole transaction (BEGIN, every statement, COMMIT or
+  ROLLBACK) is ONE call on aiosqlite's thread: one hop through a busy event loop instead of one per statement,
+  and never cut off between statements. Upserts go as multi-row statements (``multi_row``), one SQLite step
+  and so one GIL handoff per few thousand rows instead of per row: on a busy process the per-row handoffs were
+  what cut the aggregator's commits from 10/s to ~1/s (issue 16 item 2, measured by
+  ``python -m reactmesh.bench.commit_saturation``). A cancelled caller just does not learn the outcome.
 - ``check_meta`` is the check of an existing file's ``meta`` rows, shared by ``open_meta`` and by readers that open
   a store without writing (``region_node.history``).
 - ``rollback_quietly`` ends an open transaction after a failure without raising over it.
@@ -18,8 +21,9 @@ that never mask the original error.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
@@ -90,17 +94,63 @@ async def write_transaction(conn: aiosqlite.Connection, lock: asyncio.Lock, stat
 
 async def _transaction(conn: aiosqlite.Connection, lock: asyncio.Lock, statements: Sequence[Statement]) -> int:
     async with lock:
-        await conn.execute("BEGIN IMMEDIATE")
-        changed = 0
-        try:
-            for sql, rows in statements:
-                cur = await conn.executemany(sql, rows)
-                changed += max(cur.rowcount, 0)
-            await conn.execute("COMMIT")
-        except BaseException:
-            await rollback_quietly(conn)
-            raise
+        db = conn._conn  # the sqlite3 connection; raises ValueError once closed
+        # aiosqlite has no public "run this function on your thread"; _execute is how its own methods do it.
+        changed: int = await conn._execute(run_transaction, db, statements)
         return changed
+
+
+def run_transaction(db: sqlite3.Connection, statements: Sequence[Statement]) -> int:
+    """Run ``statements`` on ``db`` (autocommit mode) in one BEGIN IMMEDIATE ... COMMIT; return the rows changed.
+
+    Blocking: meant for the connection's own thread. Any error (including one from COMMIT) rolls back and is
+    raised; a ROLLBACK that fails as well never masks it.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    changed = 0
+    try:
+        for sql, rows in statements:
+            for chunk_sql, params in multi_row(sql, rows):
+                cur = db.execute(chunk_sql, params) if chunk_sql is not sql else db.executemany(sql, params)
+                changed += max(cur.rowcount, 0)
+        db.execute("COMMIT")
+    except BaseException:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # a broken connection has nothing left to roll back; the original error is the one to see
+        raise
+    return changed
+
+
+_VALUES = re.compile(r"VALUES \((\?(?:, \?)*)\)")
+MULTI_ROW_PARAMS = 30_000
+"""Parameters per multi-row statement: under SQLite's default limit of 32,766 host parameters."""
+
+
+def multi_row(sql: str, rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, Any]]:
+    """``sql``'s parameter rows as a few multi-row statements, each with its flat parameters.
+
+    An ``INSERT ... VALUES (?, ..., ?) ...`` (upserts included) becomes ``VALUES (...), (...), ...`` with up to
+    ``MULTI_ROW_PARAMS`` parameters per statement: the same rows written in the same order (a key written
+    twice in one statement is upserted by its second row, as by consecutive single-row statements), but one
+    SQLite step per statement instead of one per row. That matters because the sqlite3 module releases the GIL
+    around every step, and on a busy process each re-acquisition can wait a whole switch interval (5 ms): per
+    row, that starved the aggregator's commits (issue 16 item 2). Other statements come back as they are,
+    ``sql`` itself with the rows, to run with ``executemany``.
+    """
+    match = _VALUES.search(sql)
+    if match is None:
+        yield sql, rows
+        return
+    rows = rows if isinstance(rows, list) else list(rows)
+    width = match.group(1).count("?")
+    per = max(1, MULTI_ROW_PARAMS // width)
+    head, tail, one = sql[: match.start()], sql[match.end() :], f"({match.group(1)})"
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        yield f"{head}VALUES {', '.join([one] * len(chunk))}{tail}", [v for row in chunk for v in row]
 
 
 def _retrieve(task: asyncio.Future[int]) -> None:

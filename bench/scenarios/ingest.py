@@ -15,6 +15,10 @@ the SDK; it includes the client's queueing, the edge, the aggregator's group com
 and the way back. The edge's per-viewer rate limit is raised (``rate_per_s`` 1000) because each simulated
 viewer sends 10-tap batches several times a second. After both phases the broadcaster's totals must equal
 the taps acked to the loaders, per (stream, emoji).
+
+Then, in the same run, the same loaders drive the ``max`` phase against ``bench.bare_ingest`` (a grpc.aio server
+that parses each ClientBatch and acks it, nothing else) with the mesh stopped: ``bare_max_*`` are its figures
+and ``ratio_to_bare`` is reactmesh's max batches/s over the bare server's (issue 16 item 4: target >= 0.7).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import time
 from functools import partial
 from typing import Any
 
+import grpc
+
 from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh, merge_accepted, wait_totals
-from reactmesh.bench.procs import CpuMeter, read_json, run_loop, spawn
+from reactmesh.bench.procs import CpuMeter, free_port, read_json, run_loop, spawn, stop_process
 from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.region_node.devmesh import free_port_block
 
@@ -33,12 +39,21 @@ NAME = "ingest"
 LOADERS = 2
 MAX_UNACKED = 2
 LAYOUT = "split"
+BARE_RATE_FACTOR = 4
+"""The bare server's phase offers this many times the max phase's load, so that it too runs at capacity."""
 
 
 async def phase(
-    mesh: BenchMesh, *, viewers: int, rate: float, max_unacked: int, warmup: float, window: float, seed: int
+    edge: str,
+    pids: dict[str, int],
+    *,
+    viewers: int,
+    rate: float,
+    max_unacked: int,
+    warmup: float,
+    window: float,
+    seed: int,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    edge = mesh.plans["a"].edge
     start_at = time.time() + 1.5  # loaders need a moment to create their clients
     procs = [
         await spawn(
@@ -64,7 +79,7 @@ async def phase(
         )
         for i in range(LOADERS)
     ]
-    meter = CpuMeter({**mesh.pids(), **{f"loader-{i}": p.pid for i, p in enumerate(procs)}})
+    meter = CpuMeter({**pids, **{f"loader-{i}": p.pid for i, p in enumerate(procs)}})
     await asyncio.sleep(max(0.0, start_at + warmup - time.time()))
     meter.start()
     await asyncio.sleep(window)
@@ -86,6 +101,11 @@ async def phase(
     return figures, results
 
 
+async def wait_serving(address: str, within: float = 20.0) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), within)
+
+
 async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
     quick = options.quick
     window = 3.0 if quick else 5.0
@@ -94,8 +114,10 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
     figures: dict[str, float] = {}
     extra: dict[str, Any] = {}
     async with BenchMesh(regions=("a",), base_port=base, overrides=EDGE_OVERRIDES, layout=LAYOUT) as mesh:
+        edge, pids = mesh.plans["a"].edge, mesh.pids()
         nominal, r1 = await phase(
-            mesh,
+            edge,
+            pids,
             viewers=500 if quick else 1000,
             rate=500.0 if quick else 1000.0,
             max_unacked=1024,
@@ -104,7 +126,8 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
             seed=seed,
         )
         saturated, r2 = await phase(
-            mesh,
+            edge,
+            pids,
             viewers=500 if quick else 1000,
             rate=4000.0 if quick else 8000.0,
             max_unacked=MAX_UNACKED,
@@ -123,6 +146,27 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
         extra["reconnects"] = sum(r["reconnects"] for r in [*r1, *r2])
         extra["rejected_batches"] = sum(r["batches_rejected"] for r in [*r1, *r2])
         extra["unacked_after_flush"] = sum(r["batches_unacked"] for r in [*r1, *r2])
+    # The gRPC ceiling, in the same run and with the same loaders, after the mesh is gone: a server that only
+    # parses and acks each batch (bench.bare_ingest).
+    port = free_port()
+    server = await spawn("reactmesh.bench.bare_ingest", "--port", str(port))
+    try:
+        await wait_serving(f"127.0.0.1:{port}")
+        bare, _ = await phase(
+            f"127.0.0.1:{port}",
+            {"bare": server.pid},
+            viewers=500 if quick else 1000,
+            rate=BARE_RATE_FACTOR * (4000.0 if quick else 8000.0),
+            max_unacked=MAX_UNACKED,
+            warmup=warmup,
+            window=window,
+            seed=seed + 200,
+        )
+    finally:
+        await stop_process(server)
+    for k, v in bare.items():
+        figures[f"bare_max_{k}"] = v
+    figures["ratio_to_bare"] = saturated["batches_per_s"] / bare["batches_per_s"]
     for k, v in nominal.items():
         if not k.startswith("cpu_"):
             figures[f"nominal_{k}"] = v
@@ -146,6 +190,7 @@ def run(options: Options) -> Report:
     report.targets = [
         Target("ingest >= 20k client batches/s", "max_batches_per_s", ">=", 20_000),
         Target("ingest >= 200k taps/s", "max_taps_per_s", ">=", 200_000),
+        Target("ingest >= 0.7 x the bare parse-and-ack server", "ratio_to_bare", ">=", 0.7),
     ]
     checks: list[dict[str, Any]] = []
     for i in range(options.runs):
@@ -155,14 +200,16 @@ def run(options: Options) -> Report:
         print(
             f"  ingest run {i + 1}/{options.runs}: max {figures['max_batches_per_s']:,.0f} batches/s "
             f"(p50 {figures['max_ack_p50_ms']:.0f} ms), nominal {figures['nominal_batches_per_s']:,.0f} "
-            f"batches/s p50 {figures['nominal_ack_p50_ms']:.0f} / p99 {figures['nominal_ack_p99_ms']:.0f} ms; {extra}"
+            f"batches/s p50 {figures['nominal_ack_p50_ms']:.0f} / p99 {figures['nominal_ack_p99_ms']:.0f} ms; "
+            f"bare server {figures['bare_max_batches_per_s']:,.0f} batches/s, ratio {figures['ratio_to_bare']:.2f}; "
+            f"{extra}"
         )
     for name in report.summary():
         if name.endswith("_per_s"):
             report.units[name] = "taps/s" if "taps" in name else "batches/s"
         elif name.endswith("_ms"):
             report.units[name] = "ms"
-        elif name.startswith("max_cpu_"):
+        elif name.startswith(("max_cpu_", "bare_max_cpu_")):
             report.units[name] = "cores"
     report.extra["checks"] = checks
     bad = [c for c in checks if c.get("totals_match") is False]

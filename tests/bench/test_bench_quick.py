@@ -177,3 +177,11 @@ def test_every_scenario_runs_quick_and_writes_its_json(tmp_path: Path) -> None:
         _assert_reported(_load(out, scenario), scenario)
     index = json.loads((out / "index.json").read_text())
     assert index["failed"] == [] and set(index["scenarios"]) == set(SCENARIOS)
+
+
+def test_commit_saturation_quick_mode_measures_both_transaction_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    from reactmesh.bench import commit_saturation
+
+    assert commit_saturation.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "per-row.commits_per_s" in out and "one-call.commit_p99_ms" in out

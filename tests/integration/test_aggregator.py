@@ -20,11 +20,13 @@ import pytest
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.maxmap import MaxMap
+from reactmesh.region_node import sqlite as sqlite_module
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.aggregator.pending import CommitFacts
 from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
+from reactmesh.region_node.state import TOTALS
 from reactmesh.v1 import aggregator_pb2 as pb
 from reactmesh.v1 import aggregator_pb2_grpc, common_pb2
 from tests.support.polling import eventually
@@ -402,6 +404,43 @@ async def test_failed_commit_acks_nothing_and_the_resend_is_applied_again(
         assert list((await call.read()).outcomes) == [APPLIED]
         assert total(node.agg) == 5
         assert node.agg.statistics()["commit_failures"] == 1
+
+
+async def test_commit_failing_on_the_writer_thread_midway_acks_nothing_and_writes_nothing(
+    config: AggregatorConfig, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_multi_row = sqlite_module.multi_row
+    calls = 0
+
+    def failing_multi_row(sql: str, rows: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the watermarks are written, the slots are not yet
+            raise RuntimeError("writer thread failed")
+        return real_multi_row(sql, rows)
+
+    async with serving(config, clock) as node:
+        assert node.agg._store is not None
+        call = node.forward()
+        await call.write(batch(1, entry(session(1), 1, counts=[("like", 5)])))
+        await node.received(applied=1)
+        monkeypatch.setattr(sqlite_module, "multi_row", failing_multi_row)
+        with pytest.raises(RuntimeError, match="writer thread failed"):
+            await node.agg.tick()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert total(node.agg) == 0
+        assert await node.agg._store.load_watermarks() == []
+        assert len((await node.agg._store.load_collections())[TOTALS]) == 0
+        monkeypatch.setattr(sqlite_module, "multi_row", real_multi_row)
+
+        call = node.forward()
+        await call.write(batch(1, entry(session(1), 1, counts=[("like", 5)])))
+        await node.received(applied=1)
+        await node.agg.tick()
+        assert list((await call.read()).outcomes) == [APPLIED]
+        assert total(node.agg) == 5
 
 
 async def test_windows_older_than_retention_are_pruned_from_memory_and_disk(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from reactmesh.region_node import sqlite as sqlite_module
 from reactmesh.region_node.aggregator.store import SCHEMA_VERSION, Store
-from reactmesh.region_node.sqlite import SchemaVersionError, StoreError
+from reactmesh.region_node.sqlite import SchemaVersionError, StoreError, write_transaction
 from reactmesh.region_node.state import TOTALS, WINDOWS
 
 S1 = b"\x01" * 16
@@ -66,6 +67,47 @@ async def test_commit_is_atomic_when_a_row_fails_midway(store: Store) -> None:
     # The connection is usable again: no transaction was left open.
     await store.commit({S2: 2}, [], now_ms=3)
     assert sorted(await store.load_watermarks()) == [(S1, 1, 1), (S2, 2, 3)]
+
+
+async def test_commit_split_into_many_multi_row_statements_keeps_max_and_rolls_back_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "MULTI_ROW_PARAMS", 7)  # two watermark rows per statement
+    sessions = {bytes([i]) * 16: i + 1 for i in range(1, 10)}
+    # The same slot twice in one commit: the larger count wins, as with one statement per row.
+    await store.commit(sessions, [(TOTALS, ("s", "e"), "r", 4), (TOTALS, ("s", "e"), "r", 2)], now_ms=1)
+    assert sorted(await store.load_watermarks()) == sorted((s, q, 1) for s, q in sessions.items())
+    assert (await store.load_collections())[TOTALS].value(("s", "e")) == 4
+    # A failing row in the last statement undoes the earlier statements of the same transaction.
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.commit(
+            {s: q + 10 for s, q in sessions.items()},
+            [(WINDOWS, ("s", "e", 1), "r", 5), (WINDOWS, ("s", "e", 2), "r", -1)],
+            now_ms=2,
+        )
+    assert sorted(await store.load_watermarks()) == sorted((s, q, 1) for s, q in sessions.items())
+    assert len((await store.load_collections())[WINDOWS]) == 0
+
+
+async def test_an_error_on_the_writer_thread_rolls_back_and_leaves_the_connection_usable(store: Store) -> None:
+    def rows() -> Iterator[tuple[bytes, int, int]]:
+        yield (S2, 5, 2)
+        raise RuntimeError("writer thread failed")
+
+    conn = store._live()
+    with pytest.raises(RuntimeError, match="writer thread failed"):
+        await write_transaction(
+            conn,
+            store._lock,
+            [
+                ("INSERT INTO watermarks (session_id, seq, updated_ms) VALUES (?, ?, ?)", [(S1, 9, 2)]),
+                ("INSERT INTO watermarks (session_id, seq, updated_ms) VALUES (?, ?, ?)", rows()),
+            ],
+        )
+    assert not conn.in_transaction
+    assert await store.load_watermarks() == []
+    await store.commit({S1: 1}, [], now_ms=3)
+    assert await store.load_watermarks() == [(S1, 1, 3)]
 
 
 async def test_commit_on_a_closed_store_raises_and_writes_nothing(db_path: Path) -> None:
