@@ -573,6 +573,7 @@ async def test_close_ends_grpc_streams_cleanly(make_env: Any) -> None:
         ({"smoothing": {"alpha": 2}}, "broadcaster.smoothing.alpha"),
         ({"smoothing": {"nope": 1}}, "broadcaster.smoothing"),
         ({"smoothing": 3}, "broadcaster.smoothing"),
+        ({"eager_frames": "yes"}, "broadcaster.eager_frames"),
     ],
 )
 def test_bad_broadcaster_config_names_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -664,4 +665,26 @@ async def test_without_eager_frames_a_commit_waits_for_the_fixed_tick(make_env: 
     await clock.advance(0.002)
     assert [(t - start, c) for _, t, c in log.frames] == [(pytest.approx(0.1), {"like": 1})]
     await env.broadcaster.close()
+    await asyncio.wait_for(runner, READ_TIMEOUT)
+
+
+async def test_at_degrade_level_2_commits_wait_for_the_half_rate_ticks(make_env: Any) -> None:
+    clock = FakeClock()
+    log = FrameLog(clock)
+    config = dataclasses.replace(CONFIG, degrade_subscribers=1)
+    env = await make_env(config, clock=clock, hooks=log)
+    b = env.broadcaster
+    for _ in range(2):
+        assert b.subscribe(broadcast_pb2.SubscribeRequest(stream_id="match")).get_nowait() is not None
+    runner = asyncio.create_task(b.run())
+    await clock.advance(0)
+    await clock.advance(0.201)  # two ticks over the subscriber bound: level 2
+    assert b.degrade_level == 2
+    env.agg.commit("match", {"like": 1})
+    await clock.advance(0.05)
+    assert log.frames == []  # no frame between ticks
+    await clock.advance(0.1)  # tick 3 frames (tick 4 would be skipped)
+    assert [c for _, _, c in log.frames] == [{"like": 1}]
+    assert b.statistics().frames_between_ticks == 0
+    await b.close()
     await asyncio.wait_for(runner, READ_TIMEOUT)
