@@ -29,6 +29,10 @@ class BroadcasterConfig:
     # A stream with no subscribers and no frame for this long gives back its resume buffer and snapshot (a later
     # resume gets a snapshot), so ended streams cost a few counters each, not a buffer of frames.
     idle_stream_s: int = 300
+    # Frames follow commits: a stream whose totals grow is framed on the next event-loop turn when its last step
+    # was at least tick_ms ago, else as soon as tick_ms has passed, not at the next fixed tick (see core.py).
+    # False: frames only at the fixed ticks.
+    eager_frames: bool = True
 
     def __post_init__(self) -> None:
         int_in("broadcaster.tick_ms", self.tick_ms, 1, 60_000)
@@ -52,3 +56,5 @@ class BroadcasterConfig:
         int_in("broadcaster.recover_ticks", self.recover_ticks, 1, 1_000_000)
         int_in("broadcaster.retry_after_ms", self.retry_after_ms, 1, 3_600_000)
         int_in("broadcaster.idle_stream_s", self.idle_stream_s, 1, 30 * 86_400)
+        if not isinstance(self.eager_frames, bool):
+            raise ConfigError("broadcaster.eager_frames", "true or false", self.eager_frames)

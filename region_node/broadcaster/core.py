@@ -1,16 +1,25 @@
 """The broadcaster: smoothed, capped count frames to viewers over ``Broadcast.Subscribe``.
 
 It listens to a ``ReplicaState``: when the ``totals`` of (stream, emoji) grow, the growth is the
-true delta, handed to that stream's ``Smoother``. Every tick it emits at most one DELTA frame per
-stream (seq 1, 2, 3... per stream within this process's random ``epoch``), keeps the last
-``buffer_frames`` frames of each stream for resumes, and fans each frame out to the stream's
-subscribers.
+true delta, handed to that stream's ``Smoother``. Each smoother step makes at most one DELTA frame
+(seq 1, 2, 3... per stream within this process's random ``epoch``); the last ``buffer_frames``
+frames of each stream are kept for resumes, and each frame is fanned out to the stream's subscribers.
+
+Frames follow commits (``eager_frames``, the default): a stream whose totals grow is stepped on the
+next event-loop turn if its last step was at least ``tick_ms`` ago, else as soon as ``tick_ms`` has
+passed since that step (a heap of such deadlines, one entry per waiting stream), instead of waiting
+for the next fixed tick. The fixed tick steps every other active stream (smoothing tails, polls,
+drains) as before, skipping one stepped outside the ticks less than ``tick_ms`` ago (it is
+deferred to its own deadline). So a stream is stepped, hence framed, at most once per ``tick_ms``
+(to 1 µs, for float rounding; ticks themselves may run late and are not made up), and the work
+stays one step per active stream per interval. A stream stepped outside the ticks keeps being
+stepped every ``tick_ms`` on its own phase while its smoother holds counts.
 
 Guarantees:
 
 - What a subscriber displays (its SNAPSHOT plus the DELTAs after it) equals the *shown* totals,
   true totals minus what the smoother still holds; it never exceeds the true total, and it reaches
-  the true total within ``smoothing.drain_ticks`` unlimited ticks after taps stop.
+  the true total within ``smoothing.drain_ticks`` unlimited steps (one per ``tick_ms``) after taps stop.
 - A new subscriber gets a SNAPSHOT of the shown totals, then live DELTAs. A reconnecting one whose
   ``resume`` names this epoch and a seq still buffered gets exactly the frames after it, else a
   SNAPSHOT. Attaching is synchronous, so no frame falls between the snapshot and the live stream.
@@ -23,8 +32,10 @@ Guarantees:
   (stream, seq), so a herd of joiners costs one serialization.
 - Overload: a tick slower than ``tick_budget_ms``, or more than ``degrade_subscribers``
   subscribers, raises the degrade level by one (at most 2); ``recover_ticks`` calm ticks in a row
-  lower it by one. Level 1 sends only the ``degrade_top_k`` busiest emojis per frame (the rest
-  stay pending, still counted); level 2 also emits frames on every other tick only. Every frame carries the
+  lower it by one. A tick's time includes the frame work done following commits since the previous
+  tick. Level 1 sends only the ``degrade_top_k`` busiest emojis per frame (the rest
+  stay pending, still counted); level 2 also emits frames on every other tick only, and none
+  between ticks. Every frame carries the
   level (``Frame.degrade_level``), so clients can fall back to static hearts while it is above 0.
 - Ended streams give memory back: a stream with no subscribers and no frame for ``idle_stream_s`` drops its
   resume buffer and cached snapshot (found in O(idle streams) from a last-activity order, once a second); a
@@ -44,7 +55,8 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
+import itertools
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +75,8 @@ from reactmesh.v1 import broadcast_pb2, common_pb2, polls_pb2
 
 _SNAPSHOT = broadcast_pb2.Frame.SNAPSHOT
 _DELTA = broadcast_pb2.Frame.DELTA
+# Slack of the once-per-tick_ms comparison, for float rounding of clock sums.
+_EPS = 1e-6
 
 
 def check_stream_id(stream_id: str) -> None:
@@ -94,13 +108,16 @@ class BroadcasterStatistics:
     # Streams that left memory whole (their totals too), and loads of stored totals for streams that came back.
     streams_evicted: int = 0
     cold_loads: int = 0
+    # Frames emitted following commits, between the fixed ticks (included in frames_emitted).
+    frames_between_ticks: int = 0
 
 
 class BroadcastHooks:
     """Event hooks for the metrics layer, called synchronously inside ``tick()``; override what you need."""
 
     def on_tick(self, frames: int, coalesced: int, seconds: float) -> None:
-        """After every tick: frames emitted, frames merged into subscriber queues, tick duration."""
+        """After every tick: frames emitted, frames merged into subscriber queues, and the seconds of frame work,
+        each counting the tick and what followed commits since the previous tick."""
 
     def on_frame(self, stream_id: str, counts: Mapping[str, int], server_time_ms: int) -> None:
         """For every frame emitted: the emojis it covers (for tap -> frame lag) and its timestamp."""
@@ -157,6 +174,19 @@ class Broadcaster:
         self._cold: ColdStreams | None = None
         self._drain_lookup: Callable[[str], int | None] | None = None
         self._evict_listeners: list[Callable[[set[str]], object]] = []
+        self._period = config.tick_ms / 1000
+        # Frames following commits: streams to step on the next loop turn, and (deadline, n, stream) of those
+        # stepped less than tick_ms ago. ``_waker``, while run() sleeps, tells it to look at both.
+        self._due: list[str] = []
+        self._deferred: list[tuple[float, int, str]] = []
+        self._defer_ids = itertools.count()
+        self._waker: asyncio.Future[None] | None = None
+        # Ticks plus flushes that framed something: no stream's seq exceeds it.
+        self._rounds = 0
+        self._between_frames = 0
+        self._between_coalesced = 0
+        self._between_seconds = 0.0
+        self._frames_between_ticks = 0
         # What already merged counts as shown: it is in every snapshot from the start.
         for key, value in state.totals.items():
             parts = _split(key)
@@ -169,6 +199,7 @@ class Broadcaster:
     def _on_merge(self, collection: str, totals: KeyedGCounter, grown: list[Key]) -> None:
         if collection != TOTALS:
             return
+        now = self._clock.monotonic()
         for key in grown:
             parts = _split(key)
             if parts is None:
@@ -188,6 +219,22 @@ class Broadcaster:
                 channel.known[emoji] = value
                 channel.smoother.add(emoji, value - before)
                 self._active.add(stream_id)
+                if not channel.deferred:
+                    self._follow(channel, now)
+
+    def _follow(self, channel: Channel, now: float) -> None:
+        """Queue a stream whose totals grew for a step outside the ticks: next loop turn, or at its deadline."""
+        if not self.config.eager_frames or self._level >= 2:
+            return
+        channel.deferred = True
+        at = channel.last_step + self._period
+        if now >= at - _EPS:
+            self._due.append(channel.stream_id)
+        else:
+            heapq.heappush(self._deferred, (at, next(self._defer_ids), channel.stream_id))
+        waker = self._waker
+        if waker is not None and not waker.done():
+            waker.set_result(None)
 
     def set_totals_loader(self, loader: TotalsLoader) -> None:
         """Let idle streams leave memory whole; ``loader`` brings their stored totals back (see module docstring)."""
@@ -228,9 +275,9 @@ class Broadcaster:
                 channel.drained_at_ms = self._drain_lookup(stream_id)  # back after eviction: still drained
             if self._cold is not None:
                 self._touch(stream_id, self._clock.wall_ms())  # so an unwatched, silent stream is evicted too
-                # Above any seq an evicted channel of this stream issued (at most one frame per tick), so a resume
-                # from before the eviction gets a SNAPSHOT, never a wrong "nothing missed".
-                channel.seq = self._ticks + 1
+                # Above any seq an evicted channel of this stream issued (at most one frame per tick or flush), so a
+                # resume from before the eviction gets a SNAPSHOT, never a wrong "nothing missed".
+                channel.seq = self._rounds + 1
         return channel
 
     # -- ticks -------------------------------------------------------------------------------
@@ -244,50 +291,111 @@ class Broadcaster:
         """Emit this tick's frames; return how many. ``run()`` calls it every ``tick_ms``."""
         started = self._clock.monotonic()
         self._ticks += 1
+        self._rounds += 1
         skipped = self._level >= 2 and self._ticks % 2 == 0
         frames = coalesced = 0
         if skipped:
             self._ticks_skipped += 1
         else:
-            frames, coalesced = self._emit(self.config.degrade_top_k if self._level >= 1 else None)
+            frames, coalesced = self._emit(started)
         if started >= self._next_idle_sweep:
             self._next_idle_sweep = started + 1.0
             self._release_idle()
-        seconds = self._clock.monotonic() - started
+        seconds = self._clock.monotonic() - started + self._between_seconds
         self._adapt(seconds)
-        self._hooks.on_tick(frames, coalesced, seconds)
+        self._hooks.on_tick(frames + self._between_frames, coalesced + self._between_coalesced, seconds)
+        self._between_frames = self._between_coalesced = 0
+        self._between_seconds = 0.0
         return frames
 
-    def _emit(self, limit: int | None) -> tuple[int, int]:
+    def _emit(self, started: float) -> tuple[int, int]:
         now = self._clock.wall_ms()
+        limit = self.config.degrade_top_k if self._level >= 1 else None
         frames = coalesced = 0
         for stream_id in list(self._active):
             channel = self._channels[stream_id]
-            smoother = channel.smoother
-            marker = channel.drain_marker
-            if channel.drained_at_ms is not None:
-                counts = smoother.drain()
-                channel.drain_marker = False
-            else:
-                counts = smoother.step(limit)
-            polls = self._render_polls(channel) if channel.polls_dirty else None
-            if not smoother.active:
-                self._active.discard(stream_id)
-            if not counts and not marker and not polls:
+            if channel.last_step_eager and started < channel.last_step + self._period - _EPS:
+                # Stepped following a commit less than tick_ms ago: at its own deadline (or the next tick at level 2).
+                if not channel.deferred and self._level < 2:
+                    channel.deferred = True
+                    heapq.heappush(self._deferred, (channel.last_step + self._period, next(self._defer_ids), stream_id))
                 continue
-            channel.seq += 1
-            drained = channel.drained_at_ms is not None
-            frame = Frame(_DELTA, channel.seq, counts, now, drained, shared=True, polls=polls, degraded=self._level)
-            channel.buffer.append(frame)
-            for sub in channel.subscribers:
-                if sub._push(frame):
-                    coalesced += 1
-            frames += 1
-            self._touch(stream_id, now)
-            self._hooks.on_frame(stream_id, counts, now)
+            framed, n = self._step(stream_id, channel, limit, now, started, eager=False)
+            frames += framed
+            coalesced += n
         self._frames_emitted += frames
         self._frames_coalesced += coalesced
         return frames, coalesced
+
+    def flush(self) -> int:
+        """Step the streams that growing totals made due (see the module docstring); return the frames emitted.
+
+        ``run()`` calls it whenever it wakes; a stream stepped less than ``tick_ms`` ago is left for later."""
+        started = self._clock.monotonic()
+        due, self._due = self._due, []
+        heap = self._deferred
+        while heap and heap[0][0] <= started + _EPS:
+            due.append(heapq.heappop(heap)[2])
+        if not due:
+            return 0
+        now = self._clock.wall_ms()
+        limit = self.config.degrade_top_k if self._level >= 1 else None
+        frames = coalesced = 0
+        for stream_id in due:
+            channel = self._channels.get(stream_id)
+            if channel is None:
+                continue  # left memory meanwhile
+            channel.deferred = False
+            if stream_id not in self._active or self._level >= 2:
+                continue  # nothing left to show, or half rate: the ticks take it
+            at = channel.last_step + self._period
+            if started < at - _EPS:
+                if channel.last_step_eager:
+                    channel.deferred = True
+                    heapq.heappush(heap, (at, next(self._defer_ids), stream_id))
+                continue  # a tick stepped it since: the ticks take it
+            framed, n = self._step(stream_id, channel, limit, now, started, eager=True)
+            frames += framed
+            coalesced += n
+        if frames:
+            self._rounds += 1
+            self._frames_emitted += frames
+            self._frames_coalesced += coalesced
+            self._frames_between_ticks += frames
+            self._between_frames += frames
+            self._between_coalesced += coalesced
+        self._between_seconds += self._clock.monotonic() - started
+        return frames
+
+    def _step(
+        self, stream_id: str, channel: Channel, limit: int | None, now: int, mono: float, *, eager: bool
+    ) -> tuple[int, int]:
+        """One smoother step of the stream and its frame, if any: (frames emitted, frames coalesced)."""
+        channel.last_step = mono
+        channel.last_step_eager = eager
+        smoother = channel.smoother
+        marker = channel.drain_marker
+        if channel.drained_at_ms is not None:
+            counts = smoother.drain()
+            channel.drain_marker = False
+        else:
+            counts = smoother.step(limit)
+        polls = self._render_polls(channel) if channel.polls_dirty else None
+        if not smoother.active:
+            self._active.discard(stream_id)
+        if not counts and not marker and not polls:
+            return 0, 0
+        channel.seq += 1
+        drained = channel.drained_at_ms is not None
+        frame = Frame(_DELTA, channel.seq, counts, now, drained, shared=True, polls=polls, degraded=self._level)
+        channel.buffer.append(frame)
+        coalesced = 0
+        for sub in channel.subscribers:
+            if sub._push(frame):
+                coalesced += 1
+        self._touch(stream_id, now)
+        self._hooks.on_frame(stream_id, counts, now)
+        return 1, coalesced
 
     def _touch(self, stream_id: str, now_ms: int) -> None:
         last = self._last_active
@@ -357,27 +465,35 @@ class Broadcaster:
                 self._calm = 0
 
     async def run(self) -> None:
-        """Call ``tick()`` every ``tick_ms`` of the clock until ``close()``; late ticks are not made up."""
-        period = self.config.tick_ms / 1000
-        next_at = self._clock.monotonic() + period
+        """Call ``tick()`` every ``tick_ms`` of the clock until ``close()`` (late ticks are not made up), and
+        ``flush()`` whenever totals grow or a deferred stream's deadline comes."""
+        period = self._period
+        clock = self._clock
+        next_at = clock.monotonic() + period
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             while not self._closed:
-                delay = next_at - self._clock.monotonic()
-                if delay > 0:
-                    sleeper = asyncio.ensure_future(self._clock.sleep(delay))
-                    await asyncio.wait((sleeper, stop), return_when=asyncio.FIRST_COMPLETED)
-                    if not sleeper.done():
-                        sleeper.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await sleeper
-                    if self._stop.is_set():
-                        break
-                self.tick()
-                next_at += period
-                now = self._clock.monotonic()
-                if next_at <= now:
-                    next_at = now + period
+                if clock.monotonic() >= next_at:
+                    self.tick()
+                    next_at += period
+                    now = clock.monotonic()
+                    if next_at <= now:
+                        next_at = now + period
+                self.flush()
+                wake_at = next_at
+                if self._deferred and self._deferred[0][0] < wake_at:
+                    wake_at = self._deferred[0][0]
+                delay = wake_at - clock.monotonic()
+                if delay <= 0:
+                    continue
+                waker = self._waker = asyncio.get_running_loop().create_future()
+                sleeper = asyncio.ensure_future(clock.sleep(delay))
+                await asyncio.wait((sleeper, waker, stop), return_when=asyncio.FIRST_COMPLETED)
+                self._waker = None
+                if not sleeper.done():
+                    sleeper.cancel()
+                if self._stop.is_set():
+                    break
         finally:
             stop.cancel()
 
@@ -535,6 +651,7 @@ class Broadcaster:
             streams_idled=self._streams_idled,
             streams_evicted=self._streams_evicted,
             cold_loads=self._cold.loads if self._cold is not None else 0,
+            frames_between_ticks=self._frames_between_ticks,
         )
 
     async def close(self) -> None:

@@ -108,9 +108,12 @@ class Channel:
 
     __slots__ = (
         "buffer",
+        "deferred",
         "drain_marker",
         "drained_at_ms",
         "known",
+        "last_step",
+        "last_step_eager",
         "polls_dirty",
         "polls_shown",
         "seq",
@@ -134,6 +137,11 @@ class Channel:
         # Poll ids changed since the last frame, and each poll's state as last shown.
         self.polls_dirty: set[str] = set()
         self.polls_shown: dict[str, polls_pb2.Poll] = {}
+        # Monotonic time of the smoother's last step, whether a tick took it, and whether the stream waits in the
+        # broadcaster's due list or deferred heap (so it is queued there at most once).
+        self.last_step = float("-inf")
+        self.last_step_eager = False
+        self.deferred = False
 
 
 class Subscription:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -572,6 +573,7 @@ async def test_close_ends_grpc_streams_cleanly(make_env: Any) -> None:
         ({"smoothing": {"alpha": 2}}, "broadcaster.smoothing.alpha"),
         ({"smoothing": {"nope": 1}}, "broadcaster.smoothing"),
         ({"smoothing": 3}, "broadcaster.smoothing"),
+        ({"eager_frames": "yes"}, "broadcaster.eager_frames"),
     ],
 )
 def test_bad_broadcaster_config_names_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -583,3 +585,106 @@ def test_bad_broadcaster_config_names_the_field(kwargs: dict[str, object], field
 def test_smoothing_table_from_a_config_file_becomes_a_smoother_config() -> None:
     config = BroadcasterConfig(smoothing={"alpha": 0.1, "drain_ticks": 30})  # type: ignore[arg-type]
     assert config.smoothing == SmootherConfig(alpha=0.1, drain_ticks=30)
+
+
+class FrameLog(BroadcastHooks):
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.frames: list[tuple[str, float, dict[str, int]]] = []
+
+    def on_frame(self, stream_id: str, counts: Mapping[str, int], server_time_ms: int) -> None:
+        self.frames.append((stream_id, self.clock.monotonic(), dict(counts)))
+
+
+async def test_a_committed_delta_is_framed_before_the_next_fixed_tick_and_a_stream_at_most_once_per_interval(
+    make_env: Any,
+) -> None:
+    clock = FakeClock()
+    log = FrameLog(clock)
+    env = await make_env(clock=clock, hooks=log)
+    b = env.broadcaster
+    sub: Subscription = b.subscribe(broadcast_pb2.SubscribeRequest(stream_id="match"))
+    assert sub.get_nowait() is not None  # the snapshot
+    start = clock.monotonic()
+    runner = asyncio.create_task(b.run())
+    await clock.advance(0)  # run() starts: fixed ticks at start + 100 ms, 200 ms...
+    await clock.advance(0.03)
+    env.agg.commit("match", {"like": 1})
+    await clock.advance(0)  # no time passes: the next loop turns frame it
+    assert b.statistics().ticks == 0
+    assert [(s, t - start, c) for s, t, c in log.frames] == [("match", pytest.approx(0.03), {"like": 1})]
+    data = sub.get_nowait()
+    assert data is not None and Frame.FromString(data).seq == 1
+
+    await clock.advance(0.02)  # 20 ms after that frame: too soon for another one
+    env.agg.commit("match", {"like": 1})
+    await clock.advance(0)
+    assert len(log.frames) == 1
+    # (Checkpoints sit 1 ms past the deadlines they test, clear of float rounding in the clock's sums.)
+    await clock.advance(0.051)  # the fixed tick at 100 ms does not frame it either (70 ms after its frame)
+    assert b.statistics().ticks == 1
+    assert len(log.frames) == 1
+    await clock.advance(0.03)  # 100 ms after the first frame
+    assert [(t - start, c) for _, t, c in log.frames[1:]] == [(pytest.approx(0.13), {"like": 1})]
+
+    # Commits at every phase against the ticks, bursts too: frames at least tick_ms apart per stream, never
+    # above the committed totals, and everything shown within drain_ticks intervals of the last commit.
+    committed = {"match": 2, "other": 0}
+    shown = {"match": 2, "other": 0}
+    for i in range(60):
+        await clock.advance(0.007 * (i % 5) + 0.011)
+        stream = "match" if i % 3 else "other"
+        n = 40 if i % 17 == 0 else 1
+        env.agg.commit(stream, {"like": n})
+        committed[stream] += n
+        await clock.advance(0)
+        shown = {s: sum(c.get("like", 0) for st, _, c in log.frames if st == s) for s in committed}
+        assert all(shown[s] <= committed[s] for s in committed)
+    await clock.advance(CONFIG.tick_ms / 1000 * CONFIG.smoothing.drain_ticks)
+    shown = {s: sum(c.get("like", 0) for st, _, c in log.frames if st == s) for s in committed}
+    assert shown == committed
+    assert b.statistics().frames_between_ticks > 0
+    for stream in committed:
+        times = [t for s, t, _ in log.frames if s == stream]
+        assert all(later - earlier >= CONFIG.tick_ms / 1000 - 1e-6 for earlier, later in itertools.pairwise(times))
+    await b.close()
+    await asyncio.wait_for(runner, READ_TIMEOUT)
+
+
+async def test_without_eager_frames_a_commit_waits_for_the_fixed_tick(make_env: Any) -> None:
+    clock = FakeClock()
+    log = FrameLog(clock)
+    env = await make_env(dataclasses.replace(CONFIG, eager_frames=False), clock=clock, hooks=log)
+    start = clock.monotonic()
+    runner = asyncio.create_task(env.broadcaster.run())
+    await clock.advance(0)
+    await clock.advance(0.03)
+    env.agg.commit("match", {"like": 1})
+    await clock.advance(0.069)
+    assert log.frames == []
+    await clock.advance(0.002)
+    assert [(t - start, c) for _, t, c in log.frames] == [(pytest.approx(0.1), {"like": 1})]
+    await env.broadcaster.close()
+    await asyncio.wait_for(runner, READ_TIMEOUT)
+
+
+async def test_at_degrade_level_2_commits_wait_for_the_half_rate_ticks(make_env: Any) -> None:
+    clock = FakeClock()
+    log = FrameLog(clock)
+    config = dataclasses.replace(CONFIG, degrade_subscribers=1)
+    env = await make_env(config, clock=clock, hooks=log)
+    b = env.broadcaster
+    for _ in range(2):
+        assert b.subscribe(broadcast_pb2.SubscribeRequest(stream_id="match")).get_nowait() is not None
+    runner = asyncio.create_task(b.run())
+    await clock.advance(0)
+    await clock.advance(0.201)  # two ticks over the subscriber bound: level 2
+    assert b.degrade_level == 2
+    env.agg.commit("match", {"like": 1})
+    await clock.advance(0.05)
+    assert log.frames == []  # no frame between ticks
+    await clock.advance(0.1)  # tick 3 frames (tick 4 would be skipped)
+    assert [c for _, _, c in log.frames] == [{"like": 1}]
+    assert b.statistics().frames_between_ticks == 0
+    await b.close()
+    await asyncio.wait_for(runner, READ_TIMEOUT)
