@@ -65,9 +65,9 @@ class FullJitterBackoff:
         return backoff_delay(failures, self.initial_s, self.max_s, self.rng)
 
     def after_retry_after(self, retry_after_s: float) -> float:
-        """The wait when a server asked for ``retry_after_s``: at least that, plus up to ``initial_s`` of jitter
-        so that clients told the same thing at once do not return at once."""
-        return retry_after_s + self.rng.uniform(0.0, self.initial_s)
+        """The wait when a server asked for ``retry_after_s``: at least that, plus jitter of up to half of it (at
+        least up to ``initial_s``), so that clients told the same thing at once return spread over a while."""
+        return retry_after_s + self.rng.uniform(0.0, max(self.initial_s, retry_after_s / 2))
 
 
 @dataclass(frozen=True)

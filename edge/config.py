@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from reactmesh.edge.abuse import AbuseConfig
+from reactmesh.edge.admission import ShedConfig
 from reactmesh.edge.errors import ConfigError
 from reactmesh.edge.limits import (
     DEFAULT_MAX_COUNT_PER_ENTRY,
@@ -36,7 +37,9 @@ class EdgeConfig:
     ``aggregators`` are the "host:port" addresses of the region's aggregators; sessions are spread over
     them by consistent hash. Rate limits are per viewer: ``rate_per_s`` taps per second refilling a
     bucket of ``burst`` taps. ``max_inflight_entries`` bounds client batches forwarded but not yet acked,
-    edge-wide; beyond it clients are told to come back after ``retry_after_ms``. Tokens are the node's
+    edge-wide (a memory bound: beyond it a stream ends with RESOURCE_EXHAUSTED); below it ``shedding``
+    (``edge.admission.ShedConfig``, the ``[edge.shedding]`` table) keeps an adaptive limit and answers RETRY
+    past it. Clients are told to come back after at least ``retry_after_ms``. Tokens are the node's
     ``[auth]`` section (``edge.auth.AuthConfig``), shared by every role of the process. ``abuse`` is the
     anomaly detector's (``edge.abuse.AbuseConfig``, the ``[edge.abuse]`` table).
     """
@@ -57,6 +60,7 @@ class EdgeConfig:
     reconnect_backoff_max_ms: int = 5_000
     ring_vnodes: int = 512
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
+    shedding: ShedConfig = field(default_factory=ShedConfig)
 
     def __post_init__(self) -> None:
         if not is_region(self.region):
@@ -82,6 +86,8 @@ class EdgeConfig:
         int_in("ring_vnodes", self.ring_vnodes, 1, 65_536)
         if not isinstance(self.abuse, AbuseConfig):
             raise ConfigError("abuse", "an AbuseConfig", self.abuse)
+        if not isinstance(self.shedding, ShedConfig):
+            raise ConfigError("shedding", "a ShedConfig", self.shedding)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
@@ -99,6 +105,8 @@ class EdgeConfig:
                 values[key] = tuple(values[key])
         if isinstance(values.get("abuse"), Mapping):
             values["abuse"] = AbuseConfig.from_mapping(values["abuse"])
+        if isinstance(values.get("shedding"), Mapping):
+            values["shedding"] = ShedConfig.from_mapping(values["shedding"])
         return cls(**values)
 
 

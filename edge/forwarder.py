@@ -68,6 +68,7 @@ class _Sealed:
     batch_id: int
     payload: bytes
     futures: list[asyncio.Future[int]]
+    first_at: float  # monotonic time its first entry was submitted
 
 
 class Forwarder:
@@ -98,6 +99,7 @@ class Forwarder:
         self._next_batch_id = 1
         self._building = aggregator_pb2.EdgeBatch()
         self._building_futures: list[asyncio.Future[int]] = []
+        self._building_first_at = 0.0
         self._ready: deque[_Sealed] = deque()  # sealed, not yet written
         self._unacked: deque[_Sealed] = deque()  # written, awaiting their EdgeAck, in order
         self._work = asyncio.Event()  # something to send
@@ -132,6 +134,8 @@ class Forwarder:
         )
         entry.counts.extend(counts)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if not self._building_futures:
+            self._building_first_at = self._clock.monotonic()
         self._building_futures.append(future)
         if len(self._building_futures) >= self._max_entries:
             self._seal()
@@ -148,7 +152,9 @@ class Forwarder:
         batch = self._building
         batch.batch_id = self._next_batch_id
         self._next_batch_id += 1
-        self._ready.append(_Sealed(batch.batch_id, batch.SerializeToString(), self._building_futures))
+        self._ready.append(
+            _Sealed(batch.batch_id, batch.SerializeToString(), self._building_futures, self._building_first_at)
+        )
         self._building = aggregator_pb2.EdgeBatch()
         self._building_futures = []
 
@@ -298,6 +304,16 @@ class Forwarder:
     def pending_entries(self) -> int:
         """Entries submitted but not yet written to the stream."""
         return len(self._building_futures) + sum(len(s.futures) for s in self._ready)
+
+    def oldest_age(self, now: float) -> float:
+        """Seconds the oldest entry submitted and not yet acked has waited at monotonic ``now`` (0 if none)."""
+        if self._unacked:
+            return now - self._unacked[0].first_at
+        if self._ready:
+            return now - self._ready[0].first_at
+        if self._building_futures:
+            return now - self._building_first_at
+        return 0.0
 
     @property
     def unacked_batches(self) -> int:

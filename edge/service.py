@@ -2,7 +2,7 @@
 
 ``Edge`` owns one edge's parts (config, clock, authenticator, validator, rate limiter, hash ring, one
 Forwarder per aggregator) and decides each batch in ``admit``:
-auth -> validate -> muted/drained -> in-flight bound -> rate limit -> forward -> ack.
+auth -> validate -> muted/drained -> in-flight bound and shedding -> rate limit -> forward -> ack.
 ``IngestServicer`` speaks gRPC on top of it.
 
 Guarantees:
@@ -12,8 +12,11 @@ Guarantees:
   with no tap granted and a shadow-muted one (below), acked at once and never forwarded.
 - A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
   makes a client resend a batch after a later seq of its session was applied: refusals that need a
-  resend (overload, shutdown, expired token) end the whole stream, and no later batch of the stream is
-  forwarded after the one refused. Per-batch answers are only final ones (ACCEPTED, DUPLICATE, REJECTED).
+  resend (shedding, overload, shutdown, expired token) either end the whole stream or, for shedding, answer
+  RETRY to the refused batch and to every later batch of the stream, and no later batch of the stream is
+  forwarded after the one refused.
+- Load shedding (``edge.admission``): past the adaptive in-flight limit, steered by the commit lag, a batch
+  is answered RETRY with a ``retry_after_ms`` hint before anything of it is forwarded or counted.
 - With auth enabled (``edge.auth``) a call opens only with a valid token (UNAUTHENTICATED otherwise); a batch of
   a viewer other than the token's subject ends the stream with PERMISSION_DENIED (counted as a BAD_VIEWER_ID
   rejection), and one sent after the token expired with UNAUTHENTICATED.
@@ -46,6 +49,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from reactmesh.edge.abuse import AbuseDetector, Flag
+from reactmesh.edge.admission import Admission
 from reactmesh.edge.auth import Action, Authorizer, Principal
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.errors import (
@@ -81,6 +85,7 @@ FlagLookup = Callable[[str], bool]
 
 _APPLIED = aggregator_pb2.EdgeAck.APPLIED
 _DUPLICATE = aggregator_pb2.EdgeAck.DUPLICATE
+_RETRY = BatchAck.RETRY
 
 
 class EdgeListener(Protocol):
@@ -145,6 +150,13 @@ class Edge:
         self._started = False
         self._inflight = 0
         self._max_inflight = config.max_inflight_entries
+        self.admission = Admission(
+            config.shedding,
+            self.clock,
+            max_inflight=config.max_inflight_entries,
+            retry_floor_ms=config.retry_after_ms,
+            oldest_age=self._oldest_age,
+        )
         self._outcomes = [0] * (max(Outcome.values()) + 1)
         self._rejects = [0] * (max(Reason.values()) + 1)
         self._taps_accepted = 0
@@ -251,6 +263,9 @@ class Edge:
         if self._inflight >= self._max_inflight:
             self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
             raise resource_exhausted("edge overloaded; resend unacknowledged batches later", self.config.retry_after_ms)
+        retry_ms = self.admission.admit(self._inflight)
+        if retry_ms is not None:
+            return self.retry(seq, retry_ms)
         counts = batch.counts
         taps = sum(entry.count for entry in counts)
         granted = self._limiter.take(batch.viewer_id, taps)
@@ -267,8 +282,21 @@ class Edge:
             batch.session_id, seq, batch.stream_id, forwarded, self.clock.wall_ms()
         )
         self._inflight += 1
-        future.add_done_callback(partial(self._resolved, seq, granted, taps - granted, deliver))
+        future.add_done_callback(partial(self._resolved, seq, granted, taps - granted, deliver, self.clock.monotonic()))
         return None
+
+    def retry(self, seq: int, retry_after_ms: int) -> BatchAck:
+        """The RETRY ack of a batch refused by shedding, or of a later batch of a stream already told RETRY."""
+        self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
+        return BatchAck(
+            seq=seq,
+            outcome=BatchAck.RETRY,
+            retry_after_ms=retry_after_ms,
+            detail="edge at capacity; resend this and later batches after retry_after_ms",
+        )
+
+    def _oldest_age(self, now: float) -> float:
+        return max((f.oldest_age(now) for f in self._forwarders.values()), default=0.0)
 
     def _screen(self, batch: ingest_pb2.ClientBatch, granted: int) -> bool:
         """Feed the abuse detector; True when the batch is to be shadow-muted."""
@@ -293,8 +321,11 @@ class Edge:
             log.exception("flag lookup %r failed", self._flag_lookup)
             return False
 
-    def _resolved(self, seq: int, granted: int, limited: int, deliver: Deliver, future: asyncio.Future[int]) -> None:
+    def _resolved(
+        self, seq: int, granted: int, limited: int, deliver: Deliver, sent_at: float, future: asyncio.Future[int]
+    ) -> None:
         self._inflight -= 1
+        self.admission.completed(self.clock.monotonic() - sent_at)
         if future.cancelled() or future.exception() is not None:
             deliver(unavailable("edge shut down before the aggregator acknowledged; resend unacknowledged batches"))
             return
@@ -374,6 +405,7 @@ class Edge:
             for key, value in forwarder.statistics().items():
                 totals[f"forward_{key}"] = totals.get(f"forward_{key}", 0) + value
         stats.update(totals)
+        stats.update(self.admission.statistics())
         stats["batches_shadow_muted"] = self._batches_shadow_muted
         stats["taps_shadow_muted"] = self._taps_shadow_muted
         stats.update((f"abuse_{key}", value) for key, value in self._abuse.statistics().items())
@@ -399,6 +431,7 @@ class _StreamState:
     eof: bool = False
     failed: bool = False
     session_id: bytes | None = None
+    retry_after_ms: int = 0  # set once a batch of the stream was answered RETRY
 
 
 class IngestServicer:
@@ -464,10 +497,15 @@ class IngestServicer:
                         state.session_id = batch.session_id
                 elif batch.session_id != state.session_id:
                     raise invalid_argument("one session per stream: batch of another session_id")
+                if state.retry_after_ms:
+                    out.put_nowait(self._edge.retry(batch.seq, state.retry_after_ms))
+                    continue
                 ack = admit(batch, principal, deliver)
                 if ack is None:
                     state.outstanding += 1
                 else:
+                    if ack.outcome == _RETRY:
+                        state.retry_after_ms = ack.retry_after_ms
                     out.put_nowait(ack)
         except ServiceError as error:
             state.failed = True

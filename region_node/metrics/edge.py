@@ -76,6 +76,21 @@ class EdgeCollector:
         inflight = gauge("reactmesh_edge_inflight_batches", "Batches forwarded to aggregators and not yet acked.")
         inflight.add_metric([r], stats["inflight"])
         yield inflight
+        limit = gauge(
+            "reactmesh_edge_admission_limit",
+            "The adaptive in-flight limit (edge.admission): batches past it are answered RETRY.",
+        )
+        limit.add_metric([r], stats["admission_limit"])
+        yield limit
+        lag = gauge(
+            "reactmesh_edge_commit_lag_seconds",
+            "Commit lag the edge's admission saw in its last interval: forward to aggregator ack, or the oldest wait.",
+        )
+        lag.add_metric([r], stats["admission_lag_ms"] / 1000)
+        yield lag
+        shed = counter("reactmesh_edge_shed_batches_total", "Batches refused by the adaptive in-flight limit.")
+        shed.add_metric([r], stats["batches_shed"])
+        yield shed
         viewers = gauge("reactmesh_edge_viewers_tracked", "Viewers with a rate-limit bucket.")
         viewers.add_metric([r], stats["viewers_tracked"])
         yield viewers

@@ -298,7 +298,7 @@ async def test_resource_exhausted_waits_at_least_retry_after_then_resends(
     await clock.advance(1.99)
     assert len(edge.streams) == 1
     assert client.statistics().state is ConnectionState.WAITING
-    await clock.advance(0.11)  # retry-after plus at most backoff_initial_s of jitter
+    await clock.advance(1.01)  # retry-after plus at most half of it of jitter
     await eventually(flush.done)
     await flush
     assert edge.streams[1] == [1, 2]
@@ -320,7 +320,7 @@ async def test_retry_ack_keeps_the_batch_and_resends_it_in_order_after_retry_aft
     assert [b.seq for b in client.unacked_batches()] == [1, 2]
     await clock.advance(0.49)
     assert len(edge.streams) == 1
-    await clock.advance(0.11)
+    await clock.advance(0.26)  # at most half the retry-after of jitter
     await eventually(flush.done)
     await flush
     assert edge.streams[1] == [1, 2]

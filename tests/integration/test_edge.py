@@ -3,7 +3,9 @@
 Proves: bad input is rejected with its reason and reaches no aggregator; a session's entries reach its
 aggregator in order, also across a forced Forward-stream break (the unacked EdgeBatch is resent and its
 entries come back DUPLICATE, counted once); a client's resent batch is DUPLICATE; overload ends the
-stream with RESOURCE_EXHAUSTED and retry-after-ms without forwarding the refused batch; garbage
+stream with RESOURCE_EXHAUSTED and retry-after-ms without forwarding the refused batch; past the adaptive
+limit the edge sheds (RETRY with a hint, for the refused batch and every later one of its stream, none counted)
+and admits again once the commit lag falls; garbage
 bytes get an error status and the server keeps serving.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
+from reactmesh.edge.admission import ShedConfig
 from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.errors import RETRY_AFTER_KEY
 from reactmesh.edge.forwarder import Forwarder, ForwarderClosed
@@ -183,6 +186,44 @@ async def test_overload_ends_the_stream_with_resource_exhausted_and_retry_after(
         assert agg.applied_seqs(sid) == [1, 2, 3, 4]
         assert agg.totals[("live-1", "like")] == 4
         assert rig.edge.statistics()["batches_overloaded"] == 2
+
+
+async def test_commit_lag_sheds_with_retry_and_the_edge_admits_again_once_it_falls() -> None:
+    shedding = ShedConfig(target_ms=100, interval_ms=100, initial_limit=4, min_limit=2)
+    async with edge_rig(shedding=shedding, retry_after_ms=300) as rig:
+        agg = rig.aggregator
+        agg.gate.clear()  # commits stall: the four admitted entries wait
+        sid, other = session(), session()
+        call = rig.stub.Stream()
+        for seq in (1, 2, 3, 4):
+            await call.write(batch(sid, seq))
+        await eventually(lambda: rig.edge.inflight == 4)
+        await rig.clock.advance(0.5)  # the oldest entry has waited 0.5 s, five times the target
+        await call.write(batch(sid, 5))
+        await call.write(batch(sid, 6))
+        refused = await read_acks(call, 2)
+        assert [refused[s].outcome for s in (5, 6)] == [Ack.RETRY, Ack.RETRY]
+        assert refused[5].retry_after_ms == 500  # at least the lag it saw
+        assert refused[6].retry_after_ms == 500  # the rest of the stream is told the same
+        assert refused[5].detail
+        assert rig.edge.admission.limit == 2
+        unary = await rig.stub.Send(batch(other, 1))
+        assert unary.outcome == Ack.RETRY and unary.retry_after_ms == 500
+
+        agg.gate.set()
+        first = await read_acks(call, 4)
+        assert all(first[s].outcome == Ack.ACCEPTED for s in (1, 2, 3, 4))
+        await call.done_writing()
+        assert agg.applied_seqs(sid) == [1, 2, 3, 4]  # 5 and 6 were never forwarded
+        assert (sid, 5) not in agg.received
+        await rig.clock.advance(0.5)  # the client waits out the hint and resends
+        acks = await stream_exchange(rig, [batch(sid, 5), batch(sid, 6)])
+        assert [acks[s].outcome for s in (5, 6)] == [Ack.ACCEPTED, Ack.ACCEPTED]
+        assert (await rig.stub.Send(batch(other, 1))).outcome == Ack.ACCEPTED
+        assert agg.totals[("live-1", "like")] == 7
+        stats = rig.edge.statistics()
+        assert stats["batches_overloaded"] == 3  # every RETRY answered: 5, 6 and the unary one
+        assert stats["batches_shed"] == 2  # refused by the limit itself (6 followed its stream)
 
 
 async def test_garbage_bytes_get_invalid_argument_and_the_server_keeps_serving() -> None:

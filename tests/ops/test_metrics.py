@@ -60,6 +60,9 @@ async def test_ingest_counters_equal_the_taps_sent_through_the_sdk(tmp_path: Pat
         assert value(front, "reactmesh_ingest_batches_total", outcome="accepted") == 2
         assert value(front, "reactmesh_ingest_batches_total", outcome="duplicate") == 0
         assert value(front, "reactmesh_edge_inflight_batches") == 0
+        assert value(front, "reactmesh_edge_shed_batches_total") == 0
+        assert value(front, "reactmesh_edge_admission_limit") >= 32
+        assert value(front, "reactmesh_edge_commit_lag_seconds") >= 0
 
         agg = await scrape(agg_addr)
         assert value(agg, "reactmesh_aggregator_taps_total", region="a") == total

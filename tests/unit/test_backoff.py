@@ -44,10 +44,18 @@ def test_equal_jitter_draws_one_random_number_per_delay() -> None:
         assert policy.compute(failures) == min(1.0, 0.1 * 2 ** (failures - 1)) * (0.5 + 0.5 * twin.random())
 
 
-def test_retry_after_waits_at_least_what_the_server_asked_plus_at_most_initial() -> None:
+def test_retry_after_waits_at_least_what_the_server_asked_plus_up_to_half_of_it() -> None:
     policy = FullJitterBackoff(0.1, 5.0, random.Random(2))
     waits = [policy.after_retry_after(1.5) for _ in range(200)]
-    assert all(1.5 <= w <= 1.6 for w in waits)
+    assert all(1.5 <= w <= 2.25 for w in waits)
+    assert max(waits) - min(waits) > 0.5  # spread over the half, not bunched at the hint
+
+
+def test_a_short_retry_after_still_gets_up_to_initial_of_jitter() -> None:
+    policy = FullJitterBackoff(0.1, 5.0, random.Random(2))
+    waits = [policy.after_retry_after(0.01) for _ in range(200)]
+    assert all(0.01 <= w <= 0.11 for w in waits)
+    assert max(waits) > 0.06
 
 
 @pytest.mark.parametrize("policy", [FullJitterBackoff, EqualJitterBackoff])
