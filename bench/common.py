@@ -70,6 +70,9 @@ class BenchMesh(ProcessMesh):
     metrics: bool = False
     """Serve Prometheus /metrics from each region's broadcaster process (``metrics_addresses``)."""
     metrics_addresses: dict[str, str] = field(default_factory=dict)
+    edge_metrics: bool = False
+    """Serve /metrics from each region's edge process too (``edge_metrics_addresses``; layout "split")."""
+    edge_metrics_addresses: dict[str, str] = field(default_factory=dict)
 
     async def __aenter__(self) -> BenchMesh:
         if self.data_dir is None:
@@ -88,6 +91,10 @@ class BenchMesh(ProcessMesh):
                 address = f"127.0.0.1:{free_port()}"
                 configs[name]["metrics_listen"] = address
                 self.metrics_addresses[r] = address
+            if self.edge_metrics and "edge" in configs:
+                address = f"127.0.0.1:{free_port()}"
+                configs["edge"]["metrics_listen"] = address
+                self.edge_metrics_addresses[r] = address
             for name, cfg in configs.items():
                 (self.data_dir / f"{r}-{name}.toml").write_text(to_toml(cfg))
             for name in configs:
@@ -139,3 +146,23 @@ def merge_accepted(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         for k, v in r.get("accepted", {}).items():
             total[k] = total.get(k, 0) + int(v)
     return total
+
+
+def _read_gauges(address: str, names: Sequence[str]) -> dict[str, float]:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://{address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+async def scrape_gauges(address: str, names: Sequence[str]) -> dict[str, float]:
+    """The summed values of the samples called ``names`` at a /metrics ``address``."""
+    return await asyncio.to_thread(_read_gauges, address, names)

@@ -11,8 +11,12 @@ per-tap work: a batch is ``tap(stream, emoji, n)`` calls then ``tick()``.
 
 Acks counted and ack latencies (``client_time_ms`` of the batch, set when the SDK closed it, to the ack's
 arrival) are taken only inside the measurement window ``[start_at + warmup, start_at + warmup + duration)``
-on the wall clock, so several loader processes share one window. Afterwards the loader flushes every client
-and prints one JSON line: window figures, totals, and the accepted taps per "stream/emoji" (ground truth).
+on the wall clock, so several loader processes share one window. ``attempt_latencies_ms`` are from the batch's
+last send to its ack (they leave out a wait for a retry-after); with ``--bucket-s`` the latencies from close are
+also kept per time bucket from ``--bucket-origin`` (``buckets``: start, acks, p50 and p99 of each), for phases
+such as a spike.
+Afterwards the loader flushes every client and prints one JSON line: window figures, totals, and the accepted
+taps per "stream/emoji" (ground truth).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import grpc
@@ -35,6 +40,7 @@ from reactmesh.v1 import ingest_pb2
 _ACCEPTED = ingest_pb2.BatchAck.ACCEPTED
 _DUPLICATE = ingest_pb2.BatchAck.DUPLICATE
 _MAX_SAMPLES = 20_000
+_MAX_BUCKET_SAMPLES = 2_000
 
 
 def stream_of(rng: random.Random, streams: int, hot_share: float) -> int:
@@ -64,12 +70,18 @@ def _always(channel: Any) -> Callable[[str], Any]:
 class Window:
     """Acks and latencies inside the measurement window."""
 
-    def __init__(self, begin: float, end: float, rng: random.Random) -> None:
+    def __init__(self, begin: float, end: float, rng: random.Random, start: float = 0.0, bucket_s: float = 0.0) -> None:
         self.begin_ms = begin * 1000
         self.end_ms = end * 1000
+        self.start_ms = start * 1000
+        self.bucket_ms = bucket_s * 1000
+        self.buckets: dict[int, list[float]] = {}
+        self.bucket_acks: Counter[int] = Counter()
+        self.clients: list[ReactionClient] = []
         self.batches = 0
         self.taps = 0
         self.latencies: list[float] = []
+        self.attempts: list[float] = []
         self.seen = 0
         self.rng = rng
         self.accepted: Counter[str] = Counter()
@@ -77,7 +89,7 @@ class Window:
         self.accepted_taps = 0
         self.rate_limited = 0
 
-    def on_ack(self, batch: ingest_pb2.ClientBatch, ack: ingest_pb2.BatchAck) -> None:
+    def on_ack(self, viewer: int, batch: ingest_pb2.ClientBatch, ack: ingest_pb2.BatchAck) -> None:
         outcome = ack.outcome
         if outcome == _ACCEPTED:
             self.acked += 1
@@ -95,24 +107,59 @@ class Window:
         else:
             return
         now_ms = time.time() * 1000
+        latency = now_ms - batch.client_time_ms
+        if self.bucket_ms and now_ms >= self.start_ms:
+            b = int((now_ms - self.start_ms) // self.bucket_ms)
+            self.bucket_acks[b] += 1
+            samples = self.buckets.setdefault(b, [])
+            if len(samples) < _MAX_BUCKET_SAMPLES:
+                samples.append(latency)
+            else:
+                j = self.rng.randrange(self.bucket_acks[b])
+                if j < _MAX_BUCKET_SAMPLES:
+                    samples[j] = latency
         if self.begin_ms <= now_ms < self.end_ms:
             self.batches += 1
             self.taps += ack.accepted_taps
-            # Reservoir sample of the latencies.
+            # Reservoir samples of the latencies, from the batch's close and from its last send.
             self.seen += 1
-            latency = now_ms - batch.client_time_ms
+            attempt = self.clients[viewer].last_ack_latency_s * 1000
             if len(self.latencies) < _MAX_SAMPLES:
                 self.latencies.append(latency)
+                self.attempts.append(attempt)
             else:
                 j = self.rng.randrange(self.seen)
                 if j < _MAX_SAMPLES:
                     self.latencies[j] = latency
+                    self.attempts[j] = attempt
+
+    def bucket_summary(self) -> list[list[float]]:
+        """[start_s, acks, p50_ms, p99_ms] per bucket, in time order."""
+        out = []
+        for b in sorted(self.buckets):
+            samples = sorted(self.buckets[b])
+            n = len(samples)
+            out.append(
+                [
+                    b * self.bucket_ms / 1000,
+                    self.bucket_acks[b],
+                    samples[n // 2],
+                    samples[min(n - 1, int(n * 0.99))],
+                ]
+            )
+        return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     start_at = args.start_at or time.time() + 1.0
-    window = Window(start_at + args.warmup, start_at + args.warmup + args.duration, random.Random(args.seed + 1))
+    window = Window(
+        start_at + args.warmup,
+        start_at + args.warmup + args.duration,
+        random.Random(args.seed + 1),
+        start=args.bucket_origin or start_at,
+        bucket_s=args.bucket_s,
+    )
     options = (("grpc.max_receive_message_length", 16 * 1024 * 1024),)
     channels = [grpc.aio.insecure_channel(args.edge, options=options) for _ in range(args.channels)]
     clients: list[ReactionClient] = []
@@ -127,10 +174,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 max_unacked_batches=args.max_unacked,
                 ack_timeout_s=30.0,
                 rng=random.Random(rng.getrandbits(32)),
-                on_ack=window.on_ack,
+                on_ack=partial(window.on_ack, v),
                 channel_factory=_always(channel),
             )
         )
+        window.clients.append(clients[-1])
         streams.append(f"{args.stream_prefix}-{stream_of(rng, args.streams, args.hot_share)}")
     patterns = batch_patterns(rng, args.taps_per_batch, 64)
     for client in clients:
@@ -178,6 +226,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         totals["reconnects"] += st.reconnects
         totals["unacked"] += st.unacked_batches
         totals["rejected"] += st.acks_rejected
+        totals["retry"] += st.acks_retry
     for client in clients:
         await client.close()
     for channel in channels:
@@ -189,6 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_batches": window.batches,
         "window_taps": window.taps,
         "latencies_ms": window.latencies,
+        "attempt_latencies_ms": window.attempts,
+        "buckets": window.bucket_summary(),
+        "acks_retry": totals["retry"],
         "batches_made": made,
         "batches_acked": window.acked,
         "taps_accepted": window.accepted_taps,
@@ -223,6 +275,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cooldown", type=float, default=0.5, help="keep tapping this long after the window")
     p.add_argument("--flush-timeout", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bucket-s", type=float, default=0.0, help="also keep latencies per bucket of this many seconds")
+    p.add_argument("--bucket-origin", type=float, default=0.0, help="wall clock of bucket 0 (default --start-at)")
     return p.parse_args(argv)
 
 

@@ -9,12 +9,17 @@ The limit is a gradient concurrency limit (after TCP Vegas and Netflix's concurr
 limiters), steered by the commit lag: the time from forwarding an entry to the aggregator's ack after its
 commit. Once per ``interval_ms`` (evaluated lazily on the next admission: no timer, so an idle edge costs
 nothing) the controller takes the interval's lag, the mean lag of the entries acked in it or the age of the
-oldest entry still waiting if that is larger (a stalled aggregator shows before any ack does), and
+oldest entry still waiting if that is larger (a stalled aggregator shows before any ack does). It also keeps
+the *base* lag, the smallest interval lag of the last ``BASE_INTERVALS`` intervals: what a commit costs with
+no queue in front of it. The allowed lag is ``max(target_ms, 2 * base)``, and
 
-- lag above ``target_ms``: ``limit *= max(0.5, target / lag)`` (never below ``min_limit``);
-- otherwise, if the limit was binding (in-flight reached half of it): ``limit += sqrt(limit)``, at most the
-  edge's hard cap ``max_inflight_entries``. A limit that is not binding does not grow, so a spike meets the
-  limit the last busy period left, not one inflated by a quiet hour.
+- lag above the allowed lag: ``limit *= max(0.5, allowed / lag)`` (never below ``min_limit``). Lag that the
+  queue causes comes down with the limit; lag that slow service causes (a CPU-starved aggregator, a slow
+  disk) raises the base instead, and the limit is not cut for it: shedding cannot make a commit cheaper, and
+  cutting further would only lose throughput;
+- otherwise, if the limit was binding (in-flight reached half of it): ``limit += max(sqrt(limit), limit /
+  10)``, at most the edge's hard cap ``max_inflight_entries``. A limit that is not binding does not grow, so a
+  spike meets the limit the last busy period left, not one inflated by a quiet hour.
 
 The hint tells a shed client when it is worth coming back: at least the floor (``EdgeConfig.retry_after_ms``)
 times the offered-to-admitted ratio of the last interval (at 2x overload the shed half is spread over two
@@ -26,6 +31,7 @@ partly counted; the limit always lies in [min_limit, max_inflight_entries].
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -34,7 +40,10 @@ from reactmesh.merge.checks import boolean, int_in
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.errors import ConfigError
 
-__all__ = ["Admission", "ShedConfig"]
+__all__ = ["BASE_INTERVALS", "Admission", "ShedConfig"]
+
+BASE_INTERVALS = 30
+"""The base lag is the smallest interval lag over this many intervals (3 s at the default interval)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class ShedConfig:
     target_ms: int = 150
     interval_ms: int = 100
     initial_limit: int = 1_000
-    min_limit: int = 32
+    min_limit: int = 64
     retry_after_max_ms: int = 5_000
 
     def __post_init__(self) -> None:
@@ -102,6 +111,8 @@ class Admission:
         self._offered = 0
         self._peak = 0
         self.lag_s = 0.0
+        self.base_s = 0.0
+        self._recent: deque[float] = deque(maxlen=BASE_INTERVALS)  # lags of intervals with acks
         self.overload = 1.0  # offered / admitted over the last interval
         self.shed = 0
         self.decreases = 0
@@ -136,13 +147,17 @@ class Admission:
         lag = self._lag_sum / self._lag_n if self._lag_n else 0.0
         lag = max(lag, self._oldest_age(now))
         self.lag_s = lag
+        self.base_s = min(self._recent) if self._recent else 0.0  # of the intervals before this one
+        if self._lag_n:
+            self._recent.append(lag)
         self.overload = self._offered / max(self._admitted, 1) if self._offered else 1.0
         limit = self.limit
-        if lag > self._target:
-            limit = max(self._min, limit * max(0.5, self._target / lag))
+        allowed = max(self._target, 2 * self.base_s)
+        if lag > allowed:
+            limit = max(self._min, limit * max(0.5, allowed / lag))
             self.decreases += 1
         elif self._peak >= limit / 2:
-            limit = min(self._max, limit + math.sqrt(limit))
+            limit = min(self._max, limit + max(math.sqrt(limit), limit / 10))
         self.limit = limit
         self._started = now
         self._lag_sum = 0.0
@@ -156,6 +171,7 @@ class Admission:
         return {
             "admission_limit": int(self.limit),
             "admission_lag_ms": round(self.lag_s * 1000),
+            "admission_base_lag_ms": round(self.base_s * 1000),
             "admission_overload_pct": round(self.overload * 100),
             "batches_shed": self.shed,
             "admission_decreases": self.decreases,

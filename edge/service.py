@@ -12,9 +12,9 @@ Guarantees:
   with no tap granted and a shadow-muted one (below), acked at once and never forwarded.
 - A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
   makes a client resend a batch after a later seq of its session was applied: refusals that need a
-  resend (shedding, overload, shutdown, expired token) either end the whole stream or, for shedding, answer
-  RETRY to the refused batch and to every later batch of the stream, and no later batch of the stream is
-  forwarded after the one refused.
+  resend (shedding, overload, shutdown, expired token) end the whole stream (for shedding: a RETRY ack for
+  the refused batch, nothing more read, and the end once the batches forwarded before it are acked), and no
+  later batch of the stream is forwarded after the one refused.
 - Load shedding (``edge.admission``): past the adaptive in-flight limit, steered by the commit lag, a batch
   is answered RETRY with a ``retry_after_ms`` hint before anything of it is forwarded or counted.
 - With auth enabled (``edge.auth``) a call opens only with a valid token (UNAUTHENTICATED otherwise); a batch of
@@ -265,7 +265,7 @@ class Edge:
             raise resource_exhausted("edge overloaded; resend unacknowledged batches later", self.config.retry_after_ms)
         retry_ms = self.admission.admit(self._inflight)
         if retry_ms is not None:
-            return self.retry(seq, retry_ms)
+            return self._retry(seq, retry_ms)
         counts = batch.counts
         taps = sum(entry.count for entry in counts)
         granted = self._limiter.take(batch.viewer_id, taps)
@@ -285,8 +285,8 @@ class Edge:
         future.add_done_callback(partial(self._resolved, seq, granted, taps - granted, deliver, self.clock.monotonic()))
         return None
 
-    def retry(self, seq: int, retry_after_ms: int) -> BatchAck:
-        """The RETRY ack of a batch refused by shedding, or of a later batch of a stream already told RETRY."""
+    def _retry(self, seq: int, retry_after_ms: int) -> BatchAck:
+        """The RETRY ack of a batch refused by shedding."""
         self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
         return BatchAck(
             seq=seq,
@@ -431,7 +431,6 @@ class _StreamState:
     eof: bool = False
     failed: bool = False
     session_id: bytes | None = None
-    retry_after_ms: int = 0  # set once a batch of the stream was answered RETRY
 
 
 class IngestServicer:
@@ -497,16 +496,15 @@ class IngestServicer:
                         state.session_id = batch.session_id
                 elif batch.session_id != state.session_id:
                     raise invalid_argument("one session per stream: batch of another session_id")
-                if state.retry_after_ms:
-                    out.put_nowait(self._edge.retry(batch.seq, state.retry_after_ms))
-                    continue
                 ack = admit(batch, principal, deliver)
                 if ack is None:
                     state.outstanding += 1
                 else:
-                    if ack.outcome == _RETRY:
-                        state.retry_after_ms = ack.retry_after_ms
                     out.put_nowait(ack)
+                    if ack.outcome == _RETRY:
+                        # Shed: read nothing more (a client that resends its backlog would get a RETRY per
+                        # batch); the stream ends OK once the batches forwarded before this one are acked.
+                        break
         except ServiceError as error:
             state.failed = True
             out.put_nowait(error)

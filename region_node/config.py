@@ -11,6 +11,9 @@
     [edge.abuse]                                     # anti-abuse flags (edge.abuse.AbuseConfig); on by default
     shadow_mute = false                              # true: flagged viewers' taps are acked but not counted
     # ... any AbuseConfig field
+    [edge.shedding]                                  # load shedding (edge.admission.ShedConfig); on by default
+    target_ms = 150                                  # commit lag above which the in-flight limit comes down
+    # ... any ShedConfig field
 
     [aggregator]
     listen = "0.0.0.0:7200"
@@ -69,6 +72,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reactmesh.edge.abuse import AbuseConfig
+from reactmesh.edge.admission import ShedConfig
 from reactmesh.edge.auth import AuthConfig
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.edge.limits import REGION_FORM, is_region
@@ -273,6 +277,10 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         if not isinstance(abuse, dict):
             raise ConfigError("edge.abuse", "a table", abuse)
         t["abuse"] = build(AbuseConfig, "edge.abuse", abuse)
+        shedding = t.pop("shedding", None) or {}
+        if not isinstance(shedding, dict):
+            raise ConfigError("edge.shedding", "a table", shedding)
+        t["shedding"] = build(ShedConfig, "edge.shedding", shedding)
         edge = EdgeSection(listen=listen, config=build(EdgeConfig, "edge", t), node_id=edge_id)
     if (t := table("aggregator")) is not None:
         listen = t.pop("listen", None)

@@ -50,7 +50,8 @@ What it guarantees, given an edge that honours ingest.proto:
 
 Caveat the edge must honour: once it answers RETRY for a session's batch it must not apply a later batch of
 that session on the same stream (answer RETRY to those too, or end the stream); otherwise the later seq
-raises the watermark and the resent batch becomes a DUPLICATE. The client stops writing on the first RETRY.
+raises the watermark and the resent batch becomes a DUPLICATE. The client stops writing on the first RETRY and
+reads on only for the acks of batches it sent before the refused one.
 
 ``subscribe()`` follows ``Broadcast.Subscribe``: it remembers the last frame's (epoch, seq) and, after a
 disconnect, reconnects with ``resume`` set, so the broadcaster replays what was missed or sends a SNAPSHOT.

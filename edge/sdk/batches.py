@@ -78,6 +78,7 @@ class Ledger:
         self.rate_limited_taps = 0
         self.rejected_taps = 0
         self.latencies: deque[float] = deque(maxlen=config.latency_samples)
+        self.last_latency_s = 0.0  # of the batch settled last: from its last send to its ack
 
     def add(self, stream_id: str, emoji: str, n: int) -> None:
         """Count ``n`` taps (the caller checks it is an int >= 1) of ``emoji`` on ``stream_id``.
@@ -170,7 +171,8 @@ class Ledger:
             )
         else:
             self.acked_taps += batch.taps
-            self.latencies.append(now - batch.sent_at)
+            self.last_latency_s = now - batch.sent_at
+            self.latencies.append(self.last_latency_s)
             if outcome == _ACCEPTED:
                 self.acks_accepted += 1
                 self.accepted_taps += ack.accepted_taps

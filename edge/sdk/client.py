@@ -268,6 +268,12 @@ class ReactionClient:
         """The fatal error that ended the session, if any."""
         return self._error
 
+    @property
+    def last_ack_latency_s(self) -> float:
+        """Seconds from the last send of the batch settled last to its ack (read it in ``on_ack``); unlike the
+        batch's ``client_time_ms``, it leaves out the time the batch waited for a retry-after."""
+        return self._ledger.last_latency_s
+
     def statistics(self) -> ClientStatistics:
         """A snapshot of the counters."""
         ledger = self._ledger

@@ -4,8 +4,10 @@
 (trying ``edges`` in order, failing over only when the current one cannot be connected to) and runs one
 stream: a writer sends batches in seq order, starting with every unacked one, oldest first; a reader applies
 acks to the ledger; a watchdog drops the stream when the oldest batch sent on it has no ack after
-``ack_timeout_s``. Why a stream ended decides what happens next: a RETRY ack or RESOURCE_EXHAUSTED with
-``retry-after-ms`` waits at least that long and reconnects to the same edge; a status in ``FATAL_CODES``
+``ack_timeout_s``. Why a stream ended decides what happens next: a RETRY ack stops the writer, the reader
+reads on while batches sent before the refused one are unacked (the edge still acks what it admitted before
+the RETRY), and the loop waits at least ``retry_after_ms`` and reconnects to the same edge; so does
+RESOURCE_EXHAUSTED with ``retry-after-ms``; a status in ``FATAL_CODES``
 ends the loop through ``on_fatal``; anything else reconnects with full-jitter backoff (reset by a stream that
 got an ack). The client resends nothing itself: a batch stays in the ledger until an ack settles it.
 """
@@ -92,6 +94,7 @@ class IngestConnection:
         self.state = ConnectionState.IDLE
         self.edge_index = 0
         self.streams_opened = 0
+        self._halted = 0  # the stream told RETRY: its writer stops
         self.batches_sent = 0
         self.batches_resent = 0
         self.reconnects = 0
@@ -176,6 +179,8 @@ class IngestConnection:
             while seq > ledger.last_seq:
                 self._new_work.clear()
                 await self._new_work.wait()
+            if self._halted == stream_no:
+                return  # the edge answered RETRY: send nothing more on this stream
             batch = unacked.get(seq)
             seq += 1
             if batch is None:  # acked while waiting to be resent
@@ -192,16 +197,28 @@ class IngestConnection:
                 return  # the reader sees the call's status
 
     async def _read_loop(self, call: Any, address: str) -> _Outcome:
+        retry: float | None = None
+        refused = 0
         try:
             while True:
                 ack = await call.read()
                 if ack is grpc.aio.EOF:
-                    return _Dropped("edge ended the stream")
+                    return _Dropped("edge ended the stream") if retry is None else _RetryAfter(retry)
                 retry_after = self.apply_ack(ack)
                 if retry_after is not None:
-                    return _RetryAfter(retry_after)
-                self._stream_progress = True
+                    # Stop writing, but read on while batches sent before the refused one are unacked: the edge
+                    # still acks what it admitted before the RETRY (dropping the call now would make those
+                    # batches come back as resends).
+                    retry = retry_after if retry is None else max(retry, retry_after)
+                    refused = ack.seq if not refused else min(refused, ack.seq)
+                    self._halted = self.streams_opened
+                else:
+                    self._stream_progress = True
+                if retry is not None and not self._waiting_before(refused):
+                    return _RetryAfter(retry)
         except grpc.aio.AioRpcError as exc:
+            if retry is not None:
+                return _RetryAfter(retry)
             code = exc.code()
             if code in FATAL_CODES:
                 return _Fatal(ClientError(code, exc.details() or "", address))
@@ -210,6 +227,11 @@ class IngestConnection:
                 if wait_s is not None:
                     return _RetryAfter(wait_s)
             return _Dropped(f"{code.name}: {exc.details()}")
+
+    def _waiting_before(self, seq: int) -> bool:
+        """True while a batch below ``seq`` sent on the current stream awaits its ack."""
+        oldest = next(iter(self._ledger.unacked.values()), None)
+        return oldest is not None and oldest.msg.seq < seq and oldest.stream_no == self.streams_opened
 
     async def _watch_acks(self, stream_no: int) -> _Outcome:
         timeout = self.config.ack_timeout_s

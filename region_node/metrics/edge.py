@@ -88,6 +88,12 @@ class EdgeCollector:
         )
         lag.add_metric([r], stats["admission_lag_ms"] / 1000)
         yield lag
+        base = gauge(
+            "reactmesh_edge_commit_lag_base_seconds",
+            "The smallest interval commit lag of the last few seconds: what a commit costs with no queue.",
+        )
+        base.add_metric([r], stats["admission_base_lag_ms"] / 1000)
+        yield base
         shed = counter("reactmesh_edge_shed_batches_total", "Batches refused by the adaptive in-flight limit.")
         shed.add_metric([r], stats["batches_shed"])
         yield shed

@@ -59,6 +59,9 @@ class StandInEdge(ingest_pb2_grpc.IngestServicer):
         self.ack_only: dict[int, int] = {}  # stream -> ack only its first N batches (the rest are applied)
         self.exhausted_ms: dict[int, int] = {}  # stream -> end it at its first batch with RESOURCE_EXHAUSTED
         self.retry_ms: dict[int, int] = {}  # stream -> answer RETRY (retry_after_ms) to every batch
+        # stream -> (n, ms): hold the acks of the first n - 1 batches, answer the n-th RETRY (ms), then send the
+        # held acks and end the stream, as a shedding edge does
+        self.shed_at: dict[int, tuple[int, int]] = {}
         self.reject: set[int] = set()  # seqs answered REJECTED
         self.fatal: grpc.StatusCode | None = None
 
@@ -67,8 +70,18 @@ class StandInEdge(ingest_pb2_grpc.IngestServicer):
         received: list[int] = []
         self.streams.append(received)
         self.metadata.append({k: v for k, v in context.invocation_metadata()})
+        held: list[ingest_pb2.BatchAck] = []
         async for batch in request_iterator:
             received.append(batch.seq)
+            if index in self.shed_at:
+                n, ms = self.shed_at[index]
+                if len(received) < n:
+                    held.append(self.region.apply(batch))
+                    continue
+                yield Ack(seq=batch.seq, outcome=Ack.RETRY, retry_after_ms=ms, detail="shedding")
+                for ack in held:
+                    yield ack
+                return
             if self.fatal is not None:
                 await context.abort(self.fatal, "refused by the test")
             if index in self.exhausted_ms:
@@ -325,6 +338,27 @@ async def test_retry_ack_keeps_the_batch_and_resends_it_in_order_after_retry_aft
     await flush
     assert edge.streams[1] == [1, 2]
     assert region.totals == taps
+
+
+async def test_after_a_retry_the_client_takes_the_acks_of_earlier_batches_and_resends_only_the_rest(
+    serve: Servers, clock: FakeClock, clients: list[ReactionClient]
+) -> None:
+    region = Region()
+    edge = StandInEdge(region)
+    edge.shed_at[0] = (3, 400)  # batches 1 and 2 admitted, 3 refused, then 1 and 2 acked
+    _, address = await serve(edge)
+    client = new_client(clients, [address], clock)
+    taps = tap_batches(client, PLAN[:4])
+    flush = asyncio.ensure_future(client.flush(timeout=1e6))
+    await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
+    assert [b.seq for b in client.unacked_batches()] == [3, 4]  # 1 and 2 were acked on the refused stream
+    assert edge.streams[0][:3] == [1, 2, 3]
+    await clock.advance(0.6)  # retry-after plus at most half of it
+    await eventually(flush.done)
+    await flush
+    assert edge.streams[1] == [3, 4]  # nothing acked was resent
+    assert region.totals == taps
+    assert client.statistics().batches_resent == 2  # 3 and 4, written once on the refused stream
 
 
 async def test_rejected_batch_is_reported_and_never_resent(

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from reactmesh.edge.admission import Admission, ShedConfig
+from reactmesh.edge.admission import BASE_INTERVALS, Admission, ShedConfig
 from reactmesh.edge.config import EdgeConfig
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
+from reactmesh.region_node import config as node_config
 
 CONFIG = ShedConfig(target_ms=100, interval_ms=100, initial_limit=100, min_limit=10, retry_after_max_ms=4_000)
 
@@ -28,8 +29,19 @@ def admission(config: ShedConfig = CONFIG, *, cap: int = 1_000) -> tuple[Admissi
     return Admission(config, clock, max_inflight=cap, retry_floor_ms=200, oldest_age=oldest), clock, oldest
 
 
+async def quiet(a: Admission, clock: FakeClock, lag_s: float, intervals: int) -> None:
+    """``intervals`` intervals of light load whose acks took ``lag_s``."""
+    for _ in range(intervals):
+        a.admit(0)
+        a.completed(lag_s)
+        await clock.advance(0.1)
+    a.admit(0)
+
+
 async def test_lag_above_target_cuts_the_limit_by_the_gradient_and_never_below_min() -> None:
     a, clock, _ = admission()
+    await quiet(a, clock, 0.04, 5)  # base lag 40 ms: the allowed lag is the target, 100 ms
+    assert a.limit == 100
     for _ in range(50):
         assert a.admit(10) is None
         a.completed(0.4)  # four times the target
@@ -45,6 +57,17 @@ async def test_lag_above_target_cuts_the_limit_by_the_gradient_and_never_below_m
         await clock.advance(0.1)
         a.admit(0)
     assert a.limit == 10
+
+
+async def test_slow_service_raises_the_base_lag_and_stops_the_cuts() -> None:
+    a, clock, _ = admission()
+    await quiet(a, clock, 0.3, BASE_INTERVALS + 1)  # every commit takes 300 ms, queue or not
+    assert a.base_s == pytest.approx(0.3)
+    cut_to = a.limit
+    await quiet(a, clock, 0.5, 3)  # under twice the base: not the queue's doing
+    assert a.limit == cut_to
+    await quiet(a, clock, 1.2, 1)  # twice the base exceeded: the queue grew
+    assert a.limit == pytest.approx(cut_to * 0.6 / 1.2)
 
 
 async def test_the_limit_grows_only_while_it_binds() -> None:
@@ -118,3 +141,18 @@ def test_config_errors_name_the_field() -> None:
         {"region": "a", "aggregators": ["127.0.0.1:1"], "shedding": {"target_ms": 250, "enabled": False}}
     )
     assert config.shedding == ShedConfig(target_ms=250, enabled=False)
+
+
+def test_the_edge_shedding_table_of_a_node_file_becomes_the_edge_configs_shedding() -> None:
+    edge = {"listen": "127.0.0.1:1", "aggregators": ["127.0.0.1:2"], "shedding": {"target_ms": 80, "min_limit": 8}}
+    parsed = node_config.from_mapping({"region": "a", "edge": edge}, env={})
+    assert parsed.edge is not None
+    assert parsed.edge.config.shedding == ShedConfig(target_ms=80, min_limit=8)
+    for bad, field_name in (
+        ({"bogus": 1}, "edge.shedding.bogus"),
+        ({"target_ms": -1}, "edge.shedding.target_ms"),
+        (3, "edge.shedding"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            node_config.from_mapping({"region": "a", "edge": {**edge, "shedding": bad}}, env={})
+        assert info.value.field == field_name
