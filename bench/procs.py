@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,64 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def pin(pids: Iterable[int], cpus: set[int]) -> bool:
+    """Run every thread of each process in ``pids`` on ``cpus`` only (threads they start later inherit it);
+    False where this machine cannot (not Linux, fewer CPUs, or not permitted)."""
+    if not hasattr(os, "sched_setaffinity") or not cpus <= os.sched_getaffinity(0):
+        return False
+    try:
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(tid), cpus)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class CpuQuota:
+    """A CPU quota shared by a set of processes: a cgroup (v1 ``cpu`` or v2 with the cpu controller) allowing
+    ``cores`` CPU per wall second, enforced every ``period_us`` (short, so a throttled process waits
+    milliseconds, not a whole 100 ms period). ``add(pids)`` moves processes in (their threads follow); ``close()``
+    removes the group. ``CpuQuota.create`` returns None where the machine offers no writable cgroup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, cores: float, period_us: int = 10_000) -> CpuQuota | None:
+        quota = max(1000, int(cores * period_us))
+        for root, v2 in ((Path("/sys/fs/cgroup/cpu"), False), (Path("/sys/fs/cgroup/unified"), True)):
+            path = root / name
+            try:
+                path.mkdir(exist_ok=True)
+                if v2:
+                    (path / "cpu.max").write_text(f"{quota} {period_us}\n")
+                else:
+                    (path / "cpu.cfs_period_us").write_text(f"{period_us}\n")
+                    (path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            return cls(path)
+        return None
+
+    def add(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def close(self) -> None:
+        parent = self.path.parent / "cgroup.procs"
+        with contextlib.suppress(OSError):
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    parent.write_text(f"{pid}\n")
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 class CpuMeter:

@@ -149,6 +149,7 @@ class Edge:
         self._accepting = False
         self._started = False
         self._inflight = 0
+        self._unwritten = 0  # acks of forwarded batches queued for their client, not yet written
         self._max_inflight = config.max_inflight_entries
         self.admission = Admission(
             config.shedding,
@@ -180,12 +181,14 @@ class Edge:
         self._started = True
         for forwarder in self._forwarders.values():
             forwarder.start()
+        self.admission.start_probe()
         self._accepting = True
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting batches, flush, and wait up to ``grace_s`` for in-flight acks; batches still
         unacked then end their streams with UNAVAILABLE (clients resend them elsewhere)."""
         self._accepting = False
+        self.admission.stop_probe()
         await asyncio.gather(*(f.close(grace_s) for f in self._forwarders.values()))
 
     def flush(self) -> None:
@@ -263,7 +266,7 @@ class Edge:
         if self._inflight >= self._max_inflight:
             self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
             raise resource_exhausted("edge overloaded; resend unacknowledged batches later", self.config.retry_after_ms)
-        retry_ms = self.admission.admit(self._inflight)
+        retry_ms = self.admission.admit(self._inflight + self._unwritten)
         if retry_ms is not None:
             return self._retry(seq, retry_ms)
         counts = batch.counts
@@ -294,6 +297,16 @@ class Edge:
             retry_after_ms=retry_after_ms,
             detail="edge at capacity; resend this and later batches after retry_after_ms",
         )
+
+    def ack_queued(self) -> None:
+        """An answer to a forwarded batch was queued for its client's call (it stays in flight until written)."""
+        self._unwritten += 1
+
+    def ack_written(self, wait_s: float | None) -> None:
+        """A queued answer was written after ``wait_s`` in its queue, or dropped with its call (None)."""
+        self._unwritten -= 1
+        if wait_s is not None:
+            self.admission.observe_write_wait(wait_s)
 
     def _oldest_age(self, now: float) -> float:
         return max((f.oldest_age(now) for f in self._forwarders.values()), default=0.0)
@@ -391,6 +404,7 @@ class Edge:
             "taps_accepted": self._taps_accepted,
             "taps_rate_limited": self._taps_rate_limited,
             "inflight": self._inflight,
+            "acks_unwritten": self._unwritten,
             "viewers_tracked": len(self._limiter),
             "viewers_muted": len(self.moderation.mutes),
             "streams_drained": len(self.moderation.drains),
@@ -426,11 +440,13 @@ def _parse_batch(data: bytes) -> ingest_pb2.ClientBatch | None:
 
 @dataclass(slots=True)
 class _StreamState:
-    out: asyncio.Queue[AckOrError | None]
+    out: asyncio.Queue[AckOrError | tuple[BatchAck, float] | None]
+    closed: bool = False  # the call's writer has ended: answers delivered now are dropped
     outstanding: int = 0
     eof: bool = False
     failed: bool = False
     session_id: bytes | None = None
+    quickest_ms: int | None = None  # smallest (read time - client_time_ms) of the stream's batches so far
 
 
 class IngestServicer:
@@ -460,6 +476,8 @@ class IngestServicer:
             return
         state = _StreamState(asyncio.Queue())
         reader = asyncio.ensure_future(self._read(request_iterator, principal, state))
+        edge = self._edge
+        monotonic = edge.clock.monotonic
         try:
             while True:
                 item = await state.out.get()
@@ -468,29 +486,51 @@ class IngestServicer:
                 if isinstance(item, ServiceError):
                     await abort_with(context, item)
                     return
-                await context.write(item)
+                if isinstance(item, tuple):  # a forwarded batch's answer, queued at ``queued_at``
+                    ack, queued_at = item
+                    await context.write(ack)
+                    edge.ack_written(monotonic() - queued_at)
+                else:
+                    await context.write(item)
         finally:
+            state.closed = True
             reader.cancel()
+            while not state.out.empty():
+                if isinstance(state.out.get_nowait(), tuple):
+                    edge.ack_written(None)
 
     async def _read(self, requests: Any, principal: Principal | None, state: _StreamState) -> None:
         """Admit the stream's batches in order; stops at the first error, queued for the writer."""
         out = state.out
 
+        edge = self._edge
+        monotonic = edge.clock.monotonic
+
         def deliver(item: AckOrError) -> None:
             state.outstanding -= 1
             if isinstance(item, ServiceError):
                 state.failed = True
-            out.put_nowait(item)
+                out.put_nowait(item)
+            elif not state.closed:
+                edge.ack_queued()
+                out.put_nowait((item, monotonic()))
             if state.eof and state.outstanding == 0:
                 out.put_nowait(None)
 
         admit = self._edge.admit
+        clock = self._edge.clock
+        admission = self._edge.admission
         try:
             async for batch in requests:
                 if state.failed:
                     return
                 if batch is None:
                     raise invalid_argument("undecodable ClientBatch")
+                if batch.client_time_ms:
+                    took = clock.wall_ms() - batch.client_time_ms
+                    if state.quickest_ms is None or took < state.quickest_ms:
+                        state.quickest_ms = took
+                    admission.observe_inbound((took - state.quickest_ms) / 1000)
                 if state.session_id is None:
                     if len(batch.session_id) == SESSION_ID_BYTES:
                         state.session_id = batch.session_id

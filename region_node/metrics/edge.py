@@ -94,6 +94,29 @@ class EdgeCollector:
         )
         base.add_metric([r], stats["admission_base_lag_ms"] / 1000)
         yield base
+        loop = gauge(
+            "reactmesh_edge_loop_lag_seconds",
+            "How late the edge's event loop ran a timer, mean of the last admission interval with batches.",
+        )
+        loop.add_metric([r], stats["admission_loop_lag_ms"] / 1000)
+        yield loop
+        inbound = gauge(
+            "reactmesh_edge_inbound_wait_seconds",
+            "How much longer than its stream's quickest a batch took to be read, mean of the last interval.",
+        )
+        inbound.add_metric([r], stats["admission_inbound_ms"] / 1000)
+        yield inbound
+        backlog = gauge(
+            "reactmesh_edge_ack_backlog", "Acks of forwarded batches queued for their clients, not yet written."
+        )
+        backlog.add_metric([r], stats["acks_unwritten"])
+        yield backlog
+        wait = gauge(
+            "reactmesh_edge_ack_write_wait_seconds",
+            "How long an ack waited for its write to the client, mean of the last admission interval.",
+        )
+        wait.add_metric([r], stats["admission_write_wait_ms"] / 1000)
+        yield wait
         shed = counter("reactmesh_edge_shed_batches_total", "Batches refused by the adaptive in-flight limit.")
         shed.add_metric([r], stats["batches_shed"])
         yield shed

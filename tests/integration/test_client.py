@@ -22,6 +22,7 @@ import pytest
 
 from reactmesh.edge.errors import abort_with, resource_exhausted
 from reactmesh.edge.sdk import ClientError, ConnectionState, LiveView, ReactionClient
+from reactmesh.edge.sdk.ingest import RETRY_WINDOW
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.support.polling import eventually
@@ -359,6 +360,29 @@ async def test_after_a_retry_the_client_takes_the_acks_of_earlier_batches_and_re
     assert edge.streams[1] == [3, 4]  # nothing acked was resent
     assert region.totals == taps
     assert client.statistics().batches_resent == 2  # 3 and 4, written once on the refused stream
+
+
+async def test_after_a_retry_the_client_resends_a_window_of_its_backlog_not_all_of_it(
+    serve: Servers, clock: FakeClock, clients: list[ReactionClient]
+) -> None:
+    region = Region()
+    edge = StandInEdge(region)
+    edge.shed_at[0] = (1, 100)  # the first batch is refused
+    edge.ack_only[1] = 0  # the next stream applies what it gets but acks nothing
+    _, address = await serve(edge)
+    client = new_client(clients, [address], clock)
+    for i in range(10):
+        client.tap("final", "heart", i + 1)
+        client.tick()
+    flush = asyncio.ensure_future(client.flush(timeout=1e6))
+    await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
+    await clock.advance(5.0)  # past the retry-after and any jitter
+    await eventually(lambda: len(edge.streams) == 2 and len(edge.streams[1]) == RETRY_WINDOW)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert edge.streams[1] == [1, 2, 3, 4]  # the window, not the ten batches
+    assert client.statistics().unacked_batches == 10
+    flush.cancel()
 
 
 async def test_rejected_batch_is_reported_and_never_resent(

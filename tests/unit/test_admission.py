@@ -4,6 +4,9 @@ overload; the config names its fields."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from reactmesh.edge.admission import BASE_INTERVALS, Admission, ShedConfig
@@ -11,6 +14,7 @@ from reactmesh.edge.config import EdgeConfig
 from reactmesh.merge.clock import FakeClock
 from reactmesh.merge.errors import ConfigError
 from reactmesh.region_node import config as node_config
+from tests.support.polling import eventually
 
 CONFIG = ShedConfig(target_ms=100, interval_ms=100, initial_limit=100, min_limit=10, retry_after_max_ms=4_000)
 
@@ -156,3 +160,32 @@ def test_the_edge_shedding_table_of_a_node_file_becomes_the_edge_configs_sheddin
         with pytest.raises(ConfigError) as info:
             node_config.from_mapping({"region": "a", "edge": {**edge, "shedding": bad}}, env={})
         assert info.value.field == field_name
+
+
+async def test_the_edges_own_loop_lag_cuts_the_limit_with_no_commit_lag() -> None:
+    a, clock, _ = admission(ShedConfig(target_ms=100, queue_target_ms=20, initial_limit=100, min_limit=10))
+    a.admit(0)
+    a.completed(0.01)  # commits are quick...
+    for _ in range(4):
+        a.observe_loop_lag(0.08)  # ...but batches wait 80 ms for the edge's CPU
+    await clock.advance(0.1)
+    a.admit(0)
+    assert a.loop_lag_s == pytest.approx(0.08)
+    assert a.limit == 50  # pressure 4: the cut is at most half
+
+
+async def test_the_loop_lag_probe_measures_a_blocked_loop_and_stops_when_batches_stop() -> None:
+    a, _, _ = admission()
+    a.start_probe(period_s=0.01, idle_s=0.05)
+    try:
+        a.admit(0)  # a batch wakes the probe
+        await asyncio.sleep(0.015)
+        time.sleep(0.1)  # noqa: ASYNC251 (the loop is blocked on purpose: the next timer runs ~0.1 s late)
+        await asyncio.sleep(0.02)
+        assert a._loop_n >= 1 and a._loop_sum >= 0.08
+        probe = a._probe
+        assert probe is not None
+        await eventually(lambda: probe.idle)  # no batch for idle_s: no timer left
+        assert probe._handle is None
+    finally:
+        a.stop_probe()
