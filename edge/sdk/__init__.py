@@ -31,8 +31,10 @@ What it guarantees, given an edge that honours ingest.proto:
   writes batches in seq order; after any reconnect it first resends every unacked batch, oldest first. The
   edge applies a batch iff its seq exceeds the session's watermark, so a resent batch that was already counted
   is acked DUPLICATE and not counted again, and one that was not is counted now.
-- **Taps are never dropped silently.** When the buffer holds ``max_unacked_batches``, ``tap()`` keeps counting
-  into the pending counts and new batches wait for room (backpressure is per-batch, not per-tap). A REJECTED
+- **Taps are never dropped silently.** When the buffer holds ``max_unacked_batches``, or the send window
+  (``window``: it halves when acks take longer than ``ack_latency_target_s`` and shrinks after a RETRY),
+  ``tap()`` keeps counting into the pending counts and new batches wait for room (backpressure is per-batch,
+  not per-tap: a slow edge gets fewer, bigger batches). A REJECTED
   batch is dropped on purpose (resending cannot help); it is counted in ``statistics().rejected_taps`` and
   passed to ``on_ack``. The counts conserve: ``taps == pending_taps + unacked_taps + acked_taps +
   rejected_taps``.

@@ -100,12 +100,13 @@ class Ledger:
         self.taps += n
         self.pending_taps += n
 
-    def cut(self, now_ms: int) -> int:
-        """Close pending taps into numbered batches stamped ``now_ms``, as many as the unacked buffer has room
-        for; returns how many were made."""
+    def cut(self, now_ms: int, window: int | None = None) -> int:
+        """Close pending taps into numbered batches stamped ``now_ms``, as many as the unacked buffer (at most
+        ``window`` batches, when given) has room for; returns how many were made."""
         if not self.pending:
             return 0
-        room = self.config.max_unacked_batches - len(self.unacked)
+        limit = self.config.max_unacked_batches if window is None else min(window, self.config.max_unacked_batches)
+        room = limit - len(self.unacked)
         if room <= 0:
             return 0
         made = 0

@@ -72,6 +72,8 @@ class ClientStatistics:
     subscribe_reconnects: int
     ack_latencies_s: tuple[float, ...]
     error: str | None
+    send_window: int = 0
+    send_window_cuts: int = 0
 
 
 class ReactionClient:
@@ -95,6 +97,7 @@ class ReactionClient:
         connect_timeout_s: float = 5.0,
         ack_timeout_s: float = 10.0,
         max_count_per_entry: int = DEFAULT_MAX_COUNT_PER_ENTRY,
+        ack_latency_target_s: float = 0.25,
         rng: random.Random | None = None,
         on_ack: AckCallback | None = None,
         on_error: ErrorCallback | None = None,
@@ -116,6 +119,7 @@ class ReactionClient:
             connect_timeout_s=connect_timeout_s,
             ack_timeout_s=ack_timeout_s,
             max_count_per_entry=max_count_per_entry,
+            ack_latency_target_s=ack_latency_target_s,
         )
         self.session_id = os.urandom(SESSION_ID_BYTES)
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -163,7 +167,7 @@ class ReactionClient:
         """
         if not self._ledger.pending:
             return 0
-        made = self._ledger.cut(self._clock.wall_ms())
+        made = self._ledger.cut(self._clock.wall_ms(), self._ingest.window.batches)
         if made:
             self._ingest.wake()
         return made
@@ -303,6 +307,8 @@ class ReactionClient:
             subscribe_reconnects=self._subscriber.reconnects,
             ack_latencies_s=tuple(ledger.latencies),
             error=str(self._error) if self._error is not None else None,
+            send_window=ingest.window.batches,
+            send_window_cuts=ingest.window.cuts,
         )
 
     # -- acks and failures --------------------------------------------------------------------------------------

@@ -29,13 +29,20 @@ class ClientConfig:
     max_entries_per_batch: int = MAX_ENTRIES_PER_BATCH
     max_count_per_entry: int = DEFAULT_MAX_COUNT_PER_ENTRY
     latency_samples: int = 10_000
+    ack_latency_target_s: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.edges or not all(isinstance(e, str) and e for e in self.edges):
             raise ConfigError("edges", "one or more non-empty 'host:port' addresses", self.edges)
         if not is_viewer_id(self.viewer_id):
             raise ConfigError("viewer_id", f"a string of {VIEWER_ID_FORM}", self.viewer_id)
-        for name in ("batch_interval_s", "backoff_initial_s", "connect_timeout_s", "ack_timeout_s"):
+        for name in (
+            "batch_interval_s",
+            "backoff_initial_s",
+            "connect_timeout_s",
+            "ack_timeout_s",
+            "ack_latency_target_s",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(name, "seconds > 0", value)

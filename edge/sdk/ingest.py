@@ -7,8 +7,8 @@ acks to the ledger; a watchdog drops the stream when the oldest batch sent on it
 ``ack_timeout_s``. Why a stream ended decides what happens next: a RETRY ack stops the writer, the reader
 reads on while batches sent before the refused one are unacked (the edge still acks what it admitted before
 the RETRY), and the loop waits at least ``retry_after_ms`` and reconnects to the same edge; so does
-RESOURCE_EXHAUSTED with ``retry-after-ms``; after a RETRY the next streams send a window of ``RETRY_WINDOW``
-batches beyond the oldest unacked one, growing by one per ack; a status in ``FATAL_CODES``
+RESOURCE_EXHAUSTED with ``retry-after-ms``; a stream sends at most ``window`` (``edge.sdk.window``: AIMD on ack
+latency, small after a RETRY) batches beyond the oldest unacked one; a status in ``FATAL_CODES``
 ends the loop through ``on_fatal``; anything else reconnects with full-jitter backoff (reset by a stream that
 got an ack). The client resends nothing itself: a batch stays in the ledger until an ack settles it.
 """
@@ -30,13 +30,11 @@ from reactmesh.edge.sdk.batches import Ledger, Unacked
 from reactmesh.edge.sdk.channels import Channels, wait_ready
 from reactmesh.edge.sdk.config import ClientConfig
 from reactmesh.edge.sdk.errors import FATAL_CODES, ClientError, retry_after_s
+from reactmesh.edge.sdk.window import SendWindow
 from reactmesh.merge.clock import Clock
 from reactmesh.v1 import ingest_pb2, ingest_pb2_grpc
 
-__all__ = ["RETRY_WINDOW", "ConnectionState", "IngestConnection"]
-
-RETRY_WINDOW = 4
-"""After a RETRY, a stream sends at most this many batches beyond the oldest unacked one, one more per ack."""
+__all__ = ["ConnectionState", "IngestConnection"]
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +97,7 @@ class IngestConnection:
         self.edge_index = 0
         self.streams_opened = 0
         self._halted = 0  # the stream told RETRY: its writer stops
-        # Batches a stream may have sent beyond the oldest unacked one. Unbounded (the ledger's max_unacked
-        # caps it) until a RETRY; then it restarts at RETRY_WINDOW and grows by one per ack, so a client
-        # coming back from a shedding edge does not resend its whole backlog into it at once.
-        self._window = 0
+        self.window = SendWindow(config.max_unacked_batches, config.ack_latency_target_s)
         self._acked = asyncio.Event()
         self.batches_sent = 0
         self.batches_resent = 0
@@ -190,7 +185,7 @@ class IngestConnection:
                 await self._new_work.wait()
             if self._halted == stream_no:
                 return  # the edge answered RETRY: send nothing more on this stream
-            while self._window and unacked and seq - next(iter(unacked)) >= self._window:
+            while unacked and seq - next(iter(unacked)) >= self.window.batches:
                 self._acked.clear()
                 await self._acked.wait()
             batch = unacked.get(seq)
@@ -224,7 +219,7 @@ class IngestConnection:
                     retry = retry_after if retry is None else max(retry, retry_after)
                     refused = ack.seq if not refused else min(refused, ack.seq)
                     self._halted = self.streams_opened
-                    self._window = RETRY_WINDOW
+                    self.window.on_retry(self._clock.monotonic())
                 else:
                     self._stream_progress = True
                 if retry is not None and not self._waiting_before(refused):
@@ -262,11 +257,13 @@ class IngestConnection:
 
     def apply_ack(self, ack: ingest_pb2.BatchAck) -> float | None:
         """Applies one ack; returns seconds to wait before resending if the edge asked for a retry."""
-        settled = self._ledger.settle(ack, self._clock.monotonic())
+        ledger = self._ledger
+        now = self._clock.monotonic()
+        settled = ledger.settle(ack, now)
         if not isinstance(settled, Unacked):
             return settled
-        if self._window:
-            self._window = 0 if self._window >= self.config.max_unacked_batches else self._window + 1
-            self._acked.set()
+        if settled.sends:
+            self.window.on_ack(ledger.last_latency_s, now, len(ledger.unacked) + 1)
+        self._acked.set()
         self._on_settled(settled, ack)
         return None

@@ -22,7 +22,7 @@ import pytest
 
 from reactmesh.edge.errors import abort_with, resource_exhausted
 from reactmesh.edge.sdk import ClientError, ConnectionState, LiveView, ReactionClient
-from reactmesh.edge.sdk.ingest import RETRY_WINDOW
+from reactmesh.edge.sdk.window import RETRY_WINDOW
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.support.polling import eventually
