@@ -171,6 +171,7 @@ def window_figures(results: list[dict[str, Any]], window: float, prefix: str) ->
         f"{prefix}e2e_ack_p50_ms": percentile(e2e, 0.50),
         f"{prefix}e2e_ack_p99_ms": percentile(e2e, 0.99),
         f"{prefix}retry_acks": float(sum(r["acks_retry"] for r in results)),
+        f"{prefix}loader_loop_lag_p99_ms": max(r["loop_lag_p99_ms"] for r in results),
     }
 
 
@@ -255,6 +256,8 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
         figures["over_commit_lag_base_ms"] = 1000 * cores.get(
             "gauge:reactmesh_edge_commit_lag_base_seconds", float("nan")
         )
+        for name in ("inbound_wait", "ack_write_wait", "loop_lag"):
+            figures[f"over_edge_{name}_ms"] = 1000 * cores.get(f"gauge:reactmesh_edge_{name}_seconds", float("nan"))
         nominal = c / 5
         total = spike_at + spike_s + tail
         (base, spike), _ = await run_groups(

@@ -7,12 +7,28 @@ import pytest
 
 from reactmesh.edge.sdk.batches import Ledger
 from reactmesh.edge.sdk.config import ClientConfig
-from reactmesh.edge.sdk.window import RETRY_WINDOW, SendWindow
+from reactmesh.edge.sdk.window import INITIAL_WINDOW, RETRY_WINDOW, SendWindow
 from reactmesh.v1 import ingest_pb2
+
+
+def test_a_new_window_starts_small_and_doubles_per_round_trip_until_acks_slow_down() -> None:
+    w = SendWindow(64, target_s=0.25)
+    assert w.batches == INITIAL_WINDOW
+    for _ in range(4):  # one round trip of a full window: 4 -> 8
+        w.on_ack(0.1, now=1.0, unacked=w.batches)
+    assert w.batches == 8
+    for _ in range(8):
+        w.on_ack(0.1, now=1.1, unacked=w.batches)
+    assert w.batches == 16
+    w.on_ack(0.5, now=1.2, unacked=16)
+    assert w.batches == 8
+    w.on_ack(0.1, now=2.0, unacked=8)  # after the cut: congestion avoidance, 1/size per ack
+    assert w.size == pytest.approx(8.125)
 
 
 def test_slow_acks_halve_the_window_once_per_round_trip() -> None:
     w = SendWindow(64, target_s=0.25)
+    w.size = 64.0
     w.on_ack(0.5, now=10.0, unacked=64)
     assert w.batches == 32
     w.on_ack(0.6, now=10.1, unacked=63)  # sent before the cut: the old queue, not a new signal
@@ -26,6 +42,7 @@ def test_slow_acks_halve_the_window_once_per_round_trip() -> None:
 
 def test_quick_acks_grow_a_full_window_by_one_per_round_trip_up_to_the_max() -> None:
     w = SendWindow(8, target_s=0.25)
+    w.on_retry(now=0.0)  # leaves slow start
     w.size = 2.0
     w.on_ack(0.1, now=1.0, unacked=1)  # not full: no growth
     assert w.size == 2.0
@@ -39,6 +56,7 @@ def test_quick_acks_grow_a_full_window_by_one_per_round_trip_up_to_the_max() -> 
 
 def test_a_retry_shrinks_the_window_and_counts_as_a_cut_for_the_round_trip() -> None:
     w = SendWindow(256, target_s=0.25)
+    w.size = 256.0
     w.on_retry(now=5.0)
     assert w.batches == RETRY_WINDOW
     w.on_ack(0.4, now=5.1, unacked=4)  # the round trip of the retry itself
