@@ -22,6 +22,8 @@ READ_POLL     any role
 VOTE          any role, as the token's ``sub`` (VoteRequest.viewer_id)
 MANAGE_POLL   a host on a stream its ``streams`` claim names; a moderator on any
 MODERATE      a moderator
+COMMENT       any role, as the token's ``sub`` (PostCommentRequest.viewer_id)
+MANAGE_COMM.  (MANAGE_COMMENTS: pin, unpin, delete) as MANAGE_POLL
 ============  ====================================================================
 
 A token whose ``roles`` name no known role, a viewer_id other than ``sub``, or a role or stream the action does
@@ -109,6 +111,8 @@ class Action(enum.Enum):
     VOTE = "vote"
     MANAGE_POLL = "manage_poll"
     MODERATE = "moderate"
+    COMMENT = "comment"
+    MANAGE_COMMENTS = "manage_comments"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,8 @@ POLICY: dict[Action, Rule] = {
     Action.VOTE: Rule(Role.VIEWER, as_self=True),
     Action.MANAGE_POLL: Rule(Role.HOST, host_streams=True),
     Action.MODERATE: Rule(Role.MODERATOR),
+    Action.COMMENT: Rule(Role.VIEWER, as_self=True),
+    Action.MANAGE_COMMENTS: Rule(Role.HOST, host_streams=True),
 }
 
 

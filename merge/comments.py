@@ -173,6 +173,10 @@ class CommentSet:
     def pin(self, stream_id: str) -> Pin | None:
         return self._pins.get(stream_id)
 
+    def pins(self) -> dict[str, Pin]:
+        """stream id -> its pin register."""
+        return dict(self._pins)
+
     def value(self) -> dict[str, Comment]:
         """Every visible comment by id."""
         return {cid: c for cid, c in self._comments.items() if self.visible(cid)}

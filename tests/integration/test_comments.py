@@ -1,0 +1,317 @@
+"""The CommentsService of one broadcaster over real gRPC on loopback, with its real SQLite comment file, on a
+FakeClock; frames are built by calling the hub's ``tick`` (what its loop does every ``tick_ms``).
+
+Proves: a late joiner gets the last 100 comments and the pin; a resume gets exactly what followed its last seen
+id, or a snapshot flagged as a gap; sampling keeps every priority comment and caps the rest at the rate; a
+resend is stored once; a muted viewer's and a blocklisted comment are seen by their author only (stream and
+history); deletes and pins reach watchers in the next frame and history; history pages with a cursor and
+survives a restart; bad input gets INVALID_ARGUMENT, RESOURCE_EXHAUSTED with a retry hint, UNAUTHENTICATED
+and PERMISSION_DENIED."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from reactmesh.edge.auth import AuthConfig, Authorizer
+from reactmesh.merge.clock import FakeClock
+from reactmesh.merge.comments import CommentSet
+from reactmesh.merge.expiring import ExpiringMap
+from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.region_node.comments.config import CommentsConfig
+from reactmesh.region_node.comments.service import CommentsServicer, attach_comments
+from reactmesh.region_node.comments.store import CommentStore
+from reactmesh.region_node.state import COMMENTS, MUTES, RegionState
+from reactmesh.v1 import comments_pb2, comments_pb2_grpc
+from tests.support.auth import Keys
+
+STREAM = "final"
+FAST = CommentsConfig(post_rate_per_s=1000, post_burst=1000, blocklist=("darn",))
+READ_TIMEOUT = 10.0
+Frame = comments_pb2.CommentFrame
+
+
+class Node:
+    """One broadcaster's comments served on loopback."""
+
+    def __init__(self, db: Path | None, clock: FakeClock, config: CommentsConfig, auth: Authorizer | None) -> None:
+        self.db = db
+        self.clock = clock
+        self.config = config
+        self.auth = auth
+        self.state = RegionState(extra={COMMENTS: CommentSet()})
+        self.server = grpc.aio.server()
+        self.servicer: CommentsServicer
+
+    async def start(self) -> Node:
+        self.servicer = await attach_comments(
+            self.state, self.clock, "a/bcast-0", str(self.db) if self.db else None, self.config, self.auth
+        )
+        self.servicer.add_to_server(self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = comments_pb2_grpc.CommentsServiceStub(self.channel)
+        return self
+
+    async def stop(self) -> None:
+        await self.channel.close()
+        await self.server.stop(None)
+        await self.servicer.close()
+
+    def tick(self) -> int:
+        return self.servicer.book.hub.tick()
+
+    async def post(self, viewer: str, text: str, key: str = "", **kw: Any) -> comments_pb2.PostCommentResponse:
+        req = comments_pb2.PostCommentRequest(stream_id=STREAM, viewer_id=viewer, text=text, client_key=key)
+        return await self.stub.PostComment(req, **kw)
+
+    async def history(self, before: str = "", limit: int = 0, viewer: str = "") -> comments_pb2.GetCommentsResponse:
+        req = comments_pb2.GetCommentsRequest(stream_id=STREAM, before=before, limit=limit, viewer_id=viewer)
+        return await self.stub.GetComments(req)
+
+
+MakeNode = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
+    nodes: list[Node] = []
+
+    async def make(
+        clock: FakeClock | None = None,
+        config: CommentsConfig = FAST,
+        auth: AuthConfig | None = None,
+        db: Path | None = tmp_path / "comments.db",
+    ) -> Node:
+        clock = clock or FakeClock()
+        node = await Node(db, clock, config, Authorizer(auth, clock) if auth else None).start()
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        await node.stop()
+
+
+class Watch:
+    """A WatchComments call and the frames read from it."""
+
+    def __init__(self, node: Node, viewer: str = "", after_id: str = "") -> None:
+        req = comments_pb2.WatchCommentsRequest(stream_id=STREAM, viewer_id=viewer, after_id=after_id)
+        self.call = node.stub.WatchComments(req)
+
+    async def next(self) -> Frame:
+        msg = await asyncio.wait_for(self.call.read(), READ_TIMEOUT)
+        assert msg is not grpc.aio.EOF
+        return msg.frame
+
+    def close(self) -> None:
+        self.call.cancel()
+
+
+async def status_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, dict[str, str]]:
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        trailing = {k: v for k, v in (err.trailing_metadata() or ()) if isinstance(v, str)}
+        return err.code(), trailing
+    return grpc.StatusCode.OK, {}
+
+
+def ids(frame: Frame) -> list[str]:
+    return [c.comment_id for c in frame.comments]
+
+
+async def test_late_joiner_gets_the_last_100_and_new_comments_arrive_in_the_next_frame(make_node: MakeNode) -> None:
+    node = await make_node()
+    posted = [(await node.post(f"v{i % 7}", f"hello {i}")).comment.comment_id for i in range(130)]
+    assert posted == sorted(posted) and len(set(posted)) == 130  # HLC ids: unique and time-ordered
+    watch = Watch(node)
+    first = await watch.next()
+    assert ids(first) == posted[-100:] and not first.gap
+    late = (await node.post("v1", "late")).comment.comment_id
+    node.tick()
+    assert ids(await watch.next()) == [late]
+    watch.close()
+
+
+async def test_resume_gets_exactly_what_followed_or_a_snapshot_flagged_as_gap(make_node: MakeNode) -> None:
+    config = CommentsConfig(post_rate_per_s=1000, post_burst=1000, buffer_per_stream=50, late_join=40)
+    node = await make_node(config=config)
+    posted = [(await node.post("v", f"c{i}")).comment.comment_id for i in range(80)]
+    resumed = Watch(node, after_id=posted[60])
+    frame = await resumed.next()
+    assert ids(frame) == posted[61:] and not frame.gap
+    too_old = Watch(node, after_id=posted[5])  # no longer buffered (buffer holds the last 50)
+    frame = await too_old.next()
+    assert frame.gap and ids(frame) == posted[-40:]
+    resumed.close()
+    too_old.close()
+
+
+async def test_sampling_keeps_the_priority_lane_whole_and_caps_the_rest(make_node: MakeNode, tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = Keys(tmp_path, clock)
+    config = CommentsConfig(post_rate_per_s=10_000, post_burst=10_000, sample_rate_per_s=50)
+    node = await make_node(clock=clock, config=config, auth=AuthConfig(enabled=True, key_file=str(keys.secret_file)))
+    watch = Watch(node)
+    watch.call = node.stub.WatchComments(comments_pb2.WatchCommentsRequest(stream_id=STREAM), metadata=keys.bearer())
+    await watch.next()
+    host = keys.bearer("hal", ["host"], [STREAM])
+    priority = []
+    for i in range(1000):
+        if i % 100 == 0:
+            priority.append((await node.post("hal", f"host {i}", metadata=host)).comment.comment_id)
+        else:
+            await node.post(f"v{i % 40}", f"viewer {i}", metadata=keys.bearer(f"v{i % 40}"))
+    node.tick()
+    frame = await watch.next()
+    got = ids(frame)
+    assert set(priority) <= set(got)
+    assert len(got) == len(priority) + 50 and frame.sampled_out == 1000 - len(priority) - 50
+    assert got == sorted(got)  # arrival order kept
+    stats = node.servicer.book.hub.statistics()
+    assert stats.priority == len(priority) and stats.sampled_out == frame.sampled_out
+    watch.close()
+
+
+async def test_a_resend_is_stored_once(make_node: MakeNode) -> None:
+    node = await make_node()
+    first = await node.post("ann", "hi", key="k-1")
+    again = await node.post("ann", "hi", key="k-1")
+    assert again.duplicate and again.comment.comment_id == first.comment.comment_id
+    other = await node.post("bob", "hi", key="k-1")  # another viewer's key is another comment
+    assert not other.duplicate
+    assert [c.comment_id for c in (await node.history()).comments] == [
+        other.comment.comment_id,
+        first.comment.comment_id,
+    ]
+    store = await CommentStore.open(node.db)  # type: ignore[arg-type]
+    assert await store.count() == 2
+    await store.close()
+
+
+async def test_muted_and_blocklisted_comments_are_seen_by_their_author_only(make_node: MakeNode) -> None:
+    node = await make_node()
+    mutes = ExpiringMap().set("troll", node.clock.wall_ms() + 60_000, HlcTimestamp(node.clock.wall_ms(), 0, "mod"))
+    node.state.merge(MUTES, mutes)
+    author, other = Watch(node, viewer="troll"), Watch(node, viewer="ann")
+    await author.next()
+    await other.next()
+    shadowed = (await node.post("troll", "buy now")).comment.comment_id
+    cursed = (await node.post("bob", "well DARN it")).comment.comment_id
+    plain = (await node.post("ann", "nice goal")).comment.comment_id
+    node.tick()
+    assert ids(await author.next()) == [shadowed, plain]
+    assert ids(await other.next()) == [plain]
+    assert [c.comment_id for c in (await node.history(viewer="ann")).comments] == [plain]
+    assert [c.comment_id for c in (await node.history(viewer="bob")).comments] == [plain, cursed]
+    stats = node.servicer.book.statistics()
+    assert stats.filtered == 1 and stats.shadowed_muted == 1
+    author.close()
+    other.close()
+
+
+async def test_deletes_and_pins_reach_watchers_and_history(make_node: MakeNode) -> None:
+    node = await make_node()
+    a = (await node.post("ann", "first")).comment.comment_id
+    b = (await node.post("bob", "second")).comment.comment_id
+    watch = Watch(node)
+    await watch.next()
+    await node.stub.PinComment(comments_pb2.PinCommentRequest(stream_id=STREAM, comment_id=b))
+    await node.stub.DeleteComment(comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=a))
+    node.tick()
+    frame = await watch.next()
+    assert list(frame.deleted_ids) == [a] and frame.pinned.comment_id == b and frame.pinned.comment.text == "second"
+    page = await node.history()
+    assert [c.comment_id for c in page.comments] == [b] and page.pinned.comment_id == b
+    joiner = Watch(node)
+    first = await joiner.next()
+    assert ids(first) == [b] and first.pinned.comment_id == b
+    await node.stub.PinComment(comments_pb2.PinCommentRequest(stream_id=STREAM))  # unpin
+    node.tick()
+    assert (await watch.next()).pinned.comment_id == ""
+    watch.close()
+    joiner.close()
+
+
+async def test_history_pages_with_a_cursor_and_survives_a_restart(make_node: MakeNode, tmp_path: Path) -> None:
+    clock = FakeClock()
+    node = await make_node(clock=clock)
+    posted = [(await node.post("v", f"c{i}")).comment.comment_id for i in range(25)]
+    pages, before = [], ""
+    while True:
+        page = await node.history(before=before, limit=10)
+        pages.append([c.comment_id for c in page.comments])
+        if not page.next_before:
+            break
+        before = page.next_before
+    assert [cid for p in pages for cid in p] == posted[::-1] and [len(p) for p in pages] == [10, 10, 5]
+    await node.stop()
+    again = await make_node(clock=clock)
+    assert [c.comment_id for c in (await again.history(limit=100)).comments] == posted[::-1]
+    watch = Watch(again)
+    assert ids(await watch.next()) == posted  # the hot window is back in memory for late joiners
+    newer = (await again.post("v", "after restart")).comment.comment_id
+    assert newer > posted[-1]
+    watch.close()
+
+
+async def test_hot_window_leaves_memory_but_history_keeps_it_until_retention(make_node: MakeNode) -> None:
+    clock = FakeClock()
+    config = CommentsConfig(post_rate_per_s=1000, post_burst=1000, hot_window_s=60, retention_days=1)
+    node = await make_node(clock=clock, config=config)
+    old = (await node.post("v", "old")).comment.comment_id
+    await clock.advance(61)
+    node.servicer.book.expire()
+    assert node.servicer.book.comments.get(old) is None
+    assert [c.comment_id for c in (await node.history()).comments] == [old]
+    await clock.advance(86_400)
+    assert await node.servicer.book.prune() == 1
+    assert not (await node.history()).comments
+
+
+async def test_bad_input_gets_its_status(make_node: MakeNode, tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = Keys(tmp_path, clock)
+    config = CommentsConfig(post_rate_per_s=1, post_burst=2)
+    node = await make_node(clock=clock, config=config, auth=AuthConfig(enabled=True, key_file=str(keys.secret_file)))
+    ann = keys.bearer("ann")
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert (await status_of(node.post("ann", "x" * 501, metadata=ann)))[0] == invalid
+    assert (await status_of(node.post("ann", "   ", metadata=ann)))[0] == invalid
+    assert (await status_of(node.post("ann", "hi", key="k" * 65, metadata=ann)))[0] == invalid
+    bad_stream = comments_pb2.PostCommentRequest(stream_id="no spaces", viewer_id="ann", text="hi")
+    assert (await status_of(node.stub.PostComment(bad_stream, metadata=ann)))[0] == invalid
+    assert (
+        await status_of(
+            node.stub.GetComments(comments_pb2.GetCommentsRequest(stream_id=STREAM, limit=101), metadata=ann)
+        )
+    )[0] == invalid
+    bad_cursor = comments_pb2.GetCommentsRequest(stream_id=STREAM, before="yesterday")
+    assert (await status_of(node.stub.GetComments(bad_cursor, metadata=ann)))[0] == invalid
+    assert (await status_of(node.post("ann", "hi")))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await status_of(node.post("bob", "hi", metadata=ann)))[0] == grpc.StatusCode.PERMISSION_DENIED
+    first = await node.post("ann", "one", metadata=ann)
+    await node.post("ann", "two", metadata=ann)
+    code, trailing = await status_of(node.post("ann", "three", metadata=ann))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and trailing["retry-after-ms"] == "1000"
+    await clock.advance(1.0)
+    assert (await node.post("ann", "three", metadata=ann)).comment.text == "three"  # the bucket refilled
+    delete = comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=first.comment.comment_id)
+    assert (await status_of(node.stub.DeleteComment(delete, metadata=ann)))[0] == grpc.StatusCode.PERMISSION_DENIED
+    other_host = keys.bearer("hil", ["host"], ["semi"])
+    assert (await status_of(node.stub.DeleteComment(delete, metadata=other_host)))[
+        0
+    ] == grpc.StatusCode.PERMISSION_DENIED
+    await node.stub.DeleteComment(delete, metadata=keys.bearer("hal", ["host"], [STREAM]))
+    pin = comments_pb2.PinCommentRequest(stream_id=STREAM, comment_id=first.comment.comment_id)
+    assert (await status_of(node.stub.PinComment(pin, metadata=keys.bearer("mo", ["moderator"]))))[
+        0
+    ] == grpc.StatusCode.NOT_FOUND
