@@ -10,7 +10,9 @@ and PERMISSION_DENIED."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,10 @@ import pytest
 
 from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.merge.clock import FakeClock
-from reactmesh.merge.comments import CommentSet
+from reactmesh.merge.comments import CommentSet, floor_for
 from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.hlc import HlcTimestamp
+from reactmesh.region_node.cli.comments import add_comments_commands, run_comments
 from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.service import CommentsServicer, attach_comments
 from reactmesh.region_node.comments.store import CommentStore
@@ -55,7 +58,8 @@ class Node:
         self.servicer.add_to_server(self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.address = f"127.0.0.1:{port}"
+        self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = comments_pb2_grpc.CommentsServiceStub(self.channel)
         return self
 
@@ -272,9 +276,15 @@ async def test_hot_window_leaves_memory_but_history_keeps_it_until_retention(mak
     node.servicer.book.expire()
     assert node.servicer.book.comments.get(old) is None
     assert [c.comment_id for c in (await node.history()).comments] == [old]
-    await clock.advance(86_400)
-    assert await node.servicer.book.prune() == 1
-    assert not (await node.history()).comments
+    newer = [(await node.post("v", f"n{i}")).comment.comment_id for i in range(3)]
+    assert await node.servicer.book.prune() == 0  # nothing is older than the retention yet
+    store = await CommentStore.open(node.db)  # type: ignore[arg-type]
+    try:
+        # Retention deletes by primary-key range, at most `batch` rows a pass, oldest first.
+        assert await store.prune(floor_for(clock.wall_ms() + 1), batch=2) == 2
+        assert [c.comment_id for c in (await node.history()).comments] == newer[::-1][:2]
+    finally:
+        await store.close()
 
 
 async def test_bad_input_gets_its_status(make_node: MakeNode, tmp_path: Path) -> None:
@@ -315,3 +325,40 @@ async def test_bad_input_gets_its_status(make_node: MakeNode, tmp_path: Path) ->
     assert (await status_of(node.stub.PinComment(pin, metadata=keys.bearer("mo", ["moderator"]))))[
         0
     ] == grpc.StatusCode.NOT_FOUND
+
+
+def cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="reactmesh")
+    add_comments_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+async def test_comments_commands_post_history_pin_delete_and_watch(
+    make_node: MakeNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = await make_node()
+    at = ["--broadcaster", node.address]
+    assert (
+        await run_comments(cli(["comments", "post", STREAM, "what a goal", "--viewer", "ann", "--key", "1", *at])) == 0
+    )
+    first = capsys.readouterr().out.strip()
+    assert (
+        await run_comments(cli(["comments", "post", STREAM, "what a goal", "--viewer", "ann", "--key", "1", *at])) == 0
+    )
+    assert capsys.readouterr().out.strip() == first  # the resend answers the first id
+    assert (
+        await run_comments(cli(["comments", "post", STREAM, "agreed", "--viewer", "bob", "--reply-to", first, *at]))
+        == 0
+    )
+    second = capsys.readouterr().out.strip()
+    assert await run_comments(cli(["comments", "pin", STREAM, first, *at])) == 0
+    assert await run_comments(cli(["comments", "delete", STREAM, second, *at])) == 0
+    capsys.readouterr()
+    assert await run_comments(cli(["comments", "history", STREAM, "--json", *at])) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [c["comment_id"] for c in page["comments"]] == [first] and page["pinned"] == first
+    assert await run_comments(cli(["comments", "watch", STREAM, "--duration", "0.5", *at])) == 0
+    out = capsys.readouterr().out
+    assert f"[{first}] ann: what a goal" in out and "* pinned" in out
+    assert await run_comments(cli(["comments", "post", STREAM, "x" * 501, "--viewer", "ann", *at])) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
