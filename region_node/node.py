@@ -257,6 +257,7 @@ class Node:
             bc.set_drain_lookup(book.drained_at)
             if self.metrics is not None:
                 self.metrics.watch_moderation(book)
+                self.metrics.watch_comments(self.comments.book)
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             query, history = await self._history(section)
             await self._serve(

@@ -24,6 +24,7 @@ changed per stream into one CommentFrame:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -35,6 +36,8 @@ from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.v1 import comments_pb2
 
 QUEUE_FRAMES = 64
+LAG_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2000, 5000)
+"""Upper bounds of the delivery-lag histogram (ms); a last bucket counts the rest."""
 
 
 def to_proto(c: Comment) -> comments_pb2.Comment:
@@ -81,10 +84,12 @@ class HubStatistics:
     priority: int
     sampled_out: int
     dropped_frames: int
-    # Delivery lag (frame built - comment id's wall time), ms: count, sum, max.
+    # Delivery lag (frame built - comment id's wall time), ms: count, sum, max, and counts per LAG_BUCKETS_MS
+    # bucket (not cumulative; the last entry counts lags above the last bound).
     lag_count: int
     lag_sum_ms: int
     lag_max_ms: int
+    lag_buckets: tuple[int, ...]
 
 
 class CommentHub:
@@ -101,6 +106,7 @@ class CommentHub:
         self._watchers: dict[int, Watcher] = {}
         self._frames = self._delivered = self._priority = self._sampled_out = self._dropped = 0
         self._lag_count = self._lag_sum = self._lag_max = 0
+        self._lag_buckets = [0] * (len(LAG_BUCKETS_MS) + 1)
         self.lag_observer: list[int] | None = None  # when set, every delivery lag (ms) is appended (benchmarks)
 
     def _stream(self, stream_id: str) -> _Stream:
@@ -207,7 +213,8 @@ class CommentHub:
             return 0
         pin = self._set.pin(stream_id)
         pinned = pin.comment_id if pin is not None else ""
-        lane = [c.priority or c.comment_id == pinned for c in new]
+        # Shadowed comments go to their author only and never take a sampling slot from the others.
+        lane = [c.shadow or c.priority or c.comment_id == pinned for c in new]
         open_idx = [i for i, p in enumerate(lane) if not p]
         keep = int(s.tokens)
         if len(open_idx) > keep:
@@ -232,13 +239,14 @@ class CommentHub:
             self._sampled_out += sampled_out
             return 0
         self._frames += 1
-        self._priority += sum(1 for c in passed if c.priority or c.comment_id == pinned)
+        self._priority += sum(1 for c in passed if not c.shadow and (c.priority or c.comment_id == pinned))
         self._sampled_out += sampled_out
         for c in passed:
             lag = max(0, now_ms - c.created_at_ms)
             self._lag_count += 1
             self._lag_sum += lag
             self._lag_max = max(self._lag_max, lag)
+            self._lag_buckets[bisect.bisect_left(LAG_BUCKETS_MS, lag)] += 1
             if self.lag_observer is not None:
                 self.lag_observer.append(lag)
         for key in s.watchers:
@@ -284,4 +292,5 @@ class CommentHub:
             lag_count=self._lag_count,
             lag_sum_ms=self._lag_sum,
             lag_max_ms=self._lag_max,
+            lag_buckets=tuple(self._lag_buckets),
         )

@@ -362,3 +362,37 @@ async def test_comments_commands_post_history_pin_delete_and_watch(
     assert f"[{first}] ann: what a goal" in out and "* pinned" in out
     assert await run_comments(cli(["comments", "post", STREAM, "x" * 501, "--viewer", "ann", *at])) == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
+async def test_metrics_count_posts_filters_sampling_priority_and_delivery_lag(make_node: MakeNode) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from reactmesh.region_node.metrics.comments import CommentsCollector
+
+    config = CommentsConfig(post_rate_per_s=1000, post_burst=20, sample_rate_per_s=5, blocklist=("darn",))
+    node = await make_node(config=config)
+    registry = CollectorRegistry()
+    registry.register(CommentsCollector("a", node.servicer.book))
+    watch = Watch(node)
+    await watch.next()
+    for i in range(12):
+        await node.post("ann", "darn" if i == 0 else f"c{i}", key=f"k{i}")
+    await node.post("ann", "c1", key="k1")  # a resend
+    await node.clock.advance(0.05)  # a lag of 50 ms for every comment
+    node.tick()
+    frame = await watch.next()
+    assert len(frame.comments) == 5 and frame.sampled_out == 6  # the shadowed one is its author's only
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"region": "a", **labels})
+
+    assert value("reactmesh_comments_ingest_total", outcome="posted") == 12
+    assert value("reactmesh_comments_ingest_total", outcome="duplicate") == 1
+    assert value("reactmesh_comments_ingest_total", outcome="filtered") == 1
+    assert value("reactmesh_comments_delivery_total", kind="sampled_out") == 6
+    assert value("reactmesh_comments_delivery_total", kind="delivered") == 5
+    assert value("reactmesh_comments_watchers") == 1
+    assert value("reactmesh_comments_delivery_lag_seconds_count") == 6
+    assert value("reactmesh_comments_delivery_lag_seconds_bucket", le="0.025") == 0
+    assert value("reactmesh_comments_delivery_lag_seconds_bucket", le="0.05") == 6
+    watch.close()
