@@ -124,7 +124,7 @@ class CommentSet:
     TAG: ClassVar[Tag] = tags.COMMENT_SET
     TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_by_id", "_canon", "_comments", "_floor", "_floor_version", "_log", "_pins", "_tombs")
+    __slots__ = ("_by_id", "_canon", "_comments", "_floor", "_floor_version", "_latest", "_log", "_pins", "_tombs")
 
     def __init__(self) -> None:
         self._comments: dict[str, Comment] = {}
@@ -135,6 +135,7 @@ class CommentSet:
         self._log: DeltaLog[tuple[str, str]] = DeltaLog()
         self._by_id: list[str] = []  # heap of comment and tombstone ids, for ``expire``
         self._canon: dict[tuple[str, str, str], set[str]] = {}  # resend key -> the ids carrying it
+        self._latest = ""  # greatest comment id ever added (dropped ones included)
 
     @classmethod
     def new(cls) -> CommentSet:
@@ -185,10 +186,9 @@ class CommentSet:
         return frozenset(self._tombs)
 
     def latest_stamp(self) -> HlcTimestamp | None:
-        """The greatest stamp held (comment ids and pins), to feed ``HybridLogicalClock.update``."""
-        best: HlcTimestamp | None = None
-        if self._comments:
-            best = parse_comment_id(max(self._comments))
+        """The greatest stamp this replica has held (comment ids and pins), to feed ``HybridLogicalClock.update``;
+        O(streams pinned)."""
+        best = parse_comment_id(self._latest) if self._latest else None
         for pin in self._pins.values():
             if best is None or pin.stamp > best:
                 best = pin.stamp
@@ -265,6 +265,8 @@ class CommentSet:
         self._comments[cid] = c
         if old is None:
             heapq.heappush(self._by_id, cid)
+        if cid > self._latest:
+            self._latest = cid
         key = c.resend_key
         if key is not None:
             self._canon.setdefault(key, set()).add(cid)

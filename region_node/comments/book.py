@@ -119,6 +119,7 @@ class CommentBook:
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._observed: HlcTimestamp | None = None
         self._posted = self._duplicates = self._limited = self._filtered = self._muted = 0
         self._deletes = self._pins = self._store_errors = self._pruned = 0
@@ -255,24 +256,49 @@ class CommentBook:
             return written
 
     async def _durable(self) -> None:
+        """Return once everything merged so far is in the comment file (UNAVAILABLE if it cannot be). With the
+        writer running, callers wait for its next group commit, so a burst of posts costs one transaction."""
         if self._store is None or self._saved >= self._set.version:
             return
-        try:
-            await self.flush()
-        except Exception as exc:
-            self._store_errors += 1
-            raise unavailable(f"comment file write failed: {exc}") from exc
+        if not self._tasks:
+            try:
+                await self.flush()
+            except Exception as exc:
+                self._store_errors += 1
+                raise unavailable(f"comment file write failed: {exc}") from exc
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._set.version, fut))
+        self._wake.set()
+        await fut
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            await asyncio.sleep(0)  # let the posts already scheduled join this commit
             try:
                 await self.flush()
             except Exception as exc:
                 self._store_errors += 1
                 log.error("comment file write failed: %s", exc)
+                waiters, self._waiters = self._waiters, []
+                for _, fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(unavailable(f"comment file write failed: {exc}"))
                 await self._clock.sleep(0.1)
+                self._wake.set()
+                continue
+            waiting = []
+            for target, fut in self._waiters:
+                if fut.done():
+                    continue
+                if target <= self._saved:
+                    fut.set_result(None)
+                else:
+                    waiting.append((target, fut))
+            self._waiters = waiting
+            if waiting or self._set.version > self._saved:
                 self._wake.set()
 
     def expire(self) -> None:
@@ -317,15 +343,17 @@ class CommentBook:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        store, self._store = self._store, None
+        store = self._store
         if store is None:
             return
         try:
-            if self._set.version > self._saved:
-                delta, upto = self._set.delta_since(self._saved)
-                await store.save(delta)
-                self._saved = upto
+            await self.flush()
         finally:
+            for _, fut in self._waiters:
+                if not fut.done():
+                    fut.set_exception(unavailable("comments are shutting down"))
+            self._waiters = []
+            self._store = None
             await store.close()
 
     def statistics(self) -> CommentStatistics:
