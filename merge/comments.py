@@ -174,6 +174,10 @@ class CommentSet:
     def pin(self, stream_id: str) -> Pin | None:
         return self._pins.get(stream_id)
 
+    def oldest_ids(self, n: int) -> list[str]:
+        """The ``n`` smallest comment and tombstone ids held, smallest first; O(size log n)."""
+        return heapq.nsmallest(n, self._by_id)
+
     def pins(self) -> dict[str, Pin]:
         """stream id -> its pin register."""
         return dict(self._pins)

@@ -19,7 +19,9 @@ What a client can rely on:
 - PostComment, PinComment and DeleteComment answer once the change is in the comment file (SQLite, WAL,
   one writer task, group commits). The file keeps every comment this node merged for ``retention_days``;
   memory keeps the last ``hot_window_s`` (the CommentSet's floor, raised here once a second and carried to
-  every region by gossip), so memory grows with live activity, not with elapsed time.
+  every region by gossip) and at most ``max_hot`` entries (a burst shortens the window), so memory grows with
+  live activity, bounded, never with elapsed time. A comment that reaches a region only after that region's floor
+  passed its id (a partition longer than the window, or a burst past ``max_hot``) is not stored there.
 - GetComments reads the comment file (after the writer has caught up), so a page is the same on every node
   that has merged the same comments: newest first, deleted, shadowed (of others) and resent copies left out.
 """
@@ -302,9 +304,15 @@ class CommentBook:
                 self._wake.set()
 
     def expire(self) -> None:
-        """Raise the in-memory floor to the hot window (the change travels to every region)."""
+        """Raise the in-memory floor to the hot window, or higher when more than ``max_hot`` entries are held (the
+        change travels to every region)."""
         floor = floor_for(self._clock.wall_ms() - self.config.hot_window_s * 1000)
-        if floor > self._set.floor_id:
+        cs = self._set
+        excess = len(cs) - self.config.max_hot
+        if excess > 0:
+            oldest = cs.oldest_ids(excess + 1)
+            floor = max(floor, oldest[-1])
+        if floor > cs.floor_id:
             self._state.merge(COMMENTS, CommentSet().expire(floor))
 
     async def prune(self) -> int:

@@ -29,6 +29,9 @@ class CommentsConfig:
     late_join: int = 100
     # Comments older than this leave memory (everywhere: the floor travels by gossip); SQLite keeps them.
     hot_window_s: int = 600
+    # ... and at most this many comments and tombstones stay in memory: past it, the oldest leave (a burst
+    # shortens the hot window rather than growing memory).
+    max_hot: int = 1_000_000
     retention_days: int = 90
     # Rows the retention deletes per pass (cost per pass is bounded, whatever has accumulated).
     prune_batch: int = 5_000
@@ -51,6 +54,7 @@ class CommentsConfig:
         if self.late_join > self.buffer_per_stream:
             raise ConfigError("late_join", f"at most buffer_per_stream ({self.buffer_per_stream})", self.late_join)
         int_in("hot_window_s", self.hot_window_s, 1, 86_400)
+        int_in("max_hot", self.max_hot, 1_000, 100_000_000)
         int_in("retention_days", self.retention_days, 1, 3_650)
         int_in("prune_batch", self.prune_batch, 1, 1_000_000)
         if self.synchronous not in ("FULL", "NORMAL"):

@@ -277,6 +277,7 @@ async def test_hot_window_leaves_memory_but_history_keeps_it_until_retention(mak
     assert node.servicer.book.comments.get(old) is None
     assert [c.comment_id for c in (await node.history()).comments] == [old]
     newer = [(await node.post("v", f"n{i}")).comment.comment_id for i in range(3)]
+    assert all(node.servicer.book.comments.get(cid) for cid in newer)
     assert await node.servicer.book.prune() == 0  # nothing is older than the retention yet
     store = await CommentStore.open(node.db)  # type: ignore[arg-type]
     try:
@@ -396,3 +397,13 @@ async def test_metrics_count_posts_filters_sampling_priority_and_delivery_lag(ma
     assert value("reactmesh_comments_delivery_lag_seconds_bucket", le="0.025") == 0
     assert value("reactmesh_comments_delivery_lag_seconds_bucket", le="0.05") == 6
     watch.close()
+
+
+async def test_a_burst_past_max_hot_shortens_the_hot_window_instead_of_growing_memory(make_node: MakeNode) -> None:
+    config = CommentsConfig(post_rate_per_s=10_000, post_burst=10_000, max_hot=1_000)
+    node = await make_node(config=config)
+    posted = [(await node.post(f"v{i % 9}", f"c{i}")).comment.comment_id for i in range(1_200)]
+    node.servicer.book.expire()
+    held = node.servicer.book.comments
+    assert len(held) == 1_000 and held.get(posted[199]) is None and held.get(posted[200]) is not None
+    assert len((await node.history(limit=100, before=posted[150])).comments) == 100  # the file still has them
