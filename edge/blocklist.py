@@ -2,8 +2,8 @@
 
 ``Blocklist(words).hit(text)`` is True when ``text`` contains one of ``words`` as a whole word (letters and
 digits around it do not count, so "class" does not match "ass"). The words are escaped and joined into one
-alternation, so a check is one regex scan over at most 500 chars: a few microseconds for lists of thousands
-of words (measured in tests/unit/test_blocklist.py, well under the 1 ms budget). An empty list matches nothing.
+alternation, so a check is one regex scan over at most 500 chars: about 11 us for 1,000 words here (``bench
+comments`` measures it; the budget is 1 ms). An empty list matches nothing.
 Words are 1..64 chars, not blank; a bad word raises ConfigError naming ``field``.
 """
 

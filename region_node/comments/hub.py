@@ -194,7 +194,16 @@ class CommentHub:
 
     def tick(self) -> int:
         """Build and queue this tick's frames; return how many frames were queued."""
-        return sum(self._step(stream_id, s) for stream_id, s in self._streams.items())
+        queued = sum(self._step(stream_id, s) for stream_id, s in self._streams.items())
+        floor = self._set.floor_id
+        idle = [
+            sid
+            for sid, s in self._streams.items()
+            if not s.watchers and (not s.buffer or s.buffer[-1].comment_id < floor)
+        ]
+        for sid in idle:  # streams nobody watches whose comments all left the hot window: memory follows activity
+            del self._streams[sid]
+        return queued
 
     def _step(self, stream_id: str, s: _Stream) -> int:
         """Frame what changed on one stream since its last step; return the frames queued."""
