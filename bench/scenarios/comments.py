@@ -6,6 +6,11 @@ CRDT merge, the hub's buffer, and the group-committed write to a real SQLite com
 NORMAL) as fast as it answers. Figure: comments acknowledged per second of the process's CPU time (the
 SQLite thread included), so "per core". Also the blocklist's cost per 500-char comment.
 
+Ingest over gRPC (real processes): one region as ``ProcessMesh`` layout "split", so the broadcaster (which serves
+CommentsService) has a process of its own; this process posts through ``GRPC_CLIENTS`` concurrent callers on 4
+channels for ``grpc_seconds``. Figures: comments acknowledged per second, and per broadcaster core (its CPU over
+the same window, from /proc). The client shares the machine's 2 cores.
+
 Delivery and burst (one process): a real ``CommentHub`` with ``WATCHERS`` watchers on one stream, each drained
 by a task that serializes every frame it gets (what gRPC does per call). A driver merges comments into the
 CommentSet (as gossip or ingest would) at an offered ``BURST_RATE`` per second (default 100,000) in 10 ms
@@ -28,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reactmesh.bench.procs import run_loop
+from reactmesh.bench.procs import CpuMeter, run_loop
 from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.edge.blocklist import Blocklist
 from reactmesh.merge.clock import SystemClock
@@ -37,7 +42,9 @@ from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.hub import CommentHub
 from reactmesh.region_node.comments.service import attach_comments
+from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
 from reactmesh.region_node.state import COMMENTS, RegionState
+from reactmesh.v1 import comments_pb2, comments_pb2_grpc
 
 NAME = "comments"
 STREAM = "hot"
@@ -53,6 +60,49 @@ def _params(quick: bool) -> dict[str, Any]:
         "burst_rate": float(os.environ.get("REACTMESH_BENCH_COMMENT_RATE", "100000")),
         "seconds": 1.0 if quick else 5.0,
         "sample_rate_per_s": 50.0,
+        "grpc_clients": 64,
+        "grpc_seconds": 2.0 if quick else 6.0,
+    }
+
+
+async def _grpc_ingest(p: dict[str, Any], data_dir: Path) -> dict[str, float]:
+    import grpc
+
+    overrides = {"broadcaster": {"comments": {"post_rate_per_s": 10_000, "post_burst": 10_000}}}
+    async with ProcessMesh(
+        regions=("a",), base_port=free_port_block(10), data_dir=data_dir, layout="split", overrides=overrides
+    ) as mesh:
+        address = mesh.plans["a"].broadcaster
+        channels = [grpc.aio.insecure_channel(address) for _ in range(4)]
+        stubs = [comments_pb2_grpc.CommentsServiceStub(c) for c in channels]
+        acked = errors = 0
+        stop = time.monotonic() + p["grpc_seconds"]
+
+        async def caller(i: int) -> None:
+            nonlocal acked, errors
+            stub, n = stubs[i % len(stubs)], 0
+            while time.monotonic() < stop:
+                n += 1
+                req = comments_pb2.PostCommentRequest(stream_id=STREAM, viewer_id=f"v{i}-{n % 50}", text=f"c {n}")
+                try:
+                    await stub.PostComment(req, timeout=5)
+                    acked += 1
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        meter = CpuMeter({"bcast": mesh.procs[("a", "bcast")].pid})
+        meter.start()
+        t0 = time.monotonic()
+        await asyncio.gather(*(caller(i) for i in range(p["grpc_clients"])))
+        wall = time.monotonic() - t0
+        cores = meter.stop()["bcast"]
+        for c in channels:
+            await c.close()
+    return {
+        "grpc_ingest_per_s": acked / wall,
+        "grpc_ingest_per_bcast_core": acked / wall / cores if cores else float("nan"),
+        "grpc_bcast_cores": cores,
+        "grpc_errors": float(errors),
     }
 
 
@@ -184,6 +234,10 @@ def run(options: Options) -> Report:
     report.units = {
         "ingest_per_cpu_s": "comments/CPU-s",
         "ingest_per_wall_s": "comments/s",
+        "grpc_ingest_per_s": "comments/s",
+        "grpc_ingest_per_bcast_core": "comments/s per broadcaster core",
+        "grpc_bcast_cores": "cores",
+        "grpc_errors": "calls",
         "blocklist_check_us": "us/comment (1,000 words, 500 chars)",
         "burst_offered_per_s": "comments/s",
         "burst_merged_per_s": "comments/s",
@@ -202,12 +256,15 @@ def run(options: Options) -> Report:
     for i in range(options.runs):
         with tempfile.TemporaryDirectory(prefix="reactmesh-comments-") as tmp:
             ingest = run_loop(lambda: _ingest(p, Path(tmp) / "comments.db"))
+        with tempfile.TemporaryDirectory(prefix="reactmesh-comments-grpc-") as tmp:
+            ingest.update(run_loop(lambda: _grpc_ingest(p, Path(tmp))))
         burst = run_loop(lambda: _burst(p))
         figures = {**ingest, **burst}
         report.add_run(figures)
         print(f"  comments run {i + 1}/{options.runs}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()))
     report.notes.append(
-        "In-process: no gRPC between poster and book (ingest), frames serialized once per watcher (delivery). "
+        "ingest_per_* and the burst are in-process (no gRPC between poster and book; frames serialized once per "
+        "watcher); grpc_ingest_* go through a real broadcaster process. "
         "Per core = per second of this process's CPU time. The burst is merged in 10 ms slices, as gossip deltas "
         "would bring it; when the machine cannot merge the offered rate, burst_merged_per_s says what it managed."
     )
