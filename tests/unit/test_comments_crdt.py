@@ -105,3 +105,18 @@ def test_the_blocklist_matches_whole_words_in_any_case_and_names_the_field_for_a
     assert not Blocklist().hit("anything")
     with pytest.raises(ConfigError, match=r"comments\.blocklist"):
         Blocklist(["  "])
+
+
+def test_comment_settings_come_from_the_node_config_and_errors_name_the_field() -> None:
+    from reactmesh.region_node.config import from_mapping
+
+    base = {"region": "a", "broadcaster": {"listen": "127.0.0.1:0", "node_id": "a/bcast-0"}}
+    ok = from_mapping(
+        {**base, "broadcaster": {**base["broadcaster"], "comments": {"blocklist": ["darn"], "sample_rate_per_s": 20}}}
+    )
+    assert ok.broadcaster is not None
+    assert ok.broadcaster.comments.blocklist == ("darn",) and ok.broadcaster.comments.sample_rate_per_s == 20
+    with pytest.raises(ConfigError, match="late_join"):
+        from_mapping({**base, "broadcaster": {**base["broadcaster"], "comments": {"late_join": 101}}})
+    with pytest.raises(ConfigError, match="comments_db_path"):
+        from_mapping({**base, "broadcaster": {**base["broadcaster"], "comments_db_path": ":memory:"}})
