@@ -43,7 +43,7 @@ import jwt
 from reactmesh.edge.errors import ServiceError, permission_denied, unauthenticated
 from reactmesh.edge.keys import KeySource, UnknownKeyError
 from reactmesh.edge.limits import is_viewer_id
-from reactmesh.edge.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ROLES_CLAIM, STREAMS_CLAIM, Role
+from reactmesh.edge.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ROLES_CLAIM, STREAMS_CLAIM, VERIFIED_CLAIM, Role
 from reactmesh.merge.checks import boolean, int_in
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.errors import ConfigError
@@ -93,12 +93,14 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a verified token speaks for: ``subject`` (the viewer id), its ``role`` (the highest it names), the
-    ``streams`` a host may run polls on, and its expiry (Unix milliseconds)."""
+    ``streams`` a host may run polls on, its expiry (Unix milliseconds), and whether the identity provider marked
+    the viewer ``verified`` (the optional boolean ``verified`` claim)."""
 
     subject: str
     role: Role | None
     streams: frozenset[str]
     expires_at_ms: int
+    verified: bool = False
 
 
 class Action(enum.Enum):
@@ -257,7 +259,10 @@ class Authorizer:
         streams = claims.get(STREAMS_CLAIM, [])
         if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
             raise unauthenticated(f"malformed token: {STREAMS_CLAIM!r} is not a list of stream ids")
-        return Principal(sub, _role_of(claims.get(ROLES_CLAIM)), frozenset(streams), round(exp * 1000))
+        verified = claims.get(VERIFIED_CLAIM, False)
+        if not isinstance(verified, bool):
+            raise unauthenticated(f"malformed token: {VERIFIED_CLAIM!r} is not true or false")
+        return Principal(sub, _role_of(claims.get(ROLES_CLAIM)), frozenset(streams), round(exp * 1000), verified)
 
     def still_valid(self, principal: Principal | None) -> ServiceError | None:
         """An UNAUTHENTICATED error once ``principal``'s token has expired (for long-lived streams)."""

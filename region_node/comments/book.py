@@ -14,6 +14,8 @@ What a client can rely on:
   RESOURCE_EXHAUSTED with ``retry-after-ms``; a muted viewer (the region's MUTES, from every region) or a text
   hitting the blocklist (``edge.blocklist``) is accepted but *shadowed*: stored and answered as usual, shown
   only to its author.
+- Priority: a comment whose token is a host's, a moderator's or carries ``verified: true`` takes the priority lane
+  (never sampled out).
 - Ids are the node's HLC stamps (``merge.comments.comment_id``): unique across regions and time-ordered; the
   HLC is advanced past every stamp merged here first.
 - PostComment, PinComment and DeleteComment answer once the change is in the comment file (SQLite, WAL,
@@ -172,7 +174,9 @@ class CommentBook:
         if isinstance(mutes, ExpiringMap) and mutes.in_force(viewer_id, self._clock.wall_ms()) is not None:
             self._muted += 1
             shadow = True
-        priority = principal is not None and principal.role is not None and principal.role >= Role.HOST
+        priority = principal is not None and (
+            principal.verified or (principal.role is not None and principal.role >= Role.HOST)
+        )
         c = Comment(comment_id(self._stamp()), stream_id, viewer_id, text, reply_to, client_key, priority, shadow)
         self._state.merge(COMMENTS, CommentSet().add(c))
         self._posted += 1

@@ -168,10 +168,13 @@ async def test_sampling_keeps_the_priority_lane_whole_and_caps_the_rest(make_nod
     watch.call = node.stub.WatchComments(comments_pb2.WatchCommentsRequest(stream_id=STREAM), metadata=keys.bearer())
     await watch.next()
     host = keys.bearer("hal", ["host"], [STREAM])
+    verified = keys.bearer("vera", claims={"verified": True})
     priority = []
     for i in range(1000):
         if i % 100 == 0:
             priority.append((await node.post("hal", f"host {i}", metadata=host)).comment.comment_id)
+        elif i % 100 == 50:
+            priority.append((await node.post("vera", f"verified {i}", metadata=verified)).comment.comment_id)
         else:
             await node.post(f"v{i % 40}", f"viewer {i}", metadata=keys.bearer(f"v{i % 40}"))
     node.tick()
@@ -309,6 +312,8 @@ async def test_bad_input_gets_its_status(make_node: MakeNode, tmp_path: Path) ->
     assert (await status_of(node.stub.GetComments(bad_cursor, metadata=ann)))[0] == invalid
     assert (await status_of(node.post("ann", "hi")))[0] == grpc.StatusCode.UNAUTHENTICATED
     assert (await status_of(node.post("bob", "hi", metadata=ann)))[0] == grpc.StatusCode.PERMISSION_DENIED
+    forged = keys.bearer("ann", claims={"verified": "yes"})
+    assert (await status_of(node.post("ann", "hi", metadata=forged)))[0] == grpc.StatusCode.UNAUTHENTICATED
     first = await node.post("ann", "one", metadata=ann)
     await node.post("ann", "two", metadata=ann)
     code, trailing = await status_of(node.post("ann", "three", metadata=ann))
