@@ -10,6 +10,8 @@ A ``CommentSet`` composes three CvRDTs (Shapiro, Preguiça, Baquero and Zawirski
   tombstoned id is never visible again, whether its comment arrives before or after the tombstone.
 - ``pins``: stream id -> LWW register (section 3.2.1) of ``Pin(stamp, comment_id)``, stamps from a hybrid
   logical clock; an empty comment id is an unpin.
+- ``likes``: a grow-only set of (comment id, viewer id) pairs, so a viewer likes a comment once globally and
+  ``likes(id)`` is the number of distinct viewers.
 
 Resend safety: a comment may carry a ``client_key``. Among visible-by-id comments with the same
 (stream, viewer, client_key), only the smallest id is visible (``canonical``), so a client retry accepted by two
@@ -17,12 +19,14 @@ regions before they heard of each other still shows once everywhere once they ha
 
 Bounded memory: a floor id (a max-register) drops every comment and tombstone with a smaller id, and merge
 never brings them back; the state is (floor, entries at or above it) and the join filters by the max floor,
-so it is still a join. A node raises the floor to keep a recent window hot (``expire``); older comments
-live on only in the node's SQLite file. Pins are not floored (one register per stream).
+so it is still a join (likes of ids below it go too). A node raises the floor to keep a recent window hot
+(``expire``); older comments live on only in the node's SQLite file. Pins are not floored (one register per
+stream).
 
 Merge is commutative, associative and idempotent, and deltas (Almeida, Shoker and Baquero, "Delta State
 Replicated Data Types", 2018) merge exactly like full states. ``merge`` returns the changed units as
-("comment" | "delete" | "pin", key) pairs. ``value()`` is the visible comments by id.
+("comment" | "delete" | "pin" | "like", key) pairs (key: the comment id, or the stream id of a pin). ``value()``
+is the visible comments by id.
 
 Equality: the same floor, comments, tombstones and pins. Equal sets may encode to different bytes.
 """
@@ -49,7 +53,7 @@ _WALL_DIGITS = 13
 _LOGICAL_DIGITS = 10
 
 Change = tuple[str, str]
-"""What ``merge`` reports: ("comment", id), ("delete", id) or ("pin", stream id)."""
+"""What ``merge`` reports: ("comment", id), ("delete", id), ("pin", stream id) or ("like", id)."""
 
 
 def comment_id(stamp: HlcTimestamp) -> str:
@@ -124,7 +128,19 @@ class CommentSet:
     TAG: ClassVar[Tag] = tags.COMMENT_SET
     TYPE: ClassVar[str] = TAG.type
 
-    __slots__ = ("_by_id", "_canon", "_comments", "_floor", "_floor_version", "_latest", "_log", "_pins", "_tombs")
+    __slots__ = (
+        "_by_id",
+        "_canon",
+        "_comments",
+        "_floor",
+        "_floor_version",
+        "_latest",
+        "_like_count",
+        "_likes",
+        "_log",
+        "_pins",
+        "_tombs",
+    )
 
     def __init__(self) -> None:
         self._comments: dict[str, Comment] = {}
@@ -136,6 +152,8 @@ class CommentSet:
         self._by_id: list[str] = []  # heap of comment and tombstone ids, for ``expire``
         self._canon: dict[tuple[str, str, str], set[str]] = {}  # resend key -> the ids carrying it
         self._latest = ""  # greatest comment id ever added (dropped ones included)
+        self._likes: dict[str, set[str]] = {}  # comment id -> viewers who liked it
+        self._like_count = 0
 
     @classmethod
     def new(cls) -> CommentSet:
@@ -178,6 +196,14 @@ class CommentSet:
         """The ``n`` smallest comment and tombstone ids held, smallest first; O(size log n)."""
         return heapq.nsmallest(n, self._by_id)
 
+    def liked(self) -> dict[str, frozenset[str]]:
+        """comment id -> the viewers who liked it."""
+        return {cid: frozenset(v) for cid, v in self._likes.items()}
+
+    def likes(self, cid: str) -> int:
+        """Distinct viewers who liked ``cid``."""
+        return len(self._likes.get(cid, ()))
+
     def pins(self) -> dict[str, Pin]:
         """stream id -> its pin register."""
         return dict(self._pins)
@@ -202,7 +228,7 @@ class CommentSet:
         return iter(self._comments)
 
     def __len__(self) -> int:
-        return len(self._comments) + len(self._tombs) + len(self._pins)
+        return len(self._comments) + len(self._tombs) + len(self._pins) + self._like_count
 
     # -- mutating ----------------------------------------------------------------------------
 
@@ -235,6 +261,15 @@ class CommentSet:
             delta._pins[stream_id] = pin
         return delta
 
+    def like(self, cid: str, viewer_id: str) -> CommentSet:
+        """Record ``viewer_id``'s like of ``cid``; return the delta (empty if already recorded or below the floor)."""
+        if parse_comment_id(cid) is None or not viewer_id or "\x1f" in viewer_id:
+            raise CRDTMisuse(f"comment_set: a like needs a comment id and a viewer id, got {cid[:80]!r}")
+        delta = CommentSet()
+        if self._like(cid, viewer_id):
+            delta._likes[cid] = {viewer_id}
+        return delta
+
     def expire(self, floor_id: str) -> CommentSet:
         """Raise the floor (only upwards): drop every comment and tombstone with a smaller id; return the delta."""
         delta = CommentSet()
@@ -257,6 +292,12 @@ class CommentSet:
         for stream_id, pin in other._pins.items():
             if self._set_pin(stream_id, pin):
                 changed.append(("pin", stream_id))
+        for cid, viewers in other._likes.items():
+            grew = False
+            for viewer in viewers:
+                grew = self._like(cid, viewer) or grew
+            if grew:
+                changed.append(("like", cid))
         return changed
 
     def _add(self, c: Comment) -> bool:
@@ -286,6 +327,21 @@ class CommentSet:
         self._log.touch(("t", cid))
         return True
 
+    def _like(self, cid: str, viewer: str) -> bool:
+        if cid < self._floor:
+            return False
+        viewers = self._likes.get(cid)
+        if viewers is None:
+            viewers = self._likes[cid] = set()
+            if cid not in self._comments and cid not in self._tombs:
+                heapq.heappush(self._by_id, cid)
+        elif viewer in viewers:
+            return False
+        viewers.add(viewer)
+        self._like_count += 1
+        self._log.touch(("l", f"{cid}\x1f{viewer}"))
+        return True
+
     def _set_pin(self, stream_id: str, pin: Pin) -> bool:
         old = self._pins.get(stream_id)
         if old is not None and old >= pin:
@@ -312,6 +368,9 @@ class CommentSet:
             if cid in self._tombs:
                 self._tombs.discard(cid)
                 self._log.forget(("t", cid))
+            for viewer in self._likes.pop(cid, ()):
+                self._like_count -= 1
+                self._log.forget(("l", f"{cid}\x1f{viewer}"))
 
     # -- deltas ------------------------------------------------------------------------------
 
@@ -324,6 +383,9 @@ class CommentSet:
                 delta._comments[key] = self._comments[key]
             elif kind == "t":
                 delta._tombs.add(key)
+            elif kind == "l":
+                cid, _, viewer = key.partition("\x1f")
+                delta._likes.setdefault(cid, set()).add(viewer)
             else:
                 delta._pins[key] = self._pins[key]
         if self._floor and version < self._floor_version <= upto:
@@ -344,6 +406,7 @@ class CommentSet:
             and self._comments == other._comments
             and self._tombs == other._tombs
             and self._pins == other._pins
+            and self._likes == other._likes
         )
 
     def __hash__(self) -> int:
@@ -371,6 +434,8 @@ class CommentSet:
             )
         for stream_id, pin in self._pins.items():
             body.pins.add(stream_id=stream_id, stamp=pin.stamp.to_proto(), comment_id=pin.comment_id)
+        for cid, viewers in self._likes.items():
+            body.likes.add(comment_id=cid, viewers=sorted(viewers))
         return seal_as(self.TAG, body)
 
     @classmethod
@@ -396,6 +461,11 @@ class CommentSet:
             if not p.stream_id or not p.HasField("stamp"):
                 raise DecodeError("comment_set body: a pin needs a stream id and a stamp")
             out._set_pin(p.stream_id, Pin(HlcTimestamp.from_proto(p.stamp), p.comment_id))
+        for like in body.likes:
+            if parse_comment_id(like.comment_id) is None or not all(v and "\x1f" not in v for v in like.viewers):
+                raise DecodeError(f"comment_set body: malformed like of {like.comment_id[:80]!r}")
+            for viewer in like.viewers:
+                out._like(like.comment_id, viewer)
         return out
 
 

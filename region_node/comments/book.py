@@ -79,6 +79,7 @@ class CommentStatistics:
     shadowed_muted: int
     deletes: int
     pins: int
+    likes: int
     held: int
     version: int
     saved_version: int
@@ -126,7 +127,7 @@ class CommentBook:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._observed: HlcTimestamp | None = None
         self._posted = self._duplicates = self._limited = self._filtered = self._muted = 0
-        self._deletes = self._pins = self._store_errors = self._pruned = 0
+        self._deletes = self._pins = self._store_errors = self._pruned = self._likes = 0
         state.add_listener(self._on_merge)
 
     @property
@@ -193,6 +194,27 @@ class CommentBook:
         self._state.merge(COMMENTS, CommentSet().delete(cid))
         self._deletes += 1
         await self._durable()
+
+    async def like(self, stream_id: str, cid: str, viewer_id: str) -> int:
+        """Record ``viewer_id``'s like (once per viewer); return the comment's likes. NOT_FOUND for a comment this
+        node does not hold, deleted or shadowed; INVALID_ARGUMENT for a malformed id or one of another stream."""
+        check_stream_id(stream_id)
+        check_comment_id(cid, "comment_id")
+        if not is_viewer_id(viewer_id):
+            raise invalid_argument(f"viewer_id must be {VIEWER_ID_FORM}, got {len(viewer_id)}")
+        c = self._set.get(cid)
+        if c is None or not self._set.visible(cid) or c.shadow:
+            raise not_found(f"comment {cid} is unknown here (or deleted)")
+        if c.stream_id != stream_id:
+            raise invalid_argument(f"comment {cid} is not on stream {stream_id!r}")
+        if self._limiter.take(viewer_id, 1) == 0:
+            self._limited += 1
+            retry = max(1, int(1000 / self.config.post_rate_per_s))
+            raise resource_exhausted(f"viewer {viewer_id!r} acts faster than the limit", retry_after_ms=retry)
+        self._state.merge(COMMENTS, CommentSet().like(cid, viewer_id))
+        self._likes += 1
+        await self._durable()
+        return self._set.likes(cid)
 
     async def pin(self, stream_id: str, cid: str) -> Pin:
         """Pin ``cid`` ("" unpins). NOT_FOUND for a comment this node does not hold or that is deleted."""
@@ -377,6 +399,7 @@ class CommentBook:
             shadowed_muted=self._muted,
             deletes=self._deletes,
             pins=self._pins,
+            likes=self._likes,
             held=len(self._set),
             version=self._set.version,
             saved_version=self._saved,

@@ -22,6 +22,8 @@ class CommentsConfig:
     blocklist: tuple[str, ...] = ()
     # Non-priority comments each viewer is sent per second at most (uniform sample beyond it).
     sample_rate_per_s: float = 50.0
+    # A comment liked by this many distinct viewers joins the priority lane (sent again to every watcher).
+    priority_likes: int = 100
     # How often frames are built.
     tick_ms: int = 100
     # Comments kept in memory per stream for resumes; a late joiner gets the last `late_join` of them.
@@ -48,6 +50,7 @@ class CommentsConfig:
         if not isinstance(self.blocklist, tuple) or not all(isinstance(w, str) for w in self.blocklist):
             raise ConfigError("blocklist", "a list of words", self.blocklist)
         number_in("sample_rate_per_s", self.sample_rate_per_s, 0, 100_000, low_open=True)
+        int_in("priority_likes", self.priority_likes, 1, 100_000_000)
         int_in("tick_ms", self.tick_ms, 1, 10_000)
         int_in("buffer_per_stream", self.buffer_per_stream, 1, 1_000_000)
         int_in("late_join", self.late_join, 1, 100)

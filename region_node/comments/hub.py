@@ -17,6 +17,8 @@ changed per stream into one CommentFrame:
   queue put per viewer, whatever the rate.
 - Shadow: a shadowed comment (muted viewer, blocklisted text) goes only to watchers whose viewer id is its
   author, in every frame and snapshot.
+- Likes: when a comment's likes reach ``priority_likes`` it is framed again, in the priority lane, so every
+  watcher gets it even if sampling left it out before (clients de-duplicate by id); once per comment per node.
 - Deletes and pin changes ride in the next frame of their stream (``tick_ms``, default 100 ms, after the
   tombstone reaches this node); deleted comments are left out of later snapshots and resumes.
 """
@@ -40,8 +42,9 @@ LAG_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2000, 5000)
 """Upper bounds of the delivery-lag histogram (ms); a last bucket counts the rest."""
 
 
-def to_proto(c: Comment) -> comments_pb2.Comment:
+def to_proto(c: Comment, likes: int = 0) -> comments_pb2.Comment:
     return comments_pb2.Comment(
+        likes=likes,
         comment_id=c.comment_id,
         stream_id=c.stream_id,
         viewer_id=c.viewer_id,
@@ -67,6 +70,7 @@ class _Stream:
     buffer: deque[Comment]
     watchers: set[int] = field(default_factory=set)
     new: list[Comment] = field(default_factory=list)
+    promoted: set[str] = field(default_factory=set)
     deleted: list[str] = field(default_factory=list)
     pin_changed: bool = False
     tokens: float = 0.0
@@ -109,6 +113,9 @@ class CommentHub:
         self._lag_buckets = [0] * (len(LAG_BUCKETS_MS) + 1)
         self.lag_observer: list[int] | None = None  # when set, every delivery lag (ms) is appended (benchmarks)
 
+    def _proto(self, c: Comment) -> comments_pb2.Comment:
+        return to_proto(c, self._set.likes(c.comment_id))
+
     def _stream(self, stream_id: str) -> _Stream:
         s = self._streams.get(stream_id)
         if s is None:
@@ -129,6 +136,13 @@ class CommentHub:
                     s = self._stream(c.stream_id)
                     s.buffer.append(c)
                     s.new.append(c)
+            elif kind == "like":
+                c = cs.get(key)
+                if c is not None and cs.visible(key) and cs.likes(key) >= self.config.priority_likes:
+                    s = self._stream(c.stream_id)
+                    if key not in s.promoted:
+                        s.promoted.add(key)
+                        s.new.append(c)
             elif kind == "delete":
                 c = cs.get(key)
                 if c is not None:
@@ -165,7 +179,7 @@ class CommentHub:
         chosen = [c for c in chosen if not c.shadow or c.viewer_id == viewer_id]
         if start is None:
             chosen = chosen[-self.config.late_join :]
-        frame = comments_pb2.CommentFrame(stream_id=stream_id, gap=gap, comments=[to_proto(c) for c in chosen])
+        frame = comments_pb2.CommentFrame(stream_id=stream_id, gap=gap, comments=[self._proto(c) for c in chosen])
         self._add_pin(frame, stream_id)
         w.queue.put_nowait(frame)
         key = id(w)
@@ -188,7 +202,7 @@ class CommentHub:
         frame.pinned.comment_id = pin.comment_id
         c = self._set.get(pin.comment_id) if pin.comment_id else None
         if c is not None and self._set.visible(pin.comment_id) and not c.shadow:
-            frame.pinned.comment.CopyFrom(to_proto(c))
+            frame.pinned.comment.CopyFrom(self._proto(c))
 
     # -- framing -----------------------------------------------------------------------------
 
@@ -223,7 +237,7 @@ class CommentHub:
         pin = self._set.pin(stream_id)
         pinned = pin.comment_id if pin is not None else ""
         # Shadowed comments go to their author only and never take a sampling slot from the others.
-        lane = [c.shadow or c.priority or c.comment_id == pinned for c in new]
+        lane = [c.shadow or c.priority or c.comment_id == pinned or c.comment_id in s.promoted for c in new]
         open_idx = [i for i, p in enumerate(lane) if not p]
         keep = int(s.tokens)
         if len(open_idx) > keep:
@@ -238,7 +252,7 @@ class CommentHub:
         shadowed = [c for c in passed if c.shadow]
         frame = comments_pb2.CommentFrame(
             stream_id=stream_id,
-            comments=[to_proto(c) for c in public],
+            comments=[self._proto(c) for c in public],
             deleted_ids=deleted,
             sampled_out=sampled_out,
         )
@@ -248,7 +262,7 @@ class CommentHub:
             self._sampled_out += sampled_out
             return 0
         self._frames += 1
-        self._priority += sum(1 for c in passed if not c.shadow and (c.priority or c.comment_id == pinned))
+        self._priority += sum(1 for i, c in enumerate(new) if lane[i] and not c.shadow)
         self._sampled_out += sampled_out
         for c in passed:
             lag = max(0, now_ms - c.created_at_ms)
@@ -267,7 +281,7 @@ class CommentHub:
                 out.CopyFrom(frame)
                 if own:
                     del out.comments[:]
-                    out.comments.extend(to_proto(c) for c in passed if not c.shadow or c.viewer_id == w.viewer_id)
+                    out.comments.extend(self._proto(c) for c in passed if not c.shadow or c.viewer_id == w.viewer_id)
                 out.gap = w.gap
             if not out.comments and not deleted and not pin_changed:
                 continue

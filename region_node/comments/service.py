@@ -1,7 +1,7 @@
 """The ``reactmesh.v1.CommentsService`` servicer over a CommentBook, and ``attach_comments``, which builds a node's.
 
 Every call is checked by the node's ``edge.auth.Authorizer`` before the book sees it: PostComment is COMMENT as
-the request's viewer_id, WatchComments SUBSCRIBE, GetComments QUERY, PinComment and DeleteComment
+the request's viewer_id, LikeComment too, WatchComments SUBSCRIBE, GetComments QUERY, PinComment and DeleteComment
 MANAGE_COMMENTS on the request's stream (a host naming it, or a moderator). Every refusal is the Authorizer's
 or the CommentBook's ServiceError status.
 """
@@ -49,7 +49,7 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
         out = comments_pb2.Pinned(comment_id=pin.comment_id)
         c = cs.get(pin.comment_id) if pin.comment_id else None
         if c is not None and cs.visible(pin.comment_id):
-            out.comment.CopyFrom(to_proto(c))
+            out.comment.CopyFrom(to_proto(c, cs.likes(c.comment_id)))
         return out
 
     async def PostComment(
@@ -63,7 +63,9 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
         except ServiceError as err:
             await abort_with(context, err)
             raise
-        return comments_pb2.PostCommentResponse(comment=to_proto(c), duplicate=dup)
+        return comments_pb2.PostCommentResponse(
+            comment=to_proto(c, self.book.comments.likes(c.comment_id)), duplicate=dup
+        )
 
     async def WatchComments(
         self, request: comments_pb2.WatchCommentsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -94,7 +96,8 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
             await abort_with(context, err)
             raise
         limit = request.limit or 50
-        out = comments_pb2.GetCommentsResponse(comments=[to_proto(c) for c in page])
+        cs = self.book.comments
+        out = comments_pb2.GetCommentsResponse(comments=[to_proto(c, cs.likes(c.comment_id)) for c in page])
         if len(page) == limit:
             out.next_before = page[-1].comment_id
         pinned = self._pinned(request.stream_id)
@@ -113,6 +116,17 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
             raise
         pinned = self._pinned(request.stream_id)
         return comments_pb2.PinCommentResponse(pinned=pinned)
+
+    async def LikeComment(
+        self, request: comments_pb2.LikeCommentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> comments_pb2.LikeCommentResponse:
+        try:
+            self._auth.check(context.invocation_metadata(), Action.COMMENT, viewer_id=request.viewer_id)
+            likes = await self.book.like(request.stream_id, request.comment_id, request.viewer_id)
+        except ServiceError as err:
+            await abort_with(context, err)
+            raise
+        return comments_pb2.LikeCommentResponse(likes=likes)
 
     async def DeleteComment(
         self, request: comments_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext[Any, Any]

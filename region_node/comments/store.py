@@ -10,7 +10,7 @@ Guarantees:
   client_key). Cost O(limit) rows via the (stream_id, comment_id) index.
 - ``load(floor_id)`` returns the comments and tombstones at or above ``floor_id`` and every pin: the hot window
   a restarted node puts back in memory.
-- ``prune(floor_id, batch)`` deletes at most ``batch`` comments and tombstones below ``floor_id``, by primary
+- ``prune(floor_id, batch)`` deletes at most ``batch`` comments, tombstones and likes below ``floor_id``, by primary
   key range: the cost of a pass is bounded by what it deletes, never by the size of the file.
 
 A schema version lives in ``meta``; a file of a newer build or another kind is refused.
@@ -38,6 +38,8 @@ _SCHEMA = (
     "CREATE INDEX comments_by_stream ON comments (stream_id, comment_id)",
     "CREATE INDEX comments_by_key ON comments (stream_id, viewer_id, client_key, comment_id)",
     "CREATE TABLE tombstones (comment_id TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE likes (comment_id TEXT NOT NULL, viewer_id TEXT NOT NULL, PRIMARY KEY (comment_id, viewer_id))"
+    " WITHOUT ROWID",
     "CREATE TABLE pins (stream_id TEXT PRIMARY KEY, wall_ms INTEGER NOT NULL, logical INTEGER NOT NULL,"
     " replica TEXT NOT NULL, comment_id TEXT NOT NULL) WITHOUT ROWID",
 )
@@ -47,6 +49,7 @@ _INSERT_COMMENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOMB = "INSERT OR IGNORE INTO tombstones (comment_id) VALUES (?)"
+_INSERT_LIKE = "INSERT OR IGNORE INTO likes (comment_id, viewer_id) VALUES (?, ?)"
 _UPSERT_PIN = (
     "INSERT INTO pins (stream_id, wall_ms, logical, replica, comment_id) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (stream_id) DO UPDATE SET wall_ms = excluded.wall_ms, logical = excluded.logical,"
@@ -120,13 +123,16 @@ class CommentStore:
                 (cid, c.stream_id, c.viewer_id, c.text, c.reply_to, c.client_key, int(c.priority), int(c.shadow))
             )
         tombs = [(cid,) for cid in delta.tombstones()]
+        likes = [(cid, viewer) for cid, viewers in delta.liked().items() for viewer in viewers]
         pins = []
         for stream_id, pin in delta.pins().items():
             pins.append((stream_id, pin.stamp.wall_ms, pin.stamp.logical, pin.stamp.replica, pin.comment_id))
-        if not comments and not tombs and not pins:
+        if not comments and not tombs and not pins and not likes:
             return 0
         return await write_transaction(
-            self._live(), self._lock, [(_INSERT_COMMENT, comments), (_INSERT_TOMB, tombs), (_UPSERT_PIN, pins)]
+            self._live(),
+            self._lock,
+            [(_INSERT_COMMENT, comments), (_INSERT_TOMB, tombs), (_UPSERT_PIN, pins), (_INSERT_LIKE, likes)],
         )
 
     async def page(self, stream_id: str, before: str, limit: int, viewer_id: str) -> list[Comment]:
@@ -144,6 +150,9 @@ class CommentStore:
             )
             tombs = await conn.execute_fetchall("SELECT comment_id FROM tombstones WHERE comment_id >= ?", (floor_id,))
             pins = await conn.execute_fetchall("SELECT stream_id, wall_ms, logical, replica, comment_id FROM pins")
+            likes = await conn.execute_fetchall(
+                "SELECT comment_id, viewer_id FROM likes WHERE comment_id >= ?", (floor_id,)
+            )
         out = CommentSet()
         for row in rows:
             out.add(_comment(row))
@@ -151,6 +160,8 @@ class CommentStore:
             out.delete(cid)
         for stream_id, wall_ms, logical, replica, cid in pins:
             out.set_pin(stream_id, cid, HlcTimestamp(wall_ms, logical, replica))
+        for cid, viewer in likes:
+            out.like(cid, viewer)
         return out
 
     async def prune(self, floor_id: str, batch: int) -> int:
@@ -162,6 +173,11 @@ class CommentStore:
                 (
                     "DELETE FROM comments WHERE comment_id IN"
                     " (SELECT comment_id FROM comments WHERE comment_id < ? ORDER BY comment_id LIMIT ?)",
+                    [(floor_id, batch)],
+                ),
+                (
+                    "DELETE FROM likes WHERE comment_id IN"
+                    " (SELECT comment_id FROM likes WHERE comment_id < ? ORDER BY comment_id LIMIT ?)",
                     [(floor_id, batch)],
                 ),
                 (

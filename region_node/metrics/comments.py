@@ -41,10 +41,11 @@ class CommentsCollector:
             ingest.add_metric([r, outcome], n)
         yield ingest
         actions = counter(
-            "reactmesh_comments_moderation", "Deletes and pins taken on this broadcaster.", ("region", "action")
+            "reactmesh_comments_moderation", "Deletes, pins and likes taken on this broadcaster.", ("region", "action")
         )
         actions.add_metric([r, "delete"], s.deletes)
         actions.add_metric([r, "pin"], s.pins)
+        actions.add_metric([r, "like"], s.likes)
         yield actions
         delivered = counter(
             "reactmesh_comments_delivery",

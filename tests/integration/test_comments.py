@@ -412,3 +412,31 @@ async def test_a_burst_past_max_hot_shortens_the_hot_window_instead_of_growing_m
     held = node.servicer.book.comments
     assert len(held) == 1_000 and held.get(posted[199]) is None and held.get(posted[200]) is not None
     assert len((await node.history(limit=100, before=posted[150])).comments) == 100  # the file still has them
+
+
+async def test_a_comment_sampled_out_reaches_every_watcher_once_it_is_highly_liked(make_node: MakeNode) -> None:
+    config = CommentsConfig(post_rate_per_s=1000, post_burst=1000, sample_rate_per_s=5, priority_likes=3)
+    node = await make_node(config=config)
+    watch = Watch(node)
+    await watch.next()
+    posted = [(await node.post(f"v{i % 9}", f"c{i}")).comment.comment_id for i in range(40)]
+    node.tick()
+    shown = ids(await watch.next())
+    hidden = next(cid for cid in posted if cid not in shown)
+    like = comments_pb2.LikeCommentRequest(stream_id=STREAM, comment_id=hidden)
+    counts = []
+    for viewer in ("ann", "bob", "bob", "cy"):  # bob's second like counts once
+        like.viewer_id = viewer
+        counts.append((await node.stub.LikeComment(like)).likes)
+    assert counts == [1, 2, 2, 3]
+    node.tick()
+    frame = await watch.next()
+    assert ids(frame) == [hidden] and frame.comments[0].likes == 3  # the priority lane, despite the sample rate
+    unknown = comments_pb2.LikeCommentRequest(stream_id=STREAM, comment_id=cid_of_nothing(), viewer_id="ann")
+    assert (await status_of(node.stub.LikeComment(unknown)))[0] == grpc.StatusCode.NOT_FOUND
+    assert node.servicer.book.statistics().likes == 4  # like calls answered
+    watch.close()
+
+
+def cid_of_nothing() -> str:
+    return "0000000000001.0000000000.nowhere"

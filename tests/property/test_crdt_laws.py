@@ -77,6 +77,7 @@ comment_ops = st.one_of(
     ),
     st.tuples(st.just("delete"), comment_stamps),
     st.tuples(st.just("pin"), st.sampled_from(["s1", "s2"]), comment_stamps, st.sampled_from(["", "a", "b"])),
+    st.tuples(st.just("like"), comment_stamps, st.sampled_from(["v1", "v2", "v3"])),
     st.tuples(st.just("expire"), st.integers(0, 5)),
 )
 
@@ -89,6 +90,8 @@ def apply_comments(m: CommentSet, op: tuple[Any, ...]) -> CommentSet:
         return m.delete(comment_id(op[1]))
     if op[0] == "pin":
         return m.set_pin(op[1], op[3], op[2])
+    if op[0] == "like":
+        return m.like(comment_id(op[1]), op[2])
     return m.expire(floor_for(op[1]))
 
 

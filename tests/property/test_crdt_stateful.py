@@ -9,7 +9,8 @@ model: plain sums for keyed counters, maxima for MaxMap, for poll votes the late
 each voter stamped before the earliest close (among its K latest votes, the documented bound), and
 for ExpiringMap the latest record of each key stamped at or after the highest floor, whose being in
 force matches that of the latest record ever written; for CommentSet every comment posted at or above the
-highest floor, not deleted, shown once per resend key (the smallest id), and the latest pin of each stream.
+highest floor, not deleted, shown once per resend key (the smallest id), the latest pin of each stream, and
+the distinct likers of each comment above the floor.
 """
 
 from __future__ import annotations
@@ -395,6 +396,7 @@ class CommentExchange(Exchange):
         self.posted: dict[str, Comment] = {}
         self.deleted: set[str] = set()
         self.pins: dict[str, Pin] = {}
+        self.liked: dict[str, set[str]] = {}
         self.floor = ""
 
     def new_replica(self, i: int) -> CommentSet:
@@ -420,6 +422,13 @@ class CommentExchange(Exchange):
         cid = sorted(self.posted)[pick % len(self.posted)]
         self.deleted.add(cid)
         self.broadcast(i, self.replicas[i].delete(cid))
+
+    @precondition(lambda self: self.posted)
+    @rule(i=replica_ids, pick=picks, viewer=st.sampled_from(["v1", "v2", "v3"]))
+    def like(self, i: int, pick: int, viewer: str) -> None:
+        cid = sorted(self.posted)[pick % len(self.posted)]
+        self.liked.setdefault(cid, set()).add(viewer)
+        self.broadcast(i, self.replicas[i].like(cid, viewer))
 
     @rule(i=replica_ids, stream=st.sampled_from(["s1", "s2"]), pinned=st.sampled_from(["", "a"]))
     def pin(self, i: int, stream: str, pinned: str) -> None:
@@ -460,6 +469,8 @@ class CommentExchange(Exchange):
         assert state.value() == expected
         for stream, pin in self.pins.items():
             assert state.pin(stream) == pin
+        for cid, viewers in self.liked.items():
+            assert state.likes(cid) == (len(viewers) if cid >= self.floor else 0)
 
 
 # Each example is a run of up to 50 steps, so a third of the profile's examples keeps the suite

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breactmesh/v1/comments.proto\x12\x0creactmesh.v1\"n\n\x12PostCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08reply_to\x18\x04 \x01(\t\x12\x12\n\nclient_key\x18\x05 \x01(\t\"P\n\x13PostCommentResponse\x12&\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x15.reactmesh.v1.Comment\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x8c\x01\n\x07\x43omment\x12\x12\n\ncomment_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x11\n\tviewer_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x10\n\x08reply_to\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12\x10\n\x08priority\x18\x07 \x01(\x08\"N\n\x14WatchCommentsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\"B\n\x15WatchCommentsResponse\x12)\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1a.reactmesh.v1.CommentFrame\"\xa7\x01\n\x0c\x43ommentFrame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\'\n\x08\x63omments\x18\x02 \x03(\x0b\x32\x15.reactmesh.v1.Comment\x12\x13\n\x0b\x64\x65leted_ids\x18\x03 \x03(\t\x12$\n\x06pinned\x18\x04 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\x12\x0b\n\x03gap\x18\x05 \x01(\x08\x12\x13\n\x0bsampled_out\x18\x06 \x01(\r\"D\n\x06Pinned\x12\x12\n\ncomment_id\x18\x01 \x01(\t\x12&\n\x07\x63omment\x18\x02 \x01(\x0b\x32\x15.reactmesh.v1.Comment\"Y\n\x12GetCommentsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\tviewer_id\x18\x04 \x01(\t\"y\n\x13GetCommentsResponse\x12\'\n\x08\x63omments\x18\x01 \x03(\x0b\x32\x15.reactmesh.v1.Comment\x12\x13\n\x0bnext_before\x18\x02 \x01(\t\x12$\n\x06pinned\x18\x03 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\":\n\x11PinCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\":\n\x12PinCommentResponse\x12$\n\x06pinned\x18\x01 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\"=\n\x14\x44\x65leteCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteCommentResponse2\xc0\x03\n\x0f\x43ommentsService\x12R\n\x0bPostComment\x12 .reactmesh.v1.PostCommentRequest\x1a!.reactmesh.v1.PostCommentResponse\x12Z\n\rWatchComments\x12\".reactmesh.v1.WatchCommentsRequest\x1a#.reactmesh.v1.WatchCommentsResponse0\x01\x12R\n\x0bGetComments\x12 .reactmesh.v1.GetCommentsRequest\x1a!.reactmesh.v1.GetCommentsResponse\x12O\n\nPinComment\x12\x1f.reactmesh.v1.PinCommentRequest\x1a .reactmesh.v1.PinCommentResponse\x12X\n\rDeleteComment\x12\".reactmesh.v1.DeleteCommentRequest\x1a#.reactmesh.v1.DeleteCommentResponseBq\n\x0fio.reactmesh.v1B\rCommentsProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breactmesh/v1/comments.proto\x12\x0creactmesh.v1\"n\n\x12PostCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08reply_to\x18\x04 \x01(\t\x12\x12\n\nclient_key\x18\x05 \x01(\t\"P\n\x13PostCommentResponse\x12&\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x15.reactmesh.v1.Comment\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x9b\x01\n\x07\x43omment\x12\x12\n\ncomment_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x11\n\tviewer_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x10\n\x08reply_to\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12\x10\n\x08priority\x18\x07 \x01(\x08\x12\r\n\x05likes\x18\x08 \x01(\x04\"N\n\x14WatchCommentsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\"B\n\x15WatchCommentsResponse\x12)\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1a.reactmesh.v1.CommentFrame\"\xa7\x01\n\x0c\x43ommentFrame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\'\n\x08\x63omments\x18\x02 \x03(\x0b\x32\x15.reactmesh.v1.Comment\x12\x13\n\x0b\x64\x65leted_ids\x18\x03 \x03(\t\x12$\n\x06pinned\x18\x04 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\x12\x0b\n\x03gap\x18\x05 \x01(\x08\x12\x13\n\x0bsampled_out\x18\x06 \x01(\r\"D\n\x06Pinned\x12\x12\n\ncomment_id\x18\x01 \x01(\t\x12&\n\x07\x63omment\x18\x02 \x01(\x0b\x32\x15.reactmesh.v1.Comment\"Y\n\x12GetCommentsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\tviewer_id\x18\x04 \x01(\t\"y\n\x13GetCommentsResponse\x12\'\n\x08\x63omments\x18\x01 \x03(\x0b\x32\x15.reactmesh.v1.Comment\x12\x13\n\x0bnext_before\x18\x02 \x01(\t\x12$\n\x06pinned\x18\x03 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\":\n\x11PinCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\":\n\x12PinCommentResponse\x12$\n\x06pinned\x18\x01 \x01(\x0b\x32\x14.reactmesh.v1.Pinned\"N\n\x12LikeCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x11\n\tviewer_id\x18\x03 \x01(\t\"$\n\x13LikeCommentResponse\x12\r\n\x05likes\x18\x01 \x01(\x04\"=\n\x14\x44\x65leteCommentRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteCommentResponse2\x94\x04\n\x0f\x43ommentsService\x12R\n\x0bPostComment\x12 .reactmesh.v1.PostCommentRequest\x1a!.reactmesh.v1.PostCommentResponse\x12Z\n\rWatchComments\x12\".reactmesh.v1.WatchCommentsRequest\x1a#.reactmesh.v1.WatchCommentsResponse0\x01\x12R\n\x0bGetComments\x12 .reactmesh.v1.GetCommentsRequest\x1a!.reactmesh.v1.GetCommentsResponse\x12O\n\nPinComment\x12\x1f.reactmesh.v1.PinCommentRequest\x1a .reactmesh.v1.PinCommentResponse\x12R\n\x0bLikeComment\x12 .reactmesh.v1.LikeCommentRequest\x1a!.reactmesh.v1.LikeCommentResponse\x12X\n\rDeleteComment\x12\".reactmesh.v1.DeleteCommentRequest\x1a#.reactmesh.v1.DeleteCommentResponseBq\n\x0fio.reactmesh.v1B\rCommentsProtoP\x01Z>github.com/reactmesh/reactmesh/gen/go/reactmesh/v1;reactmeshv1\xaa\x02\x0cReactmesh.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTCOMMENTRESPONSE']._serialized_start=157
   _globals['_POSTCOMMENTRESPONSE']._serialized_end=237
   _globals['_COMMENT']._serialized_start=240
-  _globals['_COMMENT']._serialized_end=380
-  _globals['_WATCHCOMMENTSREQUEST']._serialized_start=382
-  _globals['_WATCHCOMMENTSREQUEST']._serialized_end=460
-  _globals['_WATCHCOMMENTSRESPONSE']._serialized_start=462
-  _globals['_WATCHCOMMENTSRESPONSE']._serialized_end=528
-  _globals['_COMMENTFRAME']._serialized_start=531
-  _globals['_COMMENTFRAME']._serialized_end=698
-  _globals['_PINNED']._serialized_start=700
-  _globals['_PINNED']._serialized_end=768
-  _globals['_GETCOMMENTSREQUEST']._serialized_start=770
-  _globals['_GETCOMMENTSREQUEST']._serialized_end=859
-  _globals['_GETCOMMENTSRESPONSE']._serialized_start=861
-  _globals['_GETCOMMENTSRESPONSE']._serialized_end=982
-  _globals['_PINCOMMENTREQUEST']._serialized_start=984
-  _globals['_PINCOMMENTREQUEST']._serialized_end=1042
-  _globals['_PINCOMMENTRESPONSE']._serialized_start=1044
-  _globals['_PINCOMMENTRESPONSE']._serialized_end=1102
-  _globals['_DELETECOMMENTREQUEST']._serialized_start=1104
-  _globals['_DELETECOMMENTREQUEST']._serialized_end=1165
-  _globals['_DELETECOMMENTRESPONSE']._serialized_start=1167
-  _globals['_DELETECOMMENTRESPONSE']._serialized_end=1190
-  _globals['_COMMENTSSERVICE']._serialized_start=1193
-  _globals['_COMMENTSSERVICE']._serialized_end=1641
+  _globals['_COMMENT']._serialized_end=395
+  _globals['_WATCHCOMMENTSREQUEST']._serialized_start=397
+  _globals['_WATCHCOMMENTSREQUEST']._serialized_end=475
+  _globals['_WATCHCOMMENTSRESPONSE']._serialized_start=477
+  _globals['_WATCHCOMMENTSRESPONSE']._serialized_end=543
+  _globals['_COMMENTFRAME']._serialized_start=546
+  _globals['_COMMENTFRAME']._serialized_end=713
+  _globals['_PINNED']._serialized_start=715
+  _globals['_PINNED']._serialized_end=783
+  _globals['_GETCOMMENTSREQUEST']._serialized_start=785
+  _globals['_GETCOMMENTSREQUEST']._serialized_end=874
+  _globals['_GETCOMMENTSRESPONSE']._serialized_start=876
+  _globals['_GETCOMMENTSRESPONSE']._serialized_end=997
+  _globals['_PINCOMMENTREQUEST']._serialized_start=999
+  _globals['_PINCOMMENTREQUEST']._serialized_end=1057
+  _globals['_PINCOMMENTRESPONSE']._serialized_start=1059
+  _globals['_PINCOMMENTRESPONSE']._serialized_end=1117
+  _globals['_LIKECOMMENTREQUEST']._serialized_start=1119
+  _globals['_LIKECOMMENTREQUEST']._serialized_end=1197
+  _globals['_LIKECOMMENTRESPONSE']._serialized_start=1199
+  _globals['_LIKECOMMENTRESPONSE']._serialized_end=1235
+  _globals['_DELETECOMMENTREQUEST']._serialized_start=1237
+  _globals['_DELETECOMMENTREQUEST']._serialized_end=1298
+  _globals['_DELETECOMMENTRESPONSE']._serialized_start=1300
+  _globals['_DELETECOMMENTRESPONSE']._serialized_end=1323
+  _globals['_COMMENTSSERVICE']._serialized_start=1326
+  _globals['_COMMENTSSERVICE']._serialized_end=1858
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class PostCommentResponse(_message.Message):
     def __init__(self, comment: _Optional[_Union[Comment, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class Comment(_message.Message):
-    __slots__ = ("comment_id", "stream_id", "viewer_id", "text", "reply_to", "created_at_ms", "priority")
+    __slots__ = ("comment_id", "stream_id", "viewer_id", "text", "reply_to", "created_at_ms", "priority", "likes")
     COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Comment(_message.Message):
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    LIKES_FIELD_NUMBER: _ClassVar[int]
     comment_id: str
     stream_id: str
     viewer_id: str
@@ -44,7 +45,8 @@ class Comment(_message.Message):
     reply_to: str
     created_at_ms: int
     priority: bool
-    def __init__(self, comment_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., text: _Optional[str] = ..., reply_to: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., priority: _Optional[bool] = ...) -> None: ...
+    likes: int
+    def __init__(self, comment_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., text: _Optional[str] = ..., reply_to: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., priority: _Optional[bool] = ..., likes: _Optional[int] = ...) -> None: ...
 
 class WatchCommentsRequest(_message.Message):
     __slots__ = ("stream_id", "viewer_id", "after_id")
@@ -121,6 +123,22 @@ class PinCommentResponse(_message.Message):
     PINNED_FIELD_NUMBER: _ClassVar[int]
     pinned: Pinned
     def __init__(self, pinned: _Optional[_Union[Pinned, _Mapping]] = ...) -> None: ...
+
+class LikeCommentRequest(_message.Message):
+    __slots__ = ("stream_id", "comment_id", "viewer_id")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    comment_id: str
+    viewer_id: str
+    def __init__(self, stream_id: _Optional[str] = ..., comment_id: _Optional[str] = ..., viewer_id: _Optional[str] = ...) -> None: ...
+
+class LikeCommentResponse(_message.Message):
+    __slots__ = ("likes",)
+    LIKES_FIELD_NUMBER: _ClassVar[int]
+    likes: int
+    def __init__(self, likes: _Optional[int] = ...) -> None: ...
 
 class DeleteCommentRequest(_message.Message):
     __slots__ = ("stream_id", "comment_id")

@@ -61,6 +61,11 @@ class CommentsServiceStub:
                 request_serializer=reactmesh_dot_v1_dot_comments__pb2.PinCommentRequest.SerializeToString,
                 response_deserializer=reactmesh_dot_v1_dot_comments__pb2.PinCommentResponse.FromString,
                 _registered_method=True)
+        self.LikeComment = channel.unary_unary(
+                '/reactmesh.v1.CommentsService/LikeComment',
+                request_serializer=reactmesh_dot_v1_dot_comments__pb2.LikeCommentRequest.SerializeToString,
+                response_deserializer=reactmesh_dot_v1_dot_comments__pb2.LikeCommentResponse.FromString,
+                _registered_method=True)
         self.DeleteComment = channel.unary_unary(
                 '/reactmesh.v1.CommentsService/DeleteComment',
                 request_serializer=reactmesh_dot_v1_dot_comments__pb2.DeleteCommentRequest.SerializeToString,
@@ -116,6 +121,17 @@ class CommentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LikeComment(self, request, context):
+        """Likes a comment as `viewer_id` (one like per viewer, counted across
+        regions). A comment with at least `priority_likes` likes joins the
+        priority lane: it is sent (again) to every watcher, so clients should
+        de-duplicate comments by id. NOT_FOUND for a comment this node does not
+        hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteComment(self, request, context):
         """Deletes a comment everywhere (remove wins over any later copy of it).
         PERMISSION_DENIED unless the token is a host's naming the stream, or a
@@ -147,6 +163,11 @@ def add_CommentsServiceServicer_to_server(servicer, server):
                     servicer.PinComment,
                     request_deserializer=reactmesh_dot_v1_dot_comments__pb2.PinCommentRequest.FromString,
                     response_serializer=reactmesh_dot_v1_dot_comments__pb2.PinCommentResponse.SerializeToString,
+            ),
+            'LikeComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.LikeComment,
+                    request_deserializer=reactmesh_dot_v1_dot_comments__pb2.LikeCommentRequest.FromString,
+                    response_serializer=reactmesh_dot_v1_dot_comments__pb2.LikeCommentResponse.SerializeToString,
             ),
             'DeleteComment': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteComment,
@@ -269,6 +290,33 @@ class CommentsService:
             '/reactmesh.v1.CommentsService/PinComment',
             reactmesh_dot_v1_dot_comments__pb2.PinCommentRequest.SerializeToString,
             reactmesh_dot_v1_dot_comments__pb2.PinCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LikeComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reactmesh.v1.CommentsService/LikeComment',
+            reactmesh_dot_v1_dot_comments__pb2.LikeCommentRequest.SerializeToString,
+            reactmesh_dot_v1_dot_comments__pb2.LikeCommentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,13 @@ class CommentsServiceStub:
     """Pins `comment_id` on its stream (an empty id unpins). PERMISSION_DENIED
     unless the token is a host's naming the stream, or a moderator's.
     """
+    LikeComment: _grpc.UnaryUnaryMultiCallable[_comments_pb2.LikeCommentRequest, _comments_pb2.LikeCommentResponse]
+    """Likes a comment as `viewer_id` (one like per viewer, counted across
+    regions). A comment with at least `priority_likes` likes joins the
+    priority lane: it is sent (again) to every watcher, so clients should
+    de-duplicate comments by id. NOT_FOUND for a comment this node does not
+    hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
+    """
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_comments_pb2.DeleteCommentRequest, _comments_pb2.DeleteCommentResponse]
     """Deletes a comment everywhere (remove wins over any later copy of it).
     PERMISSION_DENIED unless the token is a host's naming the stream, or a
@@ -113,6 +120,13 @@ class CommentsServiceAsyncStub(CommentsServiceStub):
     PinComment: _aio.UnaryUnaryMultiCallable[_comments_pb2.PinCommentRequest, _comments_pb2.PinCommentResponse]  # type: ignore[assignment]
     """Pins `comment_id` on its stream (an empty id unpins). PERMISSION_DENIED
     unless the token is a host's naming the stream, or a moderator's.
+    """
+    LikeComment: _aio.UnaryUnaryMultiCallable[_comments_pb2.LikeCommentRequest, _comments_pb2.LikeCommentResponse]  # type: ignore[assignment]
+    """Likes a comment as `viewer_id` (one like per viewer, counted across
+    regions). A comment with at least `priority_likes` likes joins the
+    priority lane: it is sent (again) to every watcher, so clients should
+    de-duplicate comments by id. NOT_FOUND for a comment this node does not
+    hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
     """
     DeleteComment: _aio.UnaryUnaryMultiCallable[_comments_pb2.DeleteCommentRequest, _comments_pb2.DeleteCommentResponse]  # type: ignore[assignment]
     """Deletes a comment everywhere (remove wins over any later copy of it).
@@ -174,6 +188,19 @@ class CommentsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_comments_pb2.PinCommentResponse, _abc.Awaitable[_comments_pb2.PinCommentResponse]]:
         """Pins `comment_id` on its stream (an empty id unpins). PERMISSION_DENIED
         unless the token is a host's naming the stream, or a moderator's.
+        """
+
+    @_abc_1.abstractmethod
+    def LikeComment(
+        self,
+        request: _comments_pb2.LikeCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_comments_pb2.LikeCommentResponse, _abc.Awaitable[_comments_pb2.LikeCommentResponse]]:
+        """Likes a comment as `viewer_id` (one like per viewer, counted across
+        regions). A comment with at least `priority_likes` likes joins the
+        priority lane: it is sent (again) to every watcher, so clients should
+        de-duplicate comments by id. NOT_FOUND for a comment this node does not
+        hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
         """
 
     @_abc_1.abstractmethod

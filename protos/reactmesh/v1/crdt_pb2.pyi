@@ -123,16 +123,26 @@ class ExpiringEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., until_ms: _Optional[int] = ..., note: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class CommentSetState(_message.Message):
-    __slots__ = ("comments", "tombstones", "pins", "floor_id")
+    __slots__ = ("comments", "tombstones", "pins", "floor_id", "likes")
     COMMENTS_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     PINS_FIELD_NUMBER: _ClassVar[int]
     FLOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LIKES_FIELD_NUMBER: _ClassVar[int]
     comments: _containers.RepeatedCompositeFieldContainer[CommentEntry]
     tombstones: _containers.RepeatedScalarFieldContainer[str]
     pins: _containers.RepeatedCompositeFieldContainer[PinEntry]
     floor_id: str
-    def __init__(self, comments: _Optional[_Iterable[_Union[CommentEntry, _Mapping]]] = ..., tombstones: _Optional[_Iterable[str]] = ..., pins: _Optional[_Iterable[_Union[PinEntry, _Mapping]]] = ..., floor_id: _Optional[str] = ...) -> None: ...
+    likes: _containers.RepeatedCompositeFieldContainer[LikeEntry]
+    def __init__(self, comments: _Optional[_Iterable[_Union[CommentEntry, _Mapping]]] = ..., tombstones: _Optional[_Iterable[str]] = ..., pins: _Optional[_Iterable[_Union[PinEntry, _Mapping]]] = ..., floor_id: _Optional[str] = ..., likes: _Optional[_Iterable[_Union[LikeEntry, _Mapping]]] = ...) -> None: ...
+
+class LikeEntry(_message.Message):
+    __slots__ = ("comment_id", "viewers")
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    comment_id: str
+    viewers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, comment_id: _Optional[str] = ..., viewers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CommentEntry(_message.Message):
     __slots__ = ("comment_id", "stream_id", "viewer_id", "text", "reply_to", "client_key", "priority", "shadow")
