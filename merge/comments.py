@@ -189,6 +189,10 @@ class CommentSet:
         ids = self._canon.get((stream_id, viewer_id, client_key))
         return self._comments[min(ids)] if ids else None
 
+    def copies(self, key: tuple[str, str, str]) -> list[str]:
+        """Every id held under the resend key (stream, viewer, client_key), smallest (the shown one) first."""
+        return sorted(self._canon.get(key, ()))
+
     def pin(self, stream_id: str) -> Pin | None:
         return self._pins.get(stream_id)
 

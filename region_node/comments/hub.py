@@ -19,6 +19,8 @@ changed per stream into one CommentFrame:
   author, in every frame and snapshot.
 - Likes: when a comment's likes reach ``priority_likes`` it is framed again, in the priority lane, so every
   watcher gets it even if sampling left it out before (clients de-duplicate by id); once per comment per node.
+- A resend accepted by two regions before they heard of each other is shown once everywhere (the smaller id);
+  watchers that got the other copy get its id in ``deleted_ids`` when the smaller one arrives.
 - Deletes and pin changes ride in the next frame of their stream (``tick_ms``, default 100 ms, after the
   tombstone reaches this node); deleted comments are left out of later snapshots and resumes.
 """
@@ -136,6 +138,8 @@ class CommentHub:
                     s = self._stream(c.stream_id)
                     s.buffer.append(c)
                     s.new.append(c)
+                    if c.resend_key is not None:  # an earlier copy of a resend took another region: retract ours
+                        s.deleted.extend(other for other in cs.copies(c.resend_key) if other != key)
             elif kind == "like":
                 c = cs.get(key)
                 if c is not None and cs.visible(key) and cs.likes(key) >= self.config.priority_likes:

@@ -22,7 +22,7 @@ import pytest
 
 from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.merge.clock import FakeClock
-from reactmesh.merge.comments import CommentSet, floor_for
+from reactmesh.merge.comments import Comment, CommentSet, floor_for
 from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.region_node.cli.comments import add_comments_commands, run_comments
@@ -440,3 +440,19 @@ async def test_a_comment_sampled_out_reaches_every_watcher_once_it_is_highly_lik
 
 def cid_of_nothing() -> str:
     return "0000000000001.0000000000.nowhere"
+
+
+async def test_a_resend_taken_by_another_region_first_retracts_the_copy_watchers_got_here(make_node: MakeNode) -> None:
+    node = await make_node()
+    watch = Watch(node)
+    await watch.next()
+    ours = (await node.post("ann", "hi", key="k-9")).comment.comment_id
+    node.tick()
+    assert ids(await watch.next()) == [ours]
+    earlier = Comment("0000000000005.0000000000.b/bcast-0", STREAM, "ann", "hi", client_key="k-9")
+    node.state.merge(COMMENTS, CommentSet().add(earlier))  # as gossip brings region b's copy
+    node.tick()
+    frame = await watch.next()
+    assert ids(frame) == [earlier.comment_id] and list(frame.deleted_ids) == [ours]
+    assert [c.comment_id for c in (await node.history()).comments] == [earlier.comment_id]
+    watch.close()
