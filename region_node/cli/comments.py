@@ -3,6 +3,7 @@
     reactmesh comments post STREAM "text" --viewer VIEWER [--reply-to ID] [--key CLIENT_KEY]
     reactmesh comments watch STREAM [--viewer VIEWER] [--after ID] [--duration SECONDS] [--json]
     reactmesh comments history STREAM [--before ID] [--limit N] [--json]
+    reactmesh comments like STREAM COMMENT_ID --viewer VIEWER
     reactmesh comments pin STREAM COMMENT_ID            (an empty id "" unpins)
     reactmesh comments delete STREAM COMMENT_ID
 
@@ -56,6 +57,11 @@ def add_comments_commands(subparsers: Any) -> None:
     history.add_argument("--viewer", default="", help="reading viewer id")
     history.add_argument("--json", action="store_true", help="print the page as JSON")
 
+    like = sub.add_parser("like", parents=[common], help="like a comment (once per viewer); prints its likes")
+    like.add_argument("stream", help="stream id")
+    like.add_argument("comment_id", help="the comment to like")
+    like.add_argument("--viewer", required=True, help="viewer id (the token's subject when tokens are required)")
+
     pin = sub.add_parser("pin", parents=[common], help="pin a comment (a host or moderator token)")
     pin.add_argument("stream", help="stream id")
     pin.add_argument("comment_id", help='the comment to pin; "" unpins')
@@ -67,7 +73,7 @@ def add_comments_commands(subparsers: Any) -> None:
 
 def line(c: comments_pb2.Comment) -> str:
     """One comment as a line of text."""
-    mark = " (priority)" if c.priority else ""
+    mark = (" (priority)" if c.priority else "") + (f" [{c.likes} likes]" if c.likes else "")
     reply = f" -> {c.reply_to}" if c.reply_to else ""
     return f"[{c.comment_id}] {c.viewer_id}{mark}{reply}: {c.text}"
 
@@ -180,6 +186,12 @@ async def run_comments(args: argparse.Namespace) -> int:
                         print(line(c))
                     if page.next_before:
                         print(f"(more: --before {page.next_before})")
+                return 0
+            if command == "like":
+                req_like = comments_pb2.LikeCommentRequest(
+                    stream_id=args.stream, comment_id=args.comment_id, viewer_id=args.viewer
+                )
+                print((await stub.LikeComment(req_like, timeout=t, metadata=metadata)).likes)
                 return 0
             if command == "pin":
                 req_pin = comments_pb2.PinCommentRequest(stream_id=args.stream, comment_id=args.comment_id)

@@ -150,7 +150,11 @@ class CommentHub:
             elif kind == "delete":
                 c = cs.get(key)
                 if c is not None:
-                    self._stream(c.stream_id).deleted.append(key)
+                    s = self._stream(c.stream_id)
+                    s.deleted.append(key)
+                    pin = cs.pin(c.stream_id)
+                    if pin is not None and pin.comment_id == key:  # a deleted pinned comment is no longer pinned
+                        s.pin_changed = True
             else:
                 self._stream(key).pin_changed = True
 
@@ -203,10 +207,12 @@ class CommentHub:
         if pin is None:
             return
         frame.pinned.SetInParent()
-        frame.pinned.comment_id = pin.comment_id
         c = self._set.get(pin.comment_id) if pin.comment_id else None
         if c is not None and self._set.visible(pin.comment_id) and not c.shadow:
+            frame.pinned.comment_id = pin.comment_id
             frame.pinned.comment.CopyFrom(self._proto(c))
+        elif pin.comment_id and not self._set.deleted(pin.comment_id):
+            frame.pinned.comment_id = pin.comment_id  # pinned elsewhere; the comment has not reached this node
 
     # -- framing -----------------------------------------------------------------------------
 

@@ -46,10 +46,12 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
         pin = cs.pin(stream_id)
         if pin is None:
             return None
-        out = comments_pb2.Pinned(comment_id=pin.comment_id)
-        c = cs.get(pin.comment_id) if pin.comment_id else None
-        if c is not None and cs.visible(pin.comment_id):
-            out.comment.CopyFrom(to_proto(c, cs.likes(c.comment_id)))
+        out = comments_pb2.Pinned()
+        if pin.comment_id and not cs.deleted(pin.comment_id):  # a deleted pinned comment is no longer pinned
+            out.comment_id = pin.comment_id
+            c = cs.get(pin.comment_id)
+            if c is not None and cs.visible(pin.comment_id):
+                out.comment.CopyFrom(to_proto(c, cs.likes(c.comment_id)))
         return out
 
     async def PostComment(

@@ -244,6 +244,14 @@ async def test_deletes_and_pins_reach_watchers_and_history(make_node: MakeNode) 
     await node.stub.PinComment(comments_pb2.PinCommentRequest(stream_id=STREAM))  # unpin
     node.tick()
     assert (await watch.next()).pinned.comment_id == ""
+    await node.stub.PinComment(comments_pb2.PinCommentRequest(stream_id=STREAM, comment_id=b))
+    node.tick()
+    assert (await watch.next()).pinned.comment_id == b
+    await node.stub.DeleteComment(comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=b))
+    node.tick()
+    frame = await watch.next()
+    assert list(frame.deleted_ids) == [b] and frame.HasField("pinned") and frame.pinned.comment_id == ""
+    assert (await node.history()).pinned.comment_id == ""  # deleting the pinned comment unpins it
     watch.close()
     joiner.close()
 
@@ -357,6 +365,8 @@ async def test_comments_commands_post_history_pin_delete_and_watch(
         == 0
     )
     second = capsys.readouterr().out.strip()
+    assert await run_comments(cli(["comments", "like", STREAM, first, "--viewer", "cy", *at])) == 0
+    assert capsys.readouterr().out.strip() == "1"
     assert await run_comments(cli(["comments", "pin", STREAM, first, *at])) == 0
     assert await run_comments(cli(["comments", "delete", STREAM, second, *at])) == 0
     capsys.readouterr()
@@ -365,7 +375,7 @@ async def test_comments_commands_post_history_pin_delete_and_watch(
     assert [c["comment_id"] for c in page["comments"]] == [first] and page["pinned"] == first
     assert await run_comments(cli(["comments", "watch", STREAM, "--duration", "0.5", *at])) == 0
     out = capsys.readouterr().out
-    assert f"[{first}] ann: what a goal" in out and "* pinned" in out
+    assert f"[{first}] ann [1 likes]: what a goal" in out and "* pinned" in out
     assert await run_comments(cli(["comments", "post", STREAM, "x" * 501, "--viewer", "ann", *at])) == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
 

@@ -133,7 +133,8 @@ class CommentsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteComment(self, request, context):
-        """Deletes a comment everywhere (remove wins over any later copy of it).
+        """Deletes a comment everywhere (remove wins over any later copy of it);
+        deleting the pinned comment unpins it.
         PERMISSION_DENIED unless the token is a host's naming the stream, or a
         moderator's.
         """

@@ -82,7 +82,8 @@ class CommentsServiceStub:
     hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
     """
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_comments_pb2.DeleteCommentRequest, _comments_pb2.DeleteCommentResponse]
-    """Deletes a comment everywhere (remove wins over any later copy of it).
+    """Deletes a comment everywhere (remove wins over any later copy of it);
+    deleting the pinned comment unpins it.
     PERMISSION_DENIED unless the token is a host's naming the stream, or a
     moderator's.
     """
@@ -129,7 +130,8 @@ class CommentsServiceAsyncStub(CommentsServiceStub):
     hold; PERMISSION_DENIED when `viewer_id` is not the token's subject.
     """
     DeleteComment: _aio.UnaryUnaryMultiCallable[_comments_pb2.DeleteCommentRequest, _comments_pb2.DeleteCommentResponse]  # type: ignore[assignment]
-    """Deletes a comment everywhere (remove wins over any later copy of it).
+    """Deletes a comment everywhere (remove wins over any later copy of it);
+    deleting the pinned comment unpins it.
     PERMISSION_DENIED unless the token is a host's naming the stream, or a
     moderator's.
     """
@@ -209,7 +211,8 @@ class CommentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _comments_pb2.DeleteCommentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_comments_pb2.DeleteCommentResponse, _abc.Awaitable[_comments_pb2.DeleteCommentResponse]]:
-        """Deletes a comment everywhere (remove wins over any later copy of it).
+        """Deletes a comment everywhere (remove wins over any later copy of it);
+        deleting the pinned comment unpins it.
         PERMISSION_DENIED unless the token is a host's naming the stream, or a
         moderator's.
         """
