@@ -5,8 +5,9 @@ Proves: every accepted comment is stored exactly once in every region and histor
 (resends to another region included: one copy is shown everywhere); watchers in every region see every comment
 with no unflagged gap; a resume in another region after the last seen id gets exactly the rest; a delete taken
 in one region and a pin taken in another reach the watchers of every region and every history; a region SIGKILLed
-and restarted while the others take comments comes back with identical pages. How long the
-delete took to reach the last watcher is printed (the issue asks for < 2 s), not asserted."""
+and restarted while the others take comments comes back with identical pages; a burst on one stream far above
+the sample rate reaches every watcher in every region with the priority lane whole and the rest sampled. How long
+the delete took to reach the last watcher is printed (the issue asks for < 2 s), not asserted."""
 
 from __future__ import annotations
 
@@ -25,24 +26,31 @@ from tests.support.polling import eventually, settled
 STREAM = "final"
 REGIONS = ("a", "b", "c")
 PER_REGION = 40
-OVERRIDES = {"broadcaster": {"comments": {"post_rate_per_s": 1000, "post_burst": 1000, "sample_rate_per_s": 10000}}}
+OVERRIDES = {"broadcaster": {"comments": {"post_rate_per_s": 1000, "post_burst": 1000, "sample_rate_per_s": 20}}}
+HOT = "hot"
 
 
 class Watcher:
     """A WatchComments call read in the background: every comment id, deletes, pins and gap flags it saw."""
 
-    def __init__(self, stub: comments_pb2_grpc.CommentsServiceStub, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(
+        self, stub: comments_pb2_grpc.CommentsServiceStub, metadata: tuple[tuple[str, str], ...], stream: str = STREAM
+    ) -> None:
         self.ids: list[str] = []
+        self.priority: set[str] = set()
+        self.sampled_out = 0
         self.deleted: dict[str, float] = {}
         self.pinned = ""
         self.gaps = 0
-        self.call = stub.WatchComments(comments_pb2.WatchCommentsRequest(stream_id=STREAM), metadata=metadata)
+        self.call = stub.WatchComments(comments_pb2.WatchCommentsRequest(stream_id=stream), metadata=metadata)
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for msg in self.call:
             f = msg.frame
             self.ids.extend(c.comment_id for c in f.comments)
+            self.priority.update(c.comment_id for c in f.comments if c.priority)
+            self.sampled_out += f.sampled_out
             for cid in f.deleted_ids:
                 self.deleted.setdefault(cid, time.monotonic())
             if f.HasField("pinned"):
@@ -85,7 +93,8 @@ async def test_comments_converge_in_three_regions_of_real_processes(tmp_path: Pa
                     req = comments_pb2.PostCommentRequest(
                         stream_id=STREAM, viewer_id=viewer, text=f"{r} says {i}", client_key=f"k{i}"
                     )
-                    meta = bearer(minter.mint(viewer))
+                    # Host tokens: every comment takes the priority lane, so watchers get them all at 20/s sampling.
+                    meta = bearer(minter.mint(viewer, roles=(Role.HOST,)))
                     answer = await stubs[r].PostComment(req, metadata=meta, timeout=5)
                     accepted.add(answer.comment.comment_id)
                     if i % 10 == 0:  # the client's retry lands in the next region
@@ -165,6 +174,24 @@ async def test_comments_converge_in_three_regions_of_real_processes(tmp_path: Pa
                 return pages["a"]
 
             await settled(caught_up, within=30)
+
+            # A burst on another stream, posted in every region, far above the 20/s each viewer is sent: every
+            # watcher in every region gets every priority comment, and the rest is sampled.
+            hot = {r: Watcher(stubs[r], reader, stream=HOT) for r in REGIONS}
+            watchers.update({f"hot-{r}": w for r, w in hot.items()})
+            host_ids: set[str] = set()
+            for i in range(300):
+                r = REGIONS[i % 3]
+                viewer = f"fan{i % 30}"
+                roles = (Role.HOST,) if i % 30 == 0 else (Role.VIEWER,)
+                req = comments_pb2.PostCommentRequest(stream_id=HOT, viewer_id=viewer, text=f"burst {i}")
+                answer = await stubs[r].PostComment(req, metadata=bearer(minter.mint(viewer, roles=roles)), timeout=5)
+                if answer.comment.priority:
+                    host_ids.add(answer.comment.comment_id)
+            assert len(host_ids) == 10
+            await eventually(lambda: all(w.priority >= host_ids for w in hot.values()), within=30)
+            for w in hot.values():
+                assert w.gaps == 0 and w.sampled_out > 0 and len(w.ids) < 300
         finally:
             for w in watchers.values():
                 await w.close()
