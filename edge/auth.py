@@ -22,6 +22,8 @@ READ_POLL     any role
 VOTE          any role, as the token's ``sub`` (VoteRequest.viewer_id)
 MANAGE_POLL   a host on a stream its ``streams`` claim names; a moderator on any
 MODERATE      a moderator
+COMMENT       any role, as the token's ``sub`` (PostCommentRequest.viewer_id)
+MANAGE_COMM.  (MANAGE_COMMENTS: pin, unpin, delete) as MANAGE_POLL
 ============  ====================================================================
 
 A token whose ``roles`` name no known role, a viewer_id other than ``sub``, or a role or stream the action does
@@ -41,7 +43,7 @@ import jwt
 from reactmesh.edge.errors import ServiceError, permission_denied, unauthenticated
 from reactmesh.edge.keys import KeySource, UnknownKeyError
 from reactmesh.edge.limits import is_viewer_id
-from reactmesh.edge.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ROLES_CLAIM, STREAMS_CLAIM, Role
+from reactmesh.edge.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ROLES_CLAIM, STREAMS_CLAIM, VERIFIED_CLAIM, Role
 from reactmesh.merge.checks import boolean, int_in
 from reactmesh.merge.clock import Clock, SystemClock
 from reactmesh.merge.errors import ConfigError
@@ -91,12 +93,14 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a verified token speaks for: ``subject`` (the viewer id), its ``role`` (the highest it names), the
-    ``streams`` a host may run polls on, and its expiry (Unix milliseconds)."""
+    ``streams`` a host may run polls on, its expiry (Unix milliseconds), and whether the identity provider marked
+    the viewer ``verified`` (the optional boolean ``verified`` claim)."""
 
     subject: str
     role: Role | None
     streams: frozenset[str]
     expires_at_ms: int
+    verified: bool = False
 
 
 class Action(enum.Enum):
@@ -109,6 +113,8 @@ class Action(enum.Enum):
     VOTE = "vote"
     MANAGE_POLL = "manage_poll"
     MODERATE = "moderate"
+    COMMENT = "comment"
+    MANAGE_COMMENTS = "manage_comments"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,8 @@ POLICY: dict[Action, Rule] = {
     Action.VOTE: Rule(Role.VIEWER, as_self=True),
     Action.MANAGE_POLL: Rule(Role.HOST, host_streams=True),
     Action.MODERATE: Rule(Role.MODERATOR),
+    Action.COMMENT: Rule(Role.VIEWER, as_self=True),
+    Action.MANAGE_COMMENTS: Rule(Role.HOST, host_streams=True),
 }
 
 
@@ -251,7 +259,10 @@ class Authorizer:
         streams = claims.get(STREAMS_CLAIM, [])
         if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
             raise unauthenticated(f"malformed token: {STREAMS_CLAIM!r} is not a list of stream ids")
-        return Principal(sub, _role_of(claims.get(ROLES_CLAIM)), frozenset(streams), round(exp * 1000))
+        verified = claims.get(VERIFIED_CLAIM, False)
+        if not isinstance(verified, bool):
+            raise unauthenticated(f"malformed token: {VERIFIED_CLAIM!r} is not true or false")
+        return Principal(sub, _role_of(claims.get(ROLES_CLAIM)), frozenset(streams), round(exp * 1000), verified)
 
     def still_valid(self, principal: Principal | None) -> ServiceError | None:
         """An UNAUTHENTICATED error once ``principal``'s token has expired (for long-lived streams)."""

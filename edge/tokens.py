@@ -27,6 +27,8 @@ DEFAULT_AUDIENCE = "reactmesh"
 DEFAULT_ISSUER = "reactmesh"
 ROLES_CLAIM = "roles"
 STREAMS_CLAIM = "streams"
+VERIFIED_CLAIM = "verified"
+"""Optional boolean claim: a verified viewer (their live comments take the priority lane)."""
 MIN_SECRET_BYTES = 32
 """HS256 secrets shorter than the hash (32 bytes) are refused, as RFC 7518 section 3.2 requires."""
 

@@ -32,6 +32,7 @@ MAX_MAP = Tag("max_map", writes=2, reads=frozenset({1, 2}))
 LWW_MAP = Tag("lww_map")
 POLL_SET = Tag("poll_set")
 EXPIRING_MAP = Tag("expiring_map")
+COMMENT_SET = Tag("comment_set")
 
 
 def _table(*tags: Tag) -> Mapping[str, Tag]:
@@ -43,5 +44,5 @@ def _table(*tags: Tag) -> Mapping[str, Tag]:
     return table
 
 
-TAGS: Mapping[str, Tag] = _table(GCOUNTER, KEYED_GCOUNTER, MAX_MAP, LWW_MAP, POLL_SET, EXPIRING_MAP)
+TAGS: Mapping[str, Tag] = _table(GCOUNTER, KEYED_GCOUNTER, MAX_MAP, LWW_MAP, POLL_SET, EXPIRING_MAP, COMMENT_SET)
 """type string -> Tag, for every type this build encodes."""

@@ -25,6 +25,7 @@
     listen = "0.0.0.0:7300"
     node_id = "a/bcast-0"
     polls_db_path = "/data/polls.db"                 # optional; polls in memory without it
+    comments_db_path = "/data/comments.db"           # optional; comments in memory without it
     history_db_path = "/data/history.db"             # optional; without it GetHistory covers the horizon only
     moderation_db_path = "/data/moderation.db"       # optional; mutes, drains and flags in memory without it
     window_horizon_s = 120                           # windows older than this live on disk only
@@ -81,6 +82,7 @@ from reactmesh.merge.errors import ConfigError
 from reactmesh.merge.gossip import GossipConfig
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
+from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.state import DIGESTED, region_gossip_config
 from reactmesh.region_node.tls import TLSConfig
@@ -132,6 +134,9 @@ class BroadcasterSection:
     # peer regions, but votes answered and not yet gossiped would be lost).
     polls_db_path: str | None = None
     polls: PollsConfig = field(default_factory=PollsConfig)
+    # SQLite file for live comments (history and retention); None keeps the hot window in memory only.
+    comments_db_path: str | None = None
+    comments: CommentsConfig = field(default_factory=CommentsConfig)
     # SQLite file for per-second history and totals (region_node.windows): sealed windows live there, and are
     # repaired from sources and peers. None keeps only open windows (GetHistory covers the horizon only).
     history_db_path: str | None = None
@@ -158,6 +163,12 @@ class BroadcasterSection:
         if self.polls_db_path is not None and (not self.polls_db_path or self.polls_db_path == ":memory:"):
             raise ConfigError(
                 "broadcaster.polls_db_path", "a file path (omit it to keep polls in memory)", self.polls_db_path
+            )
+        if self.comments_db_path is not None and (not self.comments_db_path or self.comments_db_path == ":memory:"):
+            raise ConfigError(
+                "broadcaster.comments_db_path",
+                "a file path (omit it to keep comments in memory)",
+                self.comments_db_path,
             )
         if self.moderation_db_path is not None and (
             not self.moderation_db_path or self.moderation_db_path == ":memory:"
@@ -293,6 +304,8 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         peers = tuple(t.pop("peers", ()))
         polls_db_path = t.pop("polls_db_path", None)
         polls = build(PollsConfig, "broadcaster.polls", t.pop("polls", None) or {})
+        comments_db_path = t.pop("comments_db_path", None)
+        comments = build(CommentsConfig, "broadcaster.comments", t.pop("comments", None) or {})
         history_db_path = t.pop("history_db_path", None)
         moderation_db_path = t.pop("moderation_db_path", None)
         horizon = t.pop("window_horizon_s", BroadcasterSection.window_horizon_s)
@@ -306,6 +319,8 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             peers=peers,
             polls_db_path=polls_db_path,
             polls=polls,
+            comments_db_path=comments_db_path,
+            comments=comments,
             history_db_path=history_db_path,
             moderation_db_path=moderation_db_path,
             window_horizon_s=horizon,

@@ -87,6 +87,7 @@ class RegionPlan:
                 "sources": list(self.aggregators),
                 "peers": list(self.peers),
                 "polls_db_path": str(self.data_dir / f"{self.region}-polls.db"),
+                "comments_db_path": str(self.data_dir / f"{self.region}-comments.db"),
                 "history_db_path": str(self.data_dir / f"{self.region}-history.db"),
                 "moderation_db_path": str(self.data_dir / f"{self.region}-moderation.db"),
                 **({"peer_listen": self.peer_listen} if self.peer_listen else {}),

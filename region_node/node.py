@@ -27,6 +27,7 @@ from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.errors import RejectingUndecodable
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.merge.comments import CommentSet
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import ReplicaState
@@ -35,6 +36,7 @@ from reactmesh.region_node.aggregator.service import AggregatorService
 from reactmesh.region_node.aggregator.store import Store
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
+from reactmesh.region_node.comments.service import CommentsServicer, attach_comments
 from reactmesh.region_node.config import ROLES, BroadcasterSection, NodeConfig
 from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.region_node.moderation.book import open_moderation
@@ -42,7 +44,7 @@ from reactmesh.region_node.moderation.service import AdminServicer
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
-from reactmesh.region_node.state import DRAINS, FLAGS, MUTES, POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.state import COMMENTS, DRAINS, FLAGS, MUTES, POLLS, RegionGossipNode, RegionState
 from reactmesh.region_node.tls import NodeTLS, PeerCertificateGuard
 from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
@@ -154,6 +156,7 @@ class Node:
         self.replica: RegionState | None = None
         self.edge: Edge | None = None
         self.polls: PollsServicer | None = None
+        self.comments: CommentsServicer | None = None
         self.admin: AdminServicer | None = None
         self.dialers: list[Dialer] = []
         self.edge_gossip: GossipNode | None = None
@@ -230,7 +233,7 @@ class Node:
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
             section = cfg.broadcaster
-            self.replica = RegionState(extra={POLLS: PollSet()})
+            self.replica = RegionState(extra={POLLS: PollSet(), COMMENTS: CommentSet()})
             hooks = self.metrics.broadcast_hooks if self.metrics is not None else None
             bc = Broadcaster(section.config, self.clock, self.replica, hooks=hooks)
             self.broadcaster = bc
@@ -239,6 +242,14 @@ class Node:
             self.polls = await attach_polls(
                 self.replica, bc, self.clock, section.node_id, section.polls_db_path, section.polls, self.authorizer
             )
+            self.comments = await attach_comments(
+                self.replica,
+                self.clock,
+                section.node_id,
+                section.comments_db_path,
+                section.comments,
+                self.authorizer,
+            )
             book = await open_moderation(
                 self.replica, self.clock, section.node_id, section.moderation_db_path, drains_to=bc
             )
@@ -246,6 +257,7 @@ class Node:
             bc.set_drain_lookup(book.drained_at)
             if self.metrics is not None:
                 self.metrics.watch_moderation(book)
+                self.metrics.watch_comments(self.comments.book)
                 self.metrics.watch_broadcaster(bc, gossip, self.dialers)
             query, history = await self._history(section)
             await self._serve(
@@ -255,6 +267,7 @@ class Node:
                     BroadcastService(bc, self.authorizer),
                     query,
                     self.polls,
+                    self.comments,
                     self.admin,
                     GossipServicer(gossip, history),
                 ],
@@ -409,6 +422,8 @@ class Node:
             await step("gossip dialers", asyncio.gather(*(d.close() for d in self.dialers)))
         if self.polls is not None:
             await step("polls", self.polls.close())
+        if self.comments is not None:
+            await step("comments", self.comments.close())
         if self.admin is not None:
             await step("moderation", self.admin.close())
         if self.broadcaster is not None:
@@ -440,6 +455,9 @@ class Node:
             out["broadcaster"] = self.broadcaster.statistics()
         if self.polls is not None:
             out["polls"] = self.polls.book.statistics()
+        if self.comments is not None:
+            out["comments"] = self.comments.book.statistics()
+            out["comment_delivery"] = self.comments.book.hub.statistics()
         if self.admin is not None:
             out["moderation"] = self.admin.book.statistics()
         for name, g in (("aggregator_gossip", self.aggregator_gossip), ("broadcaster_gossip", self.broadcaster_gossip)):

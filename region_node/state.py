@@ -9,9 +9,11 @@
 - ``MUTES``, ``DRAINS``, ``FLAGS`` ("mutes", "drains", "flags"): ExpiringMaps (``merge.expiring``) of the
   moderation (``region_node.moderation``): viewer id -> mute, stream id -> drain, viewer id -> abuse flag.
 - ``POLLS`` ("polls"): a PollSet, held only by broadcasters (``RegionState(extra={POLLS: PollSet()})``).
+- ``COMMENTS`` ("comments"): a CommentSet (``merge.comments``), held only by broadcasters like POLLS, so it
+  travels broadcaster <-> broadcaster between regions and never to aggregators or edges.
 
 ``RegionState`` is a ReplicaState holding the standard collections (``standard_collections``: every one above
-but POLLS) plus any extra; an edge holds only the moderation (``moderation_collections``).
+but POLLS and COMMENTS) plus any extra; an edge holds only the moderation (``moderation_collections``).
 The gossip policy that merge.gossip takes as parameters lives here too: ``region_route`` (what each
 role sends each other role), ``DIGESTED`` (what digests cover, the ``region_gossip_config`` default)
 and the origin collection, TOTALS, whose growth dates a Delta for replication lag.
@@ -38,6 +40,7 @@ MUTES = "mutes"
 DRAINS = "drains"
 FLAGS = "flags"
 POLLS = "polls"
+COMMENTS = "comments"
 MODERATION = frozenset({MUTES, DRAINS, FLAGS})
 """The moderation collections: every node holds them, edges nothing else."""
 COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS, MUTES, DRAINS, FLAGS)

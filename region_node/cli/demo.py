@@ -1,16 +1,21 @@
-"""The ``reactmesh up --demo`` show: simulated viewers in every region, and a live table of what
-each region's broadcaster shows for the hot stream next to the exact global totals."""
+"""The ``reactmesh up --demo`` show: simulated viewers in every region, a live table of what each region's
+broadcaster shows for the hot stream next to the exact global totals, and the hot stream's live comments (posted
+in every region, watched from the first region's broadcaster)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
+from collections import deque
 from collections.abc import Mapping
 
 import grpc
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from reactmesh.edge.sdk import LiveView
 from reactmesh.edge.tokens import Minter, bearer
@@ -18,9 +23,58 @@ from reactmesh.region_node.cli.load import drive
 from reactmesh.region_node.cli.tlsopts import open_channel
 from reactmesh.region_node.cli.watch import follow
 from reactmesh.region_node.devmesh import RegionPlan
-from reactmesh.v1 import query_pb2, query_pb2_grpc
+from reactmesh.v1 import comments_pb2, comments_pb2_grpc, query_pb2, query_pb2_grpc
 
 HOT = "demo-0"
+LINES = ("what a goal", "unreal", "ref!!", "let's go", "replay please", "GG", "who else is watching from home")
+SHOWN_COMMENTS = 8
+
+
+async def _post_comments(
+    plans: Mapping[str, RegionPlan],
+    stop: asyncio.Event,
+    minter: Minter | None,
+    creds: grpc.ChannelCredentials | None,
+    per_second: float = 4.0,
+) -> None:
+    """Simulated viewers of every region post comments on the hot stream through their region's broadcaster."""
+    rng = random.Random()
+    channels = {r: open_channel(p.broadcaster, creds) for r, p in plans.items()}
+    stubs = {r: comments_pb2_grpc.CommentsServiceStub(c) for r, c in channels.items()}
+    try:
+        while not stop.is_set():
+            r = rng.choice(list(plans))
+            viewer = f"{r}-viewer-{rng.randrange(60)}"
+            req = comments_pb2.PostCommentRequest(stream_id=HOT, viewer_id=viewer, text=rng.choice(LINES))
+            token = minter.mint(viewer) if minter is not None else None
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stubs[r].PostComment(req, timeout=2.0, metadata=bearer(token))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / per_second)
+    finally:
+        for c in channels.values():
+            await c.close()
+
+
+async def _watch_comments(
+    address: str, shown: deque[str], token: str | None, creds: grpc.ChannelCredentials | None
+) -> None:
+    """Keep the last comments of the hot stream (as the first region's broadcaster delivers them) in ``shown``."""
+    while True:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async with open_channel(address, creds) as channel:
+                call = comments_pb2_grpc.CommentsServiceStub(channel).WatchComments(
+                    comments_pb2.WatchCommentsRequest(stream_id=HOT), metadata=bearer(token)
+                )
+                async for msg in call:
+                    for c in msg.frame.comments:
+                        shown.append(f"{c.viewer_id}: {c.text}")
+        await asyncio.sleep(0.5)
+
+
+def _view(table: Table, shown: deque[str]) -> Group:
+    lines = Text("\n".join(shown) if shown else "(no comments yet)")
+    return Group(table, Text(f"live comments on {HOT}:", style="bold"), lines)
 
 
 async def _totals(
@@ -64,6 +118,10 @@ async def run_demo(
     exact: dict[str, dict[str, int]] = {}
     token = minter.mint("demo-watcher") if minter is not None else None
     followers = [asyncio.create_task(follow(p.broadcaster, HOT, views[r], token, creds)) for r, p in plans.items()]
+    shown: deque[str] = deque(maxlen=SHOWN_COMMENTS)
+    first = next(iter(plans.values()))
+    followers.append(asyncio.create_task(_watch_comments(first.broadcaster, shown, token, creds)))
+    followers.append(asyncio.create_task(_post_comments(plans, stop, minter, creds)))
     edges = [p.edge for p in plans.values()]
     load = asyncio.create_task(
         drive(
@@ -78,12 +136,12 @@ async def run_demo(
         )
     )
     try:
-        with Live(_table(plans, views, exact), refresh_per_second=8) as live:
+        with Live(_view(_table(plans, views, exact), shown), refresh_per_second=8) as live:
             while not stop.is_set():
                 for r, p in plans.items():
                     with contextlib.suppress(grpc.aio.AioRpcError):
                         exact[r] = await _totals(p.broadcaster, HOT, token, creds)
-                live.update(_table(plans, views, exact))
+                live.update(_view(_table(plans, views, exact), shown))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
         # Taps stopped with `stop`: let the clients get their last acks, then wait (briefly) until

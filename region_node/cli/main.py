@@ -5,6 +5,7 @@
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
     reactmesh poll create|vote|close|watch ...   live polls
+    reactmesh comments post|watch|history|pin|delete ...   live comments
     reactmesh admin mute|unmute|drain|muted|flagged ...   moderation in every region (a moderator token)
     reactmesh token --sub VIEWER [--role R] [--stream S]   a development token (JWT)
     reactmesh export --db FILE [...] --out PATH.parquet   history as Parquet for analytics
@@ -171,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_poll_commands(sub)
 
+    from reactmesh.region_node.cli.comments import add_comments_commands
+
+    add_comments_commands(sub)
+
     from reactmesh.region_node.cli.admin import add_admin_commands
 
     add_admin_commands(sub)
@@ -230,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reactmesh.region_node.cli.poll import run_poll
 
             return run_async(run_poll(args))
+        if args.command == "comments":
+            from reactmesh.region_node.cli.comments import run_comments
+
+            return run_async(run_comments(args))
         if args.command == "admin":
             from reactmesh.region_node.cli.admin import run_admin
 

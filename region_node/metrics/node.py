@@ -43,8 +43,10 @@ from reactmesh.merge.clock import Clock
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.broadcaster.core import Broadcaster
+from reactmesh.region_node.comments.book import CommentBook
 from reactmesh.region_node.metrics.aggregator import AggregatorCollector
 from reactmesh.region_node.metrics.broadcaster import BroadcasterCollector
+from reactmesh.region_node.metrics.comments import CommentsCollector
 from reactmesh.region_node.metrics.edge import EdgeCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
 from reactmesh.region_node.metrics.grpc_server import GrpcServerMetrics
@@ -102,6 +104,9 @@ class NodeMetrics:
 
     def watch_moderation(self, book: ModerationBook) -> None:
         self.registry.register(ModerationCollector(self.region, book))
+
+    def watch_comments(self, book: CommentBook) -> None:
+        self.registry.register(CommentsCollector(self.region, book))
 
     def watch_tls(self, stats: TLSStats) -> None:
         self.registry.register(TLSCollector(self.region, stats))

@@ -185,3 +185,14 @@ def test_commit_saturation_quick_mode_measures_both_transaction_paths(capsys: py
     assert commit_saturation.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "per-row.commits_per_s" in out and "one-call.commit_p99_ms" in out
+
+
+def test_comments_scenario_runs_quick_and_reports_ingest_delivery_and_the_priority_lane(tmp_path: Path) -> None:
+    assert main(["comments", "--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "comments")
+    _assert_reported(data, "comments")
+    figures = data["figures"]
+    assert isinstance(figures, dict)
+    for name in ("ingest_per_cpu_s", "burst_merged_per_s", "delivered_per_cpu_s", "delivery_lag_p99_ms"):
+        assert name in figures, name
+    assert figures["priority_lane_whole_ratio"]["min"] == 1.0  # sampling never drops a priority comment

@@ -1,6 +1,6 @@
 """The join laws of every CRDT type, checked with hypothesis on reachable states.
 
-For GCounter, KeyedGCounter, LwwMap (with a small and the default history bound), MaxMap and ExpiringMap:
+For GCounter, KeyedGCounter, LwwMap (with a small and the default history bound), MaxMap, ExpiringMap and CommentSet:
 merge is commutative, associative and idempotent; merging the deltas a mutator returns equals
 merging the full state; encode/decode round-trips; and, for the types with a change log,
 ``delta_since(v)`` (whole or in limited chunks) brings a replica that had the state at v to the
@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reactmesh.merge.comments import Comment, CommentSet, comment_id, floor_for
 from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gcounter import GCounter
 from reactmesh.merge.hlc import HlcTimestamp
@@ -62,6 +63,36 @@ expiring_ops = st.one_of(
     ),
     st.tuples(st.just("expire"), st.integers(0, 8)),
 )
+
+# Comments: ids from stamps with wall times 0..6, a resend key shared by some, deletes, pins and floors.
+comment_stamps = st.builds(HlcTimestamp, st.integers(0, 6), st.integers(0, 1), st.sampled_from(["x", "y"]))
+comment_ops = st.one_of(
+    st.tuples(
+        st.just("add"),
+        comment_stamps,
+        st.sampled_from(["s1", "s2"]),
+        st.sampled_from(["v1", "v2"]),
+        st.sampled_from(["hi", "yo"]),
+        st.sampled_from(["", "k1"]),
+    ),
+    st.tuples(st.just("delete"), comment_stamps),
+    st.tuples(st.just("pin"), st.sampled_from(["s1", "s2"]), comment_stamps, st.sampled_from(["", "a", "b"])),
+    st.tuples(st.just("like"), comment_stamps, st.sampled_from(["v1", "v2", "v3"])),
+    st.tuples(st.just("expire"), st.integers(0, 5)),
+)
+
+
+def apply_comments(m: CommentSet, op: tuple[Any, ...]) -> CommentSet:
+    if op[0] == "add":
+        _, stamp, stream, viewer, text, key = op
+        return m.add(Comment(comment_id(stamp), stream, viewer, text, client_key=key))
+    if op[0] == "delete":
+        return m.delete(comment_id(op[1]))
+    if op[0] == "pin":
+        return m.set_pin(op[1], op[3], op[2])
+    if op[0] == "like":
+        return m.like(comment_id(op[1]), op[2])
+    return m.expire(floor_for(op[1]))
 
 
 def apply_gcounter(c: GCounter, op: tuple[str, int]) -> GCounter:
@@ -141,6 +172,14 @@ SPECS = [
         expiring_ops,
         apply_expiring,
         lambda _, b: ExpiringMap.decode(b),
+    ),
+    Spec(
+        "comment_set",
+        st.none(),
+        lambda _: CommentSet(),
+        comment_ops,
+        apply_comments,
+        lambda _, b: CommentSet.decode(b),
     ),
 ]
 LOGGED = [s for s in SPECS if s.has_log]

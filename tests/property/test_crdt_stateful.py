@@ -8,7 +8,9 @@ at the end (teardown) full states are exchanged and every replica must equal eve
 model: plain sums for keyed counters, maxima for MaxMap, for poll votes the latest vote of
 each voter stamped before the earliest close (among its K latest votes, the documented bound), and
 for ExpiringMap the latest record of each key stamped at or after the highest floor, whose being in
-force matches that of the latest record ever written.
+force matches that of the latest record ever written; for CommentSet every comment posted at or above the
+highest floor, not deleted, shown once per resend key (the smallest id), the latest pin of each stream, and
+the distinct likers of each comment above the floor.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from reactmesh.merge.comments import Comment, CommentSet, Pin, comment_id, floor_for
 from reactmesh.merge.expiring import Expiring, ExpiringMap
 from reactmesh.merge.hlc import HlcTimestamp, HybridLogicalClock
 from reactmesh.merge.keyed import Key, KeyedGCounter
@@ -383,6 +386,93 @@ class ExpiringExchange(Exchange):
             assert (state.in_force(key, now) is not None) == max(records).in_force(now)
 
 
+class CommentExchange(Exchange):
+    """Comments posted (some resent under one client key), deleted and pinned in three regions, with floors."""
+
+    def __init__(self) -> None:
+        self.clocks = [SteppedClock(1_700_000_000_000 + skew) for skew in (0, 4, -3)]
+        self.hlcs = [HybridLogicalClock(f"r{i}", clock) for i, clock in enumerate(self.clocks)]
+        super().__init__()
+        self.posted: dict[str, Comment] = {}
+        self.deleted: set[str] = set()
+        self.pins: dict[str, Pin] = {}
+        self.liked: dict[str, set[str]] = {}
+        self.floor = ""
+
+    def new_replica(self, i: int) -> CommentSet:
+        return CommentSet()
+
+    def decode(self, data: bytes) -> CommentSet:
+        return CommentSet.decode(data)
+
+    def received(self, dst: int, state: CommentSet) -> None:
+        latest = state.latest_stamp()
+        if latest is not None:
+            self.hlcs[dst].update(latest)
+
+    @rule(i=replica_ids, viewer=st.sampled_from(["v1", "v2"]), key=st.sampled_from(["", "k1", "k2"]))
+    def post(self, i: int, viewer: str, key: str) -> None:
+        c = Comment(comment_id(self.hlcs[i].now()), "s1", viewer, "hello", client_key=key)
+        self.posted[c.comment_id] = c
+        self.broadcast(i, self.replicas[i].add(c))
+
+    @precondition(lambda self: self.posted)
+    @rule(i=replica_ids, pick=picks)
+    def delete(self, i: int, pick: int) -> None:
+        cid = sorted(self.posted)[pick % len(self.posted)]
+        self.deleted.add(cid)
+        self.broadcast(i, self.replicas[i].delete(cid))
+
+    @precondition(lambda self: self.posted)
+    @rule(i=replica_ids, pick=picks, viewer=st.sampled_from(["v1", "v2", "v3"]))
+    def like(self, i: int, pick: int, viewer: str) -> None:
+        cid = sorted(self.posted)[pick % len(self.posted)]
+        self.liked.setdefault(cid, set()).add(viewer)
+        self.broadcast(i, self.replicas[i].like(cid, viewer))
+
+    @rule(i=replica_ids, stream=st.sampled_from(["s1", "s2"]), pinned=st.sampled_from(["", "a"]))
+    def pin(self, i: int, stream: str, pinned: str) -> None:
+        stamp = self.hlcs[i].now()
+        pin = Pin(stamp, pinned)
+        if stream not in self.pins or self.pins[stream] < pin:
+            self.pins[stream] = pin
+        self.broadcast(i, self.replicas[i].set_pin(stream, pinned, stamp))
+
+    @rule(i=replica_ids)
+    def expire(self, i: int) -> None:
+        floor = floor_for(self.clocks[i].now_ms - 10)
+        self.floor = max(self.floor, floor)
+        self.broadcast(i, self.replicas[i].expire(floor))
+
+    @rule(i=replica_ids, ms=st.integers(1, 8))
+    def tick(self, i: int, ms: int) -> None:
+        self.clocks[i].now_ms += ms
+
+    def check_replica(self, i: int) -> None:
+        replica: CommentSet = self.replicas[i]
+        assert replica.floor_id <= self.floor
+        for cid, c in replica.value().items():
+            assert self.posted[cid] == c and cid >= replica.floor_id and not replica.deleted(cid)
+
+    def check_model(self, state: CommentSet) -> None:
+        assert state.floor_id == self.floor
+        kept = {cid: c for cid, c in self.posted.items() if cid >= self.floor}
+        first: dict[tuple[str, str, str], str] = {}
+        for cid, c in sorted(kept.items()):
+            if c.resend_key is not None:
+                first.setdefault(c.resend_key, cid)
+        expected = {
+            cid: c
+            for cid, c in kept.items()
+            if cid not in self.deleted and (c.resend_key is None or first[c.resend_key] == cid)
+        }
+        assert state.value() == expected
+        for stream, pin in self.pins.items():
+            assert state.pin(stream) == pin
+        for cid, viewers in self.liked.items():
+            assert state.likes(cid) == (len(viewers) if cid >= self.floor else 0)
+
+
 # Each example is a run of up to 50 steps, so a third of the profile's examples keeps the suite
 # within seconds; the "thorough" profile scales this up too.
 _PROFILE = settings()
@@ -396,3 +486,5 @@ TestPollVotesConvergeThroughALossyNetwork = PollExchange.TestCase
 TestPollVotesConvergeThroughALossyNetwork.settings = RUNS
 TestExpiringMapsConvergeThroughALossyNetwork = ExpiringExchange.TestCase
 TestExpiringMapsConvergeThroughALossyNetwork.settings = RUNS
+TestCommentsConvergeThroughALossyNetwork = CommentExchange.TestCase
+TestCommentsConvergeThroughALossyNetwork.settings = RUNS

@@ -10,6 +10,7 @@ from typing import Any, Generic, Protocol
 import pytest
 
 from reactmesh.merge import tags
+from reactmesh.merge.comments import Comment, CommentSet
 from reactmesh.merge.contract import CRDT, Replicated
 from reactmesh.merge.errors import DecodeError
 from reactmesh.merge.expiring import ExpiringMap
@@ -67,12 +68,21 @@ def sample_pollset() -> PollSet:
     return s
 
 
+def sample_comments() -> CommentSet:
+    s = CommentSet()
+    s.add(Comment("0000000000010.0000000000.x", "s1", "v1", "hello", client_key="k"))
+    s.delete("0000000000011.0000000000.y")
+    s.set_pin("s1", "0000000000010.0000000000.x", HlcTimestamp(12, 0, "x"))
+    return s
+
+
 REPLICATED: list[tuple[type[Any], Callable[[], Any]]] = [
     (KeyedGCounter, sample_keyed),
     (MaxMap, sample_maxmap),
     (LwwMap, sample_lww),
     (PollSet, sample_pollset),
     (ExpiringMap, sample_expiring),
+    (CommentSet, sample_comments),
 ]
 EVERY: list[tuple[type[Any], Callable[[], Any]]] = [(GCounter, sample_gcounter), *REPLICATED]
 

@@ -121,3 +121,55 @@ class ExpiringEntry(_message.Message):
     note: str
     actor: str
     def __init__(self, key: _Optional[str] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., until_ms: _Optional[int] = ..., note: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class CommentSetState(_message.Message):
+    __slots__ = ("comments", "tombstones", "pins", "floor_id", "likes")
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
+    PINS_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LIKES_FIELD_NUMBER: _ClassVar[int]
+    comments: _containers.RepeatedCompositeFieldContainer[CommentEntry]
+    tombstones: _containers.RepeatedScalarFieldContainer[str]
+    pins: _containers.RepeatedCompositeFieldContainer[PinEntry]
+    floor_id: str
+    likes: _containers.RepeatedCompositeFieldContainer[LikeEntry]
+    def __init__(self, comments: _Optional[_Iterable[_Union[CommentEntry, _Mapping]]] = ..., tombstones: _Optional[_Iterable[str]] = ..., pins: _Optional[_Iterable[_Union[PinEntry, _Mapping]]] = ..., floor_id: _Optional[str] = ..., likes: _Optional[_Iterable[_Union[LikeEntry, _Mapping]]] = ...) -> None: ...
+
+class LikeEntry(_message.Message):
+    __slots__ = ("comment_id", "viewers")
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    comment_id: str
+    viewers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, comment_id: _Optional[str] = ..., viewers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CommentEntry(_message.Message):
+    __slots__ = ("comment_id", "stream_id", "viewer_id", "text", "reply_to", "client_key", "priority", "shadow")
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    comment_id: str
+    stream_id: str
+    viewer_id: str
+    text: str
+    reply_to: str
+    client_key: str
+    priority: bool
+    shadow: bool
+    def __init__(self, comment_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., text: _Optional[str] = ..., reply_to: _Optional[str] = ..., client_key: _Optional[str] = ..., priority: _Optional[bool] = ..., shadow: _Optional[bool] = ...) -> None: ...
+
+class PinEntry(_message.Message):
+    __slots__ = ("stream_id", "stamp", "comment_id")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    STAMP_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    stamp: HlcTimestamp
+    comment_id: str
+    def __init__(self, stream_id: _Optional[str] = ..., stamp: _Optional[_Union[HlcTimestamp, _Mapping]] = ..., comment_id: _Optional[str] = ...) -> None: ...
