@@ -297,6 +297,8 @@ class Node:
             factory = self.tls.client.reloading_channel if self.tls is not None else None
             gateway = Gateway(cfg.gateway, self.authorizer, channel_factory=factory)
             self.gateway = gateway
+            if self.metrics is not None:
+                self.metrics.watch_gateway(gateway)
             try:
                 self.addresses["gateway"] = await gateway.start()
             except OSError as exc:

@@ -202,6 +202,7 @@ class HubStats:
     frames_received: int = 0
     frames_queued: int = 0
     sockets_joined: int = 0
+    coalesced_by_closed: int = 0
 
 
 class Upstream:
@@ -321,6 +322,7 @@ class Hub:
 
     def leave(self, queue: SocketQueue) -> None:
         queue.close()
+        self.stats.coalesced_by_closed += queue.coalesced
         up = self.upstreams.get(queue.stream_id)
         if up is None:
             return
@@ -342,12 +344,14 @@ class Hub:
 
     def statistics(self) -> dict[str, Any]:
         sockets = [q for up in self.upstreams.values() for q in up.sockets]
+        stats = dict(vars(self.stats))
+        closed = stats.pop("coalesced_by_closed")
         return {
-            **vars(self.stats),
+            **stats,
             "upstreams": len(self.upstreams),
             "sockets": len(sockets),
             "deepest_queue": max((q.depth for q in sockets), default=0),
-            "frames_coalesced": sum(q.coalesced for q in sockets),
+            "frames_coalesced": closed + sum(q.coalesced for q in sockets),  # merges into queued frames, ever
         }
 
     async def close(self) -> None:

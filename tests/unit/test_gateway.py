@@ -12,6 +12,7 @@ from reactmesh.merge.errors import ConfigError
 from reactmesh.region_node.gateway.app import Gateway
 from reactmesh.region_node.gateway.config import GatewayConfig
 from reactmesh.region_node.gateway.fanout import SocketQueue, WireFrame
+from reactmesh.region_node.gateway.openapi import document
 from reactmesh.region_node.gateway.wire import ack_json
 from reactmesh.v1 import ingest_pb2
 
@@ -82,14 +83,13 @@ def test_gateway_config_errors_name_the_field(field: str, value: object) -> None
     assert err.value.field == f"gateway.{field}"
 
 
-def test_the_openapi_document_names_every_http_route_of_the_api() -> None:
+async def test_the_openapi_document_names_every_http_route_of_the_api() -> None:
     config = GatewayConfig(listen="127.0.0.1:0", edge="127.0.0.1:1", broadcaster="127.0.0.1:2")
     gateway = Gateway(config, Authorizer.disabled())
     doc = gateway.app.routes
     served = {r.path for r in doc if isinstance(r, Route) and r.path.startswith("/v1/") and "openapi" not in r.path}
     served -= {"/v1/config"}
-    from reactmesh.region_node.gateway.openapi import document
-
     paths = document(config.reactions)["paths"]
     assert served == set(paths)
     assert any(isinstance(r, WebSocketRoute) and r.path == "/v1/streams/{stream_id}" for r in doc)
+    await gateway.close()
