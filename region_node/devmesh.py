@@ -321,7 +321,7 @@ class ProcessMesh:
     async def start(self, region: str, name: str) -> None:
         """Start (or restart) process ``name`` of ``region`` ("main"/"agg1", or edge/agg0/agg1/bcast when split)."""
         assert self.data_dir is not None
-        target = {"main": "all", "edge": "edge", "bcast": "broadcaster"}.get(name, "aggregator")
+        target = {"main": "all", "edge": "edge", "bcast": "broadcaster", "gw": "gateway"}.get(name, "aggregator")
         log_dir = self.log_dir or self.data_dir
         self.procs[(region, name)] = await start_child(
             [
