@@ -1,8 +1,8 @@
 """The benchmark entry point: ``python -m reactmesh.bench SCENARIO [--quick] [--runs N] [--out DIR]``.
 
-SCENARIO is one of core, ingest, shedding, latency, fanout, converge, memory, comments, soak, or ``all`` (each in
-turn; a full ``all`` leaves out the LONG scenarios, which ``all --quick`` runs like the others). Every scenario prints a
-Markdown table (median, min and max of its runs, and the issue's targets it has) and writes
+SCENARIO is one of core, ingest, shedding, latency, fanout, webfanout, converge, memory, comments, soak, or
+``all`` (each in turn; a full ``all`` leaves out the LONG scenarios, which ``all --quick`` runs like the others).
+Every scenario prints a Markdown table (median, min and max of its runs, and the issue's targets it has) and writes
 ``DIR/SCENARIO.json`` (default DIR: bench/results/) with the machine's cores, CPU model and Python, the
 parameters, every run's figures and the summary. ``--quick`` shrinks every scenario so that ``all`` takes
 under two minutes; it checks that the benchmarks work, not how fast they are. See BENCHMARKS.md.
@@ -22,7 +22,7 @@ from pathlib import Path
 from reactmesh.bench.common import prepare_environment
 from reactmesh.bench.report import Options, Report, knobs, machine_info
 
-SCENARIOS = ("core", "ingest", "shedding", "latency", "fanout", "converge", "memory", "comments", "soak")
+SCENARIOS = ("core", "ingest", "shedding", "latency", "fanout", "webfanout", "converge", "memory", "comments", "soak")
 LONG = ("soak",)
 """Scenarios a full ``all`` leaves out: one full soak run simulates an hour and takes about 15 minutes here."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

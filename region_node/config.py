@@ -40,6 +40,12 @@
     peer_listen = "0.0.0.0:7301"                     # optional; Gossip only, for sources' and peers' dialers
                                                      # (needed with [tls]: peers present client certificates)
 
+    [gateway]                                        # HTTP/WebSocket JSON for browsers (region_node.gateway)
+    listen = "0.0.0.0:7109"
+    edge = "127.0.0.1:7100"                          # the region's edge and broadcaster
+    broadcaster = "127.0.0.1:7103"
+    # ... any GatewayConfig field
+
     [gossip]
     # ... any GossipConfig field
 
@@ -83,12 +89,13 @@ from reactmesh.merge.gossip import GossipConfig
 from reactmesh.region_node.aggregator.config import AggregatorConfig
 from reactmesh.region_node.broadcaster.config import BroadcasterConfig
 from reactmesh.region_node.comments.config import CommentsConfig
+from reactmesh.region_node.gateway.config import GatewayConfig
 from reactmesh.region_node.polls.config import PollsConfig
 from reactmesh.region_node.state import DIGESTED, region_gossip_config
 from reactmesh.region_node.tls import TLSConfig
 from reactmesh.region_node.windows.sync import HistorySyncConfig
 
-ROLES = ("edge", "aggregator", "broadcaster")
+ROLES = ("edge", "aggregator", "broadcaster", "gateway")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 T = TypeVar("T")
@@ -192,6 +199,7 @@ class NodeConfig:
     edge: EdgeSection | None = None
     aggregator: AggregatorSection | None = None
     broadcaster: BroadcasterSection | None = None
+    gateway: GatewayConfig | None = None
     gossip: GossipConfig = field(default_factory=region_gossip_config)
     metrics_listen: str | None = None
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -216,9 +224,11 @@ class NodeConfig:
             )
 
     def require(self, targets: frozenset[str]) -> None:
-        """Raise ConfigError unless every role in ``targets`` has its section."""
+        """Raise ConfigError unless every role in ``targets`` has its section (``all`` may leave out [gateway])."""
         for role in ROLES:
             if role in targets and getattr(self, role) is None:
+                if role == "gateway" and targets >= frozenset(ROLES):
+                    continue  # `--target=all` runs a gateway only when the config has a [gateway] section
                 raise ConfigError(role, f"a [{role}] section (needed by --target={role})", None)
 
 
@@ -329,6 +339,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             peer_listen=peer_listen,
             config=build(BroadcasterConfig, "broadcaster", t),
         )
+    gateway = build(GatewayConfig, "gateway", t) if (t := table("gateway")) is not None else None
     gossip = build(GossipConfig, "gossip", {"digest_collections": DIGESTED, **(table("gossip") or {})})
     tls = build(TLSConfig, "tls", t) if (t := table("tls")) is not None else None
     return NodeConfig(
@@ -336,6 +347,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         edge=edge,
         aggregator=aggregator,
         broadcaster=broadcaster,
+        gateway=gateway,
         gossip=gossip,
         metrics_listen=data.get("metrics_listen"),
         auth=build(AuthConfig, "auth", table("auth") or {}),

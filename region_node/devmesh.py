@@ -1,9 +1,9 @@
 """Local meshes: N simulated regions on loopback, as processes (``reactmesh up``) or in-process.
 
-Each region runs an edge, two aggregators and a broadcaster. As processes: one ``serve
---target=all`` process (edge, agg-0, broadcaster) and one ``serve --target=aggregator`` process
-(agg-1). Broadcasters of different regions gossip with each other (all-to-all). ``ProcessMesh``
-can SIGKILL and restart any process, which the fault tests use; ``InProcessMesh`` runs the same
+Each region runs an edge, two aggregators, a broadcaster and a gateway (HTTP/WebSocket for browsers, port +9).
+As processes: one ``serve --target=all`` process (edge, agg-0, broadcaster, gateway) and one ``serve
+--target=aggregator`` process (agg-1). Broadcasters of different regions gossip with each other (all-to-all).
+``ProcessMesh`` can SIGKILL and restart any process, which the fault tests use; ``InProcessMesh`` runs the same
 plan as Nodes in the caller's event loop for fast integration tests.
 
 With ``tls`` a mesh gets a throwaway CA in ``<data_dir>/tls`` (``mesh_certs``), a certificate per process, and
@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reactmesh.edge.tokens import new_dev_secret
+from reactmesh.edge.tokens import Minter, new_dev_secret
 from reactmesh.region_node.certs import CertFiles, CertificateAuthority
 from reactmesh.region_node.config import ROLES, from_mapping
 from reactmesh.region_node.node import Node
@@ -43,6 +43,8 @@ class RegionPlan:
     peers: tuple[str, ...]
     data_dir: Path
     peer_listen: str | None = None
+    gateway: str | None = None
+    """The gateway's "host:port" (HTTP); None: no gateway."""
     tls_dir: Path | None = None
     """Set with TLS: the directory of ``mesh_certs`` (``<region>-<process>.pem``, its key, ``ca.pem``)."""
 
@@ -96,6 +98,13 @@ class RegionPlan:
             "gossip": dict(o.get("gossip", {})),
             **({"auth": dict(o["auth"])} if "auth" in o else {}),
         }
+        if self.gateway is not None:
+            main["gateway"] = {
+                "listen": self.gateway,
+                "edge": self.edge,
+                "broadcaster": self.broadcaster,
+                **o.get("gateway", {}),
+            }
         if self.tls_dir is not None:
             main["tls"] = {**self.tls_section("main"), **o.get("tls", {})}
         second = {
@@ -152,8 +161,8 @@ def plan(
     tls_dir: Path | None = None,
 ) -> dict[str, RegionPlan]:
     """Ports: region i uses base+10i (or ``ports[region]``) for its edge, +1/+2 (aggregators),
-    +3 (broadcaster), +4 (its gossip peer port, with ``tls_dir``), +5..+8 (metrics), on 127.0.0.1 (or
-    ``hosts[region]``)."""
+    +3 (broadcaster), +4 (its gossip peer port, with ``tls_dir``), +5..+8 (metrics), +9 (gateway), on 127.0.0.1
+    (or ``hosts[region]``)."""
     host = {r: (hosts or {}).get(r, "127.0.0.1") for r in regions}
     base = {r: (ports or {}).get(r, base_port + 10 * i) for i, r in enumerate(regions)}
     bcast = {r: f"{host[r]}:{base[r] + 3}" for r in regions}
@@ -167,6 +176,7 @@ def plan(
             peers=tuple(peer[o] for o in regions if o != r),
             data_dir=data_dir,
             peer_listen=peer[r] if tls_dir is not None else None,
+            gateway=f"{host[r]}:{base[r] + 9}",
             tls_dir=tls_dir,
         )
         for r in regions
@@ -287,6 +297,8 @@ class ProcessMesh:
         if self.auth:
             self.auth_key = write_dev_key(self.data_dir / "auth.key")
             overrides["auth"] = {"enabled": True, "key_file": str(self.auth_key), **overrides.get("auth", {})}
+            token = write_gateway_token(self.auth_key, self.data_dir / "gateway.token")
+            overrides["gateway"] = {"upstream_token_file": str(token), **overrides.get("gateway", {})}
         try:
             for r, p in self.plans.items():
                 configs = p.split_configs(overrides) if self.layout == "split" else p.process_configs(overrides)
@@ -310,7 +322,7 @@ class ProcessMesh:
     async def start(self, region: str, name: str) -> None:
         """Start (or restart) process ``name`` of ``region`` ("main"/"agg1", or edge/agg0/agg1/bcast when split)."""
         assert self.data_dir is not None
-        target = {"main": "all", "edge": "edge", "bcast": "broadcaster"}.get(name, "aggregator")
+        target = {"main": "all", "edge": "edge", "bcast": "broadcaster", "gw": "gateway"}.get(name, "aggregator")
         log_dir = self.log_dir or self.data_dir
         self.procs[(region, name)] = await start_child(
             [
@@ -407,6 +419,15 @@ def write_dev_key(path: Path) -> Path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(new_dev_secret() + "\n")
+    return path
+
+
+def write_gateway_token(key: Path, path: Path, ttl_s: int = 30 * 86_400) -> Path:
+    """A viewer token for the gateways' shared upstream Subscribe calls, signed with the dev ``key``."""
+    token = Minter(key, ttl_s=ttl_s).mint("gateway")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
     return path
 
 

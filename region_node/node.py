@@ -1,11 +1,12 @@
-"""One reactmesh process running one or more roles (edge, aggregator, broadcaster).
+"""One reactmesh process running one or more roles (edge, aggregator, broadcaster, gateway).
 
 Each role gets its own gRPC server on its configured address, with grpc.health.v1 and server
 reflection, exactly as when Kubernetes runs one role per pod; ``--target=all`` simply runs the
 three in one asyncio loop. With a ``[tls]`` section every listener serves TLS and every node-to-node
 channel presents the node's certificate (``region_node.tls``). Start order is aggregator, broadcaster,
-edge (so an edge finds its aggregators); stop order is the reverse of the data path: the edge stops
-accepting and flushes what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
+edge (so an edge finds its aggregators), gateway (HTTP, not gRPC: a client of the edge and the broadcaster);
+stop order is the reverse of the data path: the gateway closes its sockets, the edge stops accepting and flushes
+what is in flight, the aggregator commits a last tick and acks, then the broadcaster stops.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.broadcaster.service import BroadcastService
 from reactmesh.region_node.comments.service import CommentsServicer, attach_comments
 from reactmesh.region_node.config import ROLES, BroadcasterSection, NodeConfig
+from reactmesh.region_node.gateway.app import Gateway
 from reactmesh.region_node.metrics.node import NodeMetrics
 from reactmesh.region_node.moderation.book import open_moderation
 from reactmesh.region_node.moderation.service import AdminServicer
@@ -144,7 +146,7 @@ class Node:
         self.targets = targets
         self.clock = clock or SystemClock()
         # Client tokens, one policy for every client-facing role here; aggregators serve nodes only.
-        client_facing = bool(targets & {"edge", "broadcaster"})
+        client_facing = bool(targets & {"edge", "broadcaster", "gateway"})
         self.authorizer = Authorizer(config.auth if client_facing else AuthConfig(), self.clock)
         if client_facing and not self.authorizer.enabled:
             log.warning("client auth is off ([auth] enabled = false): every client call is anonymous")
@@ -155,6 +157,7 @@ class Node:
         self.broadcaster_gossip: GossipNode | None = None
         self.replica: RegionState | None = None
         self.edge: Edge | None = None
+        self.gateway: Gateway | None = None
         self.polls: PollsServicer | None = None
         self.comments: CommentsServicer | None = None
         self.admin: AdminServicer | None = None
@@ -303,6 +306,17 @@ class Node:
             if self.metrics is not None:
                 self.metrics.watch_edge(edge)
             await self._serve("edge", cfg.edge.listen, [edge])
+        if "gateway" in self.targets and cfg.gateway is not None:
+            factory = self.tls.client.reloading_channel if self.tls is not None else None
+            gateway = Gateway(cfg.gateway, self.authorizer, channel_factory=factory)
+            self.gateway = gateway
+            if self.metrics is not None:
+                self.metrics.watch_gateway(gateway)
+            try:
+                self.addresses["gateway"] = await gateway.start()
+            except OSError as exc:
+                raise BindError("gateway", cfg.gateway.listen) from exc
+            log.info("gateway serving on http://%s/overlay", self.addresses["gateway"])
         if self.metrics is not None and cfg.metrics_listen is not None:
             self.addresses["metrics"] = await self.metrics.serve(cfg.metrics_listen)
             log.info("metrics serving on http://%s/metrics", self.addresses["metrics"])
@@ -399,6 +413,8 @@ class Node:
             elif not task.cancelled() and task.exception() is not None:
                 log.warning("stop: %s failed: %r", what, task.exception())
 
+        if self.gateway is not None:
+            await step("gateway", self.gateway.close(min(grace / 4, 2.0)))
         for role in ("edge", "aggregator", "broadcaster", "broadcaster-peers"):
             rs = self._servers.get(role)
             if rs is not None:
@@ -449,6 +465,8 @@ class Node:
         out: dict[str, Any] = {"addresses": dict(self.addresses)}
         if self.edge is not None:
             out["edge"] = self.edge.statistics()
+        if self.gateway is not None:
+            out["gateway"] = self.gateway.statistics()
         if self.aggregator is not None:
             out["aggregator"] = self.aggregator.statistics()
         if self.broadcaster is not None:

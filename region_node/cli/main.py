@@ -1,6 +1,6 @@
 """The ``reactmesh`` command line.
 
-    reactmesh serve --target=all|edge|aggregator|broadcaster[,..] --config FILE
+    reactmesh serve --target=all|edge|aggregator|broadcaster|gateway[,..] --config FILE
     reactmesh up [--demo] [--regions a,b,c]      three simulated regions on loopback
     reactmesh load --edge HOST:PORT [...]         simulated viewers through the SDK
     reactmesh watch STREAM --broadcaster HOST:PORT
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=_targets,
         default=env("REACTMESH_TARGET", "all"),
-        help="all, or a comma list of edge, aggregator, broadcaster ($REACTMESH_TARGET)",
+        help="all, or a comma list of edge, aggregator, broadcaster, gateway ($REACTMESH_TARGET)",
     )
     serve.add_argument(
         "--config",

@@ -14,6 +14,17 @@ from reactmesh.region_node.cli.tlsopts import credentials
 from reactmesh.region_node.devmesh import ProcessMesh
 from reactmesh.region_node.supervise import ChildFailed
 
+DEMO_STREAM = "demo-0"
+"""The stream the overlay URLs open: the demo's hot stream (``cli.demo.HOT``)."""
+
+
+def overlay_url(gateway: str, stream: str, minter: Any, region: str) -> str:
+    """The overlay page of ``stream`` on ``gateway``; with auth, a viewer token for a browser of ``region`` in it."""
+    url = f"http://{gateway}/overlay?stream={stream}"
+    if minter is not None:
+        url += f"&viewer=browser-{region}&token={minter.mint(f'browser-{region}')}"
+    return url
+
 
 async def run_up(args: argparse.Namespace) -> int:
     """``reactmesh up``: start the regions, print endpoints, optionally demo, stop on Ctrl-C."""
@@ -58,6 +69,9 @@ async def run_up(args: argparse.Namespace) -> int:
                 f"broadcaster+query {p.broadcaster}  metrics :{metrics} :{metrics + 1}"
                 + (f"  gossip peers {p.peer_listen}" if p.peer_listen else "")
             )
+        for r, p in mesh.plans.items():
+            if p.gateway is not None:
+                print(f"  region {r}: browsers  {overlay_url(p.gateway, DEMO_STREAM, minter, r)}")
         print("Ctrl-C stops every process.", flush=True)
         tasks: list[asyncio.Task[Any]] = []
         if args.duration:

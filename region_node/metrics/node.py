@@ -44,10 +44,12 @@ from reactmesh.merge.gossip import GossipNode
 from reactmesh.region_node.aggregator.core import Aggregator
 from reactmesh.region_node.broadcaster.core import Broadcaster
 from reactmesh.region_node.comments.book import CommentBook
+from reactmesh.region_node.gateway.app import Gateway
 from reactmesh.region_node.metrics.aggregator import AggregatorCollector
 from reactmesh.region_node.metrics.broadcaster import BroadcasterCollector
 from reactmesh.region_node.metrics.comments import CommentsCollector
 from reactmesh.region_node.metrics.edge import EdgeCollector
+from reactmesh.region_node.metrics.gateway import GatewayCollector
 from reactmesh.region_node.metrics.gossip import GossipCollector
 from reactmesh.region_node.metrics.grpc_server import GrpcServerMetrics
 from reactmesh.region_node.metrics.history import HistoryCollector
@@ -107,6 +109,9 @@ class NodeMetrics:
 
     def watch_comments(self, book: CommentBook) -> None:
         self.registry.register(CommentsCollector(self.region, book))
+
+    def watch_gateway(self, gateway: Gateway) -> None:
+        self.registry.register(GatewayCollector(self.region, gateway))
 
     def watch_tls(self, stats: TLSStats) -> None:
         self.registry.register(TLSCollector(self.region, stats))

@@ -1,0 +1,357 @@
+"""The gateway's HTTP and WebSocket routes (Starlette) and its server (uvicorn, websockets).
+
+Routes (``openapi`` documents them; ``/v1/openapi.json`` serves the document):
+
+- ``WS /v1/streams/{id}``: the stream's frames as JSON text messages (``wire``), from the gateway's one upstream
+  Subscribe for the stream (``fanout``). The token comes as ``?access_token=`` or as a ``bearer.<token>``
+  WebSocket subprotocol next to ``reactmesh.v1`` (browsers cannot set headers on a WebSocket); it is checked
+  against the same ``edge.auth`` policy as Subscribe (action SUBSCRIBE), when the socket opens and before every
+  frame (an expired token ends the socket). A refusal is one ``{"type": "error", "status": 401|403|400}`` message,
+  then close code 4000 + status.
+- ``POST /v1/reactions``: one batch through the region's edge (``Ingest.Send``): exactly once per (session, seq)
+  however often it is resent, the same reject reasons, 429 + ``Retry-After`` when the edge says RETRY.
+- ``GET /v1/streams/{id}/totals``, ``GET /v1/streams/{id}/history``: ``Query`` on the broadcaster.
+- ``POST /v1/polls``, ``GET /v1/polls/{id}``, ``POST /v1/polls/{id}/votes``: ``Polls`` on the broadcaster.
+- ``GET /overlay``: the overlay page (``static/``); ``GET /v1/config``: what the page needs (reaction set, auth).
+
+HTTP calls pass the caller's ``Authorization: Bearer`` header on as call metadata, so the upstream service applies
+its own policy; its gRPC status becomes the HTTP status through ``wire.HTTP_STATUS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from reactmesh.edge.auth import Action, Authorizer, Principal
+from reactmesh.edge.errors import ServiceError
+from reactmesh.edge.limits import is_stream_id
+from reactmesh.region_node.gateway.config import GatewayConfig
+from reactmesh.region_node.gateway.fanout import Hub
+from reactmesh.region_node.gateway.openapi import document
+from reactmesh.region_node.gateway.wire import (
+    HTTP_STATUS,
+    BadRequest,
+    ack_json,
+    batch_from_json,
+    counts_json,
+    poll_json,
+    rpc_error_json,
+)
+from reactmesh.v1 import (
+    broadcast_pb2_grpc,
+    ingest_pb2_grpc,
+    polls_pb2,
+    polls_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+SUBPROTOCOL = "reactmesh.v1"
+_BEARER_PROTOCOL = "bearer."
+CALL_TIMEOUT_S = 10.0
+ChannelFactory = Callable[[str], Any]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the node's process owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Gateway:
+    """One gateway: its upstream channels, its Hub and its HTTP server. ``address`` is set by ``start``."""
+
+    SERVICE_NAME = "gateway"
+
+    def __init__(
+        self, config: GatewayConfig, authorizer: Authorizer, channel_factory: ChannelFactory | None = None
+    ) -> None:
+        self.config = config
+        self.authorizer = authorizer
+        factory = channel_factory or grpc.aio.insecure_channel
+        self._edge_channel = factory(config.edge)
+        self._bcast_channel = factory(config.broadcaster)
+        self._ingest = ingest_pb2_grpc.IngestStub(self._edge_channel)
+        self._query = query_pb2_grpc.QueryStub(self._bcast_channel)
+        self._polls = polls_pb2_grpc.PollsStub(self._bcast_channel)
+        broadcast = broadcast_pb2_grpc.BroadcastStub(self._bcast_channel)
+        self.hub = Hub(config, lambda: broadcast, self._upstream_metadata)
+        self.address: str | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.app = Starlette(
+            routes=[
+                Route("/", lambda _: RedirectResponse("/overlay")),
+                Route("/overlay", lambda _: FileResponse(STATIC / "overlay.html")),
+                Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+                Route("/healthz", lambda _: _json(200, {"status": "serving"})),
+                Route("/v1/openapi.json", lambda _: _json(200, document(config.reactions))),
+                Route("/v1/config", self._page_config),
+                Route("/v1/reactions", self._post_reactions, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/totals", self._totals),
+                Route("/v1/streams/{stream_id}/history", self._history),
+                Route("/v1/polls", self._create_poll, methods=["POST"]),
+                Route("/v1/polls/{poll_id}", self._get_poll),
+                Route("/v1/polls/{poll_id}/votes", self._vote, methods=["POST"]),
+                WebSocketRoute("/v1/streams/{stream_id}", self._stream_socket),
+            ]
+        )
+
+    # -- upstream credentials --
+
+    def _upstream_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The gateway's own token for the shared Subscribe calls (re-read at every dial)."""
+        path = self.config.upstream_token_file
+        if path is None:
+            return ()
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            log.warning("gateway upstream token %s unreadable: %s", path, exc)
+            return ()
+        return (("authorization", f"Bearer {token}"),)
+
+    @staticmethod
+    def _caller_metadata(request: Request) -> tuple[tuple[str, str], ...]:
+        value = request.headers.get("authorization")
+        return (("authorization", value),) if value else ()
+
+    # -- HTTP routes --
+
+    async def _page_config(self, _: Request) -> Response:
+        return _json(200, {"reactions": list(self.config.reactions), "auth": self.authorizer.enabled})
+
+    async def _call(self, request: Request, make: Callable[[tuple[tuple[str, str], ...]], Any]) -> Any:
+        """Run one upstream call with the caller's metadata; an RpcError becomes the HTTP answer."""
+        try:
+            return await make(self._caller_metadata(request))
+        except grpc.aio.AioRpcError as exc:
+            status, body, headers = rpc_error_json(exc)
+            return _json(status, body, headers)
+
+    @staticmethod
+    async def _body(request: Request) -> Any:
+        try:
+            return await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+
+    async def _post_reactions(self, request: Request) -> Response:
+        try:
+            batch = batch_from_json(await self._body(request))
+        except BadRequest as exc:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        ack = await self._call(request, lambda md: self._ingest.Send(batch, metadata=md, timeout=CALL_TIMEOUT_S))
+        if isinstance(ack, Response):
+            return ack
+        status, body, headers = ack_json(ack)
+        return _json(status, body, headers)
+
+    async def _totals(self, request: Request) -> Response:
+        stream_id = request.path_params["stream_id"]
+        reply = await self._call(
+            request,
+            lambda md: self._query.GetTotals(
+                query_pb2.GetTotalsRequest(stream_id=stream_id), metadata=md, timeout=CALL_TIMEOUT_S
+            ),
+        )
+        if isinstance(reply, Response):
+            return reply
+        return _json(
+            200, {"stream_id": reply.stream_id, "totals": counts_json(reply.totals), "as_of_ms": reply.as_of_ms}
+        )
+
+    async def _history(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            req = query_pb2.GetHistoryRequest(
+                stream_id=request.path_params["stream_id"],
+                start_s=int(q.get("start_s", "0")),
+                end_s=int(q.get("end_s", "0")),
+                step_s=int(q.get("step_s", "0")),
+                emojis=q.getlist("emoji"),
+            )
+        except ValueError:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": "start_s, end_s and step_s are integers"})
+        reply = await self._call(request, lambda md: self._query.GetHistory(req, metadata=md, timeout=CALL_TIMEOUT_S))
+        if isinstance(reply, Response):
+            return reply
+        series = {s.emoji: [[p.start_s, p.count] for p in s.points] for s in reply.series}
+        return _json(200, {"stream_id": reply.stream_id, "step_s": reply.step_s, "series": series})
+
+    async def _create_poll(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            if not isinstance(body, dict):
+                raise BadRequest("the body must be a JSON object")
+            req = polls_pb2.CreatePollRequest(
+                stream_id=str(body.get("stream_id", "")),
+                question=str(body.get("question", "")),
+                options=[str(o) for o in body.get("options", [])],
+                closes_at_ms=int(body.get("closes_at_ms", 0)),
+            )
+        except (BadRequest, TypeError, ValueError) as exc:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        poll = await self._call(request, lambda md: self._polls.CreatePoll(req, metadata=md, timeout=CALL_TIMEOUT_S))
+        return poll if isinstance(poll, Response) else _json(200, poll_json(poll))
+
+    async def _get_poll(self, request: Request) -> Response:
+        req = polls_pb2.GetPollRequest(poll_id=request.path_params["poll_id"])
+        poll = await self._call(request, lambda md: self._polls.GetPoll(req, metadata=md, timeout=CALL_TIMEOUT_S))
+        return poll if isinstance(poll, Response) else _json(200, poll_json(poll))
+
+    async def _vote(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            option = body.get("option") if isinstance(body, dict) else None
+            if not isinstance(option, int) or isinstance(option, bool) or not 0 <= option < 2**32:
+                raise BadRequest('the body must be {"viewer_id": "...", "option": <index>}')
+            req = polls_pb2.VoteRequest(
+                poll_id=request.path_params["poll_id"], viewer_id=str(body.get("viewer_id", "")), option=option
+            )
+        except BadRequest as exc:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        reply = await self._call(request, lambda md: self._polls.Vote(req, metadata=md, timeout=CALL_TIMEOUT_S))
+        return reply if isinstance(reply, Response) else _json(200, {"poll": poll_json(reply.poll)})
+
+    # -- WebSocket --
+
+    def _socket_principal(self, ws: WebSocket) -> tuple[Principal | None, str | None]:
+        """The socket's principal and the subprotocol to accept; raises ServiceError (UNAUTHENTICATED, ...)."""
+        token = ws.query_params.get("access_token")
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        for p in offered:
+            if p.startswith(_BEARER_PROTOCOL):
+                token = p[len(_BEARER_PROTOCOL) :]
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        return self.authorizer.check(metadata, Action.SUBSCRIBE), subprotocol
+
+    async def _refuse(self, ws: WebSocket, status: int, detail: str, subprotocol: str | None = None) -> None:
+        await ws.accept(subprotocol)
+        await ws.send_text(json.dumps({"type": "error", "status": status, "detail": detail}))
+        await ws.close(4000 + status)
+
+    async def _stream_socket(self, ws: WebSocket) -> None:
+        stream_id = ws.path_params["stream_id"]
+        try:
+            principal, subprotocol = self._socket_principal(ws)
+        except ServiceError as err:
+            await self._refuse(ws, HTTP_STATUS.get(err.code, 400), err.message)
+            return
+        if not is_stream_id(stream_id):
+            await self._refuse(ws, 400, "stream id must be 1..128 chars of [A-Za-z0-9._:-]", subprotocol)
+            return
+        await ws.accept(subprotocol)
+        queue = self.hub.join(stream_id)
+        reader = asyncio.create_task(self._until_disconnect(ws))
+        try:
+            while not reader.done():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait((getter, reader), return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                text = getter.result()
+                if text is None:
+                    # The upstream ended (a drained stream) or the gateway is stopping: 1012 asks to reconnect.
+                    await ws.close(1012 if self._closing else 1000)
+                    break
+                expired = self.authorizer.still_valid(principal)
+                if expired is not None:
+                    await ws.send_text(json.dumps({"type": "error", "status": 401, "detail": expired.message}))
+                    await ws.close(4401)
+                    break
+                await ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            reader.cancel()
+            self.hub.leave(queue)
+
+    @staticmethod
+    async def _until_disconnect(ws: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+
+    # -- lifecycle --
+
+    async def start(self) -> str:
+        """Listen on ``config.listen`` and serve; returns the bound "host:port". OSError if it cannot bind."""
+        host, _, port = self.config.listen.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(1024)
+        sock.setblocking(False)
+        bound = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            ws="websockets-sansio",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            ws_ping_interval=20.0,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gateway-http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise OSError(f"gateway could not serve on {self.config.listen}")
+            await asyncio.sleep(0.01)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.address = f"{shown}:{bound}"
+        return self.address
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Close every socket (code 1012: reconnect later), stop the server, then the upstreams and channels."""
+        self._closing = True
+        await self.hub.close()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                self._server.force_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._task, 1.0)
+        await self._edge_channel.close()
+        await self._bcast_channel.close()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"address": self.address, **self.hub.statistics()}
