@@ -57,7 +57,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
                 async for text in ws:
                     now_ms = time.time() * 1000
                     m = json.loads(text)
-                    if begin_ms <= now_ms < end_ms and m["kind"] == "delta":
+                    if begin_ms <= now_ms < end_ms and m.get("kind") == "delta":
                         frames += 1
                         seen += 1
                         delay = now_ms - m["server_time_ms"]

@@ -12,6 +12,10 @@ Routes (``openapi`` documents them; ``/v1/openapi.json`` serves the document):
   however often it is resent, the same reject reasons, 429 + ``Retry-After`` when the edge says RETRY.
 - ``GET /v1/streams/{id}/totals``, ``GET /v1/streams/{id}/history``: ``Query`` on the broadcaster.
 - ``POST /v1/polls``, ``GET /v1/polls/{id}``, ``POST /v1/polls/{id}/votes``: ``Polls`` on the broadcaster.
+- Live comments (``CommentsService`` on the broadcaster): ``POST /v1/streams/{id}/comments`` (resend-safe by
+  ``client_key``), ``GET /v1/streams/{id}/comments?before=&limit=`` (history pages), ``POST
+  /v1/streams/{id}/comments/{comment_id}/likes``, ``DELETE /v1/streams/{id}/comments/{comment_id}``, ``PUT`` and
+  ``DELETE /v1/streams/{id}/pin``; on the socket, messages of type "comments" (``wire``).
 - ``GET /overlay``: the overlay page (``static/``); ``GET /v1/config``: what the page needs (reaction set, auth).
 
 HTTP calls pass the caller's ``Authorization: Bearer`` header on as call metadata, so the upstream service applies
@@ -49,12 +53,17 @@ from reactmesh.region_node.gateway.wire import (
     BadRequest,
     ack_json,
     batch_from_json,
+    comment_from_json,
+    comment_json,
     counts_json,
+    pinned_json,
     poll_json,
     rpc_error_json,
 )
 from reactmesh.v1 import (
     broadcast_pb2_grpc,
+    comments_pb2,
+    comments_pb2_grpc,
     ingest_pb2_grpc,
     polls_pb2,
     polls_pb2_grpc,
@@ -99,8 +108,10 @@ class Gateway:
         self._ingest = ingest_pb2_grpc.IngestStub(self._edge_channel)
         self._query = query_pb2_grpc.QueryStub(self._bcast_channel)
         self._polls = polls_pb2_grpc.PollsStub(self._bcast_channel)
+        self._comments = comments_pb2_grpc.CommentsServiceStub(self._bcast_channel)
         broadcast = broadcast_pb2_grpc.BroadcastStub(self._bcast_channel)
-        self.hub = Hub(config, lambda: broadcast, self._upstream_metadata)
+        comments = self._comments
+        self.hub = Hub(config, lambda: broadcast, self._upstream_metadata, comments_stub=lambda: comments)
         self.address: str | None = None
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -119,6 +130,12 @@ class Gateway:
                 Route("/v1/polls", self._create_poll, methods=["POST"]),
                 Route("/v1/polls/{poll_id}", self._get_poll),
                 Route("/v1/polls/{poll_id}/votes", self._vote, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/comments", self._post_comment, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/comments", self._comment_history, methods=["GET"]),
+                # comment ids hold the node id ("a/bcast-0"): a path converter, so "/" and "%2F" both work
+                Route("/v1/streams/{stream_id}/comments/{comment_id:path}/likes", self._like, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/comments/{comment_id:path}", self._delete_comment, methods=["DELETE"]),
+                Route("/v1/streams/{stream_id}/pin", self._pin, methods=["PUT", "DELETE"]),
                 WebSocketRoute("/v1/streams/{stream_id}", self._stream_socket),
             ]
         )
@@ -239,6 +256,92 @@ class Gateway:
             return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
         reply = await self._call(request, lambda md: self._polls.Vote(req, metadata=md, timeout=CALL_TIMEOUT_S))
         return reply if isinstance(reply, Response) else _json(200, {"poll": poll_json(reply.poll)})
+
+    # -- live comments --
+
+    async def _post_comment(self, request: Request) -> Response:
+        try:
+            req = comment_from_json(request.path_params["stream_id"], await self._body(request))
+        except BadRequest as exc:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        reply = await self._call(
+            request, lambda md: self._comments.PostComment(req, metadata=md, timeout=CALL_TIMEOUT_S)
+        )
+        if isinstance(reply, Response):
+            return reply
+        return _json(200, {"comment": comment_json(reply.comment), "duplicate": reply.duplicate})
+
+    async def _comment_history(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", "0"))
+        except ValueError:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": "limit is an integer 1..100"})
+        if not 0 <= limit < 2**32:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": "limit is an integer 1..100"})
+        req = comments_pb2.GetCommentsRequest(
+            stream_id=request.path_params["stream_id"],
+            before=q.get("before", ""),
+            limit=limit,
+            viewer_id=q.get("viewer_id", ""),
+        )
+        reply = await self._call(
+            request, lambda md: self._comments.GetComments(req, metadata=md, timeout=CALL_TIMEOUT_S)
+        )
+        if isinstance(reply, Response):
+            return reply
+        return _json(
+            200,
+            {
+                "comments": [comment_json(c) for c in reply.comments],
+                "next_before": reply.next_before,
+                "pinned": pinned_json(reply.pinned),
+            },
+        )
+
+    async def _like(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            viewer = body.get("viewer_id", "") if isinstance(body, dict) else None
+            if not isinstance(viewer, str):
+                raise BadRequest('the body must be {"viewer_id": "..."}')
+        except BadRequest as exc:
+            return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        req = comments_pb2.LikeCommentRequest(
+            stream_id=request.path_params["stream_id"],
+            comment_id=request.path_params["comment_id"],
+            viewer_id=viewer,
+        )
+        reply = await self._call(
+            request, lambda md: self._comments.LikeComment(req, metadata=md, timeout=CALL_TIMEOUT_S)
+        )
+        return reply if isinstance(reply, Response) else _json(200, {"likes": reply.likes})
+
+    async def _delete_comment(self, request: Request) -> Response:
+        req = comments_pb2.DeleteCommentRequest(
+            stream_id=request.path_params["stream_id"], comment_id=request.path_params["comment_id"]
+        )
+        reply = await self._call(
+            request, lambda md: self._comments.DeleteComment(req, metadata=md, timeout=CALL_TIMEOUT_S)
+        )
+        return reply if isinstance(reply, Response) else _json(200, {"deleted": req.comment_id})
+
+    async def _pin(self, request: Request) -> Response:
+        comment_id = ""
+        if request.method == "PUT":
+            try:
+                body = await self._body(request)
+                value = body.get("comment_id") if isinstance(body, dict) else None
+                if not isinstance(value, str) or not value:
+                    raise BadRequest('the body must be {"comment_id": "..."}')
+                comment_id = value
+            except BadRequest as exc:
+                return _json(400, {"error": "INVALID_ARGUMENT", "detail": str(exc)})
+        req = comments_pb2.PinCommentRequest(stream_id=request.path_params["stream_id"], comment_id=comment_id)
+        reply = await self._call(
+            request, lambda md: self._comments.PinComment(req, metadata=md, timeout=CALL_TIMEOUT_S)
+        )
+        return reply if isinstance(reply, Response) else _json(200, {"pinned": pinned_json(reply.pinned)})
 
     # -- WebSocket --
 

@@ -4,24 +4,27 @@
   first join. A socket that joins a running upstream first gets a snapshot made from what the upstream has shown
   so far (totals, polls, the last (epoch, seq)), so it needs no call of its own.
 - Each upstream frame becomes one ``WireFrame`` whose JSON text is made once, on first use, and shared by every
-  socket's queue. A queue is bounded by ``queue_frames``: a frame that does not fit is merged into the newest
-  queued one (counts summed, the later seq, ``coalesced`` added, the newest state per poll; a snapshot replaces
-  everything queued before it), exactly the broadcaster's rule, so a slow socket gets fewer, bigger frames and
-  never wrong counts; it never holds back the upstream or the other sockets.
+  socket's queue (``frames``: bounded, lossless coalescing, the broadcaster's rule), so a slow socket gets fewer,
+  bigger frames and never wrong counts; it never holds back the upstream or the other sockets.
 - An upstream that breaks reconnects with ``resume`` = its last (epoch, seq) after a full-jitter backoff
   (``edge.backoff``), so the broadcaster replays what was missed or sends a snapshot; sockets see no break.
 - When the last socket of a stream leaves, its upstream is closed after ``idle_release_ms``: the gateway's cost
   grows with the streams being watched, not with the streams ever watched.
+- Live comments ride the same sockets: beside its Subscribe, an upstream holds one ``WatchComments`` call for the
+  stream (when the broadcaster serves comments; UNIMPLEMENTED ends it quietly), resumed after the last comment
+  id. Comment frames (``CommentWire``), already sampled per stream by the broadcaster, are shared by every socket
+  and queue in a lane of their own. A socket that joins gets the upstream's last ``LATE_JOIN`` comments and the
+  pin as a snapshot. The shared call watches as no viewer: a shadowed comment (a muted author) is not shown on
+  the gateway's sockets, not even to its author.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,168 +33,13 @@ import grpc
 
 from reactmesh.edge.backoff import FullJitterBackoff
 from reactmesh.region_node.gateway.config import GatewayConfig
-from reactmesh.region_node.gateway.wire import FRAME_KIND, counts_json, poll_json
-from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc
+from reactmesh.region_node.gateway.frames import CommentWire, SocketQueue, WireFrame
+from reactmesh.v1 import broadcast_pb2, broadcast_pb2_grpc, comments_pb2, comments_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-
-class WireFrame:
-    """A frame as sockets receive it; ``text`` caches its JSON. A shared frame is never mutated."""
-
-    __slots__ = (
-        "coalesced",
-        "counts",
-        "degrade_level",
-        "drained",
-        "epoch",
-        "kind",
-        "polls",
-        "seq",
-        "server_time_ms",
-        "shared",
-        "stream_id",
-        "text",
-    )
-
-    def __init__(
-        self,
-        stream_id: str,
-        kind: str,
-        epoch: int,
-        seq: int,
-        counts: dict[str, int],
-        polls: dict[str, dict[str, Any]],
-        *,
-        server_time_ms: int = 0,
-        coalesced: int = 1,
-        drained: bool = False,
-        degrade_level: int = 0,
-        shared: bool = True,
-    ) -> None:
-        self.stream_id = stream_id
-        self.kind = kind
-        self.epoch = epoch
-        self.seq = seq
-        self.counts = counts
-        self.polls = polls
-        self.server_time_ms = server_time_ms
-        self.coalesced = coalesced
-        self.drained = drained
-        self.degrade_level = degrade_level
-        self.shared = shared
-        self.text: str | None = None
-
-    @classmethod
-    def from_proto(cls, frame: broadcast_pb2.Frame) -> WireFrame:
-        return cls(
-            frame.stream_id,
-            FRAME_KIND.get(frame.kind, "delta"),
-            frame.epoch,
-            frame.seq,
-            counts_json(frame.counts),
-            {p.poll_id: poll_json(p) for p in frame.polls},
-            server_time_ms=frame.server_time_ms,
-            coalesced=frame.coalesced or 1,
-            drained=frame.drained,
-            degrade_level=frame.degrade_level,
-        )
-
-    def encode(self) -> str:
-        if self.text is None:
-            self.text = json.dumps(
-                {
-                    "type": "frame",
-                    "stream_id": self.stream_id,
-                    "kind": self.kind,
-                    "epoch": str(self.epoch),  # a uint64: a string, as in protobuf's JSON mapping
-                    "seq": self.seq,
-                    "counts": self.counts,
-                    "polls": list(self.polls.values()),
-                    "server_time_ms": self.server_time_ms,
-                    "coalesced": self.coalesced,
-                    "drained": self.drained,
-                    "degrade_level": self.degrade_level,
-                },
-                separators=(",", ":"),
-            )
-        return self.text
-
-    def private_copy(self) -> WireFrame:
-        return WireFrame(
-            self.stream_id,
-            self.kind,
-            self.epoch,
-            self.seq,
-            dict(self.counts),
-            dict(self.polls),
-            server_time_ms=self.server_time_ms,
-            coalesced=self.coalesced,
-            drained=self.drained,
-            degrade_level=self.degrade_level,
-            shared=False,
-        )
-
-    def absorb(self, later: WireFrame) -> None:
-        """Merge ``later`` (a delta) into this private frame: what showing both in turn would show."""
-        for emoji, n in later.counts.items():
-            self.counts[emoji] = self.counts.get(emoji, 0) + n
-        self.polls.update(later.polls)
-        self.epoch, self.seq = later.epoch, later.seq
-        self.server_time_ms = later.server_time_ms
-        self.coalesced += later.coalesced
-        self.drained = self.drained or later.drained
-        self.degrade_level = later.degrade_level
-        self.text = None
-
-
-class SocketQueue:
-    """The frames waiting for one socket: at most ``limit``; beyond it they coalesce (``coalesced`` counts merges)."""
-
-    __slots__ = ("_closed", "_frames", "_wake", "coalesced", "limit", "stream_id")
-
-    def __init__(self, stream_id: str, limit: int) -> None:
-        self.stream_id = stream_id
-        self.limit = limit
-        self._frames: deque[WireFrame] = deque()
-        self._wake = asyncio.Event()
-        self._closed = False
-        self.coalesced = 0
-
-    @property
-    def depth(self) -> int:
-        return len(self._frames)
-
-    def put(self, frame: WireFrame) -> None:
-        if self._closed:
-            return
-        frames = self._frames
-        if frame.kind == "snapshot" and frames:
-            frames.clear()  # a snapshot replaces what is shown: nothing queued before it matters
-        elif len(frames) >= self.limit:
-            newest = frames[-1]
-            if newest.shared:
-                newest = newest.private_copy()
-                frames[-1] = newest
-            newest.absorb(frame)
-            self.coalesced += 1
-            return
-        frames.append(frame)
-        self._wake.set()
-
-    def close(self) -> None:
-        """End the queue: ``get`` returns what is queued, then None."""
-        self._closed = True
-        self._wake.set()
-
-    async def get(self) -> str | None:
-        """The next frame's JSON text; None once closed and empty."""
-        while not self._frames:
-            if self._closed:
-                return None
-            self._wake.clear()
-            await self._wake.wait()
-        return self._frames.popleft().encode()
+LATE_JOIN = 100
+"""Comments a joining socket gets (the newest, in arrival order), as the broadcaster's late-join default."""
 
 
 @dataclass
@@ -203,10 +51,13 @@ class HubStats:
     frames_queued: int = 0
     sockets_joined: int = 0
     coalesced_by_closed: int = 0
+    comment_upstreams_opened: int = 0
+    comment_upstream_reconnects: int = 0
+    comment_frames_received: int = 0
 
 
 class Upstream:
-    """One stream's Subscribe call and the sockets it feeds."""
+    """One stream's Subscribe call (and WatchComments call) and the sockets they feed."""
 
     def __init__(self, hub: Hub, stream_id: str) -> None:
         self.hub = hub
@@ -217,7 +68,15 @@ class Upstream:
         self.last: tuple[int, int] | None = None
         self.drained = False
         self.release: asyncio.TimerHandle | None = None
+        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # the last LATE_JOIN comments, by arrival
+        self.pinned: dict[str, Any] | None = None
+        self.comments_seen = False
+        self.last_comment = ""
         self.task = asyncio.create_task(self._run(), name=f"gateway-upstream-{stream_id}")
+        self.comments_task: asyncio.Task[None] | None = None
+        if hub.comments_stub is not None:
+            self.comments_task = asyncio.create_task(self._run_comments(), name=f"gateway-comments-{stream_id}")
+            hub.stats.comment_upstreams_opened += 1
 
     def snapshot(self) -> WireFrame | None:
         """What a socket joining now must show, or None before the first upstream frame."""
@@ -227,6 +86,73 @@ class Upstream:
         return WireFrame(
             self.stream_id, "snapshot", epoch, seq, dict(self.shown), dict(self.polls), drained=self.drained
         )
+
+    def comments_snapshot(self) -> CommentWire | None:
+        """The comments a socket joining now must show, or None before the first comment frame."""
+        if not self.comments_seen:
+            return None
+        return CommentWire(list(self.recent.values()), pinned=self.pinned, pin_changed=True, snapshot=True)
+
+    def _apply_comments(self, frame: comments_pb2.CommentFrame, snapshot: bool) -> None:
+        wire = CommentWire.from_proto(frame, snapshot)
+        recent = self.recent
+        if snapshot:
+            recent.clear()
+        for c in wire.comments:
+            recent[c["comment_id"]] = c  # a comment framed again (likes) keeps its place, with its new likes
+            self.last_comment = c["comment_id"]
+        for gone in wire.deleted:
+            recent.pop(gone, None)
+        while len(recent) > LATE_JOIN:
+            recent.popitem(last=False)
+        if wire.pin_changed:
+            self.pinned = wire.pinned
+        self.comments_seen = True
+        stats = self.hub.stats
+        stats.comment_frames_received += 1
+        for sock in self.sockets:
+            sock.put_comments(wire)
+        stats.frames_queued += len(self.sockets)
+
+    async def _run_comments(self) -> None:
+        hub = self.hub
+        stub = hub.comments_stub
+        assert stub is not None
+        failures = 0
+        attempt = 0
+        while True:
+            request = comments_pb2.WatchCommentsRequest(stream_id=self.stream_id, after_id=self.last_comment)
+            if attempt > 0:
+                hub.stats.comment_upstream_reconnects += 1
+            attempt += 1
+            call: Any = stub().WatchComments(request, metadata=hub.metadata())
+            first = True
+            try:
+                while True:
+                    reply = await call.read()
+                    if reply is grpc.aio.EOF:
+                        break
+                    failures = 0
+                    # A fresh watch starts with the late-joiner frame; a resume that lost its place, with one
+                    # flagged gap: both replace what sockets show.
+                    self._apply_comments(reply.frame, first and (not request.after_id or reply.frame.gap))
+                    first = False
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    log.info(
+                        "gateway: the broadcaster serves no comments; stream %s has reactions only", self.stream_id
+                    )
+                    return
+                log.info(
+                    "gateway comments %s ended (%s); resuming after %r",
+                    self.stream_id,
+                    exc.code().name,
+                    self.last_comment,
+                )
+            finally:
+                call.cancel()
+            failures += 1
+            await asyncio.sleep(hub.backoff.compute(failures))
 
     def _apply(self, frame: broadcast_pb2.Frame) -> None:
         wire = WireFrame.from_proto(frame)
@@ -269,6 +195,8 @@ class Upstream:
             finally:
                 call.cancel()
             if self.drained:
+                if self.comments_task is not None:
+                    self.comments_task.cancel()
                 for sock in self.sockets:
                     sock.close()
                 hub.forget(self)
@@ -280,12 +208,15 @@ class Upstream:
         if self.release is not None:
             self.release.cancel()
         self.task.cancel()
+        if self.comments_task is not None:
+            self.comments_task.cancel()
         for sock in self.sockets:
             sock.close()
 
 
 class Hub:
-    """Every upstream of one gateway. ``stub`` and ``metadata`` give the broadcaster stub and call metadata."""
+    """Every upstream of one gateway. ``stub`` and ``metadata`` give the broadcaster stub and call metadata;
+    ``comments_stub``, when given, the CommentsService stub (else sockets get reactions and polls only)."""
 
     def __init__(
         self,
@@ -293,9 +224,11 @@ class Hub:
         stub: Callable[[], broadcast_pb2_grpc.BroadcastStub],
         metadata: Callable[[], tuple[tuple[str, str], ...]],
         rng: random.Random | None = None,
+        comments_stub: Callable[[], comments_pb2_grpc.CommentsServiceStub] | None = None,
     ) -> None:
         self.config = config
         self.stub = stub
+        self.comments_stub = comments_stub
         self.metadata = metadata
         self.backoff = FullJitterBackoff(
             config.backoff_initial_ms / 1000, config.backoff_max_ms / 1000, rng or random.Random()
@@ -316,6 +249,9 @@ class Hub:
         first = up.snapshot()
         if first is not None:
             queue.put(first)
+        comments = up.comments_snapshot()
+        if comments is not None:
+            queue.put_comments(comments)
         up.sockets.add(queue)
         self.stats.sockets_joined += 1
         return queue
@@ -360,5 +296,7 @@ class Hub:
         for up in ups:
             up.stop()
         for up in ups:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await up.task
+            for task in (up.task, up.comments_task):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task

@@ -49,8 +49,9 @@ def document(reactions: tuple[str, ...]) -> dict[str, Any]:
             "version": "v1",
             "description": "Browser access to reactmesh: taps through the region's edge (exactly once per session "
             "and seq), live frames over WebSocket (WS /v1/streams/{stream_id}: JSON text messages of type "
-            "'frame', the Subscribe frames of broadcast.proto; token as ?access_token= or a 'bearer.<token>' "
-            "subprotocol next to 'reactmesh.v1'), totals, history and polls.",
+            "'frame', the Subscribe frames of broadcast.proto, and of type 'comments', the CommentFrames of "
+            "comments.proto; token as ?access_token= or a 'bearer.<token>' subprotocol next to 'reactmesh.v1'), "
+            "totals, history, polls and live comments.",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
@@ -141,6 +142,54 @@ def document(reactions: tuple[str, ...]) -> dict[str, Any]:
                     "properties": {"viewer_id": {"type": "string"}, "option": {"type": "integer", "minimum": 0}},
                 },
                 "VoteResult": {"type": "object", "properties": {"poll": {"$ref": "#/components/schemas/Poll"}}},
+                "NewComment": {
+                    "type": "object",
+                    "required": ["viewer_id", "text"],
+                    "properties": {
+                        "viewer_id": {"type": "string", "description": "The token's sub when tokens are required"},
+                        "text": {"type": "string", "maxLength": 500},
+                        "reply_to": {"type": "string", "description": "The comment_id this answers"},
+                        "client_key": {
+                            "type": "string",
+                            "description": "Random per comment; a resend with the same key is stored once",
+                        },
+                    },
+                },
+                "Comment": {
+                    "type": "object",
+                    "properties": {
+                        "comment_id": {"type": "string", "description": "HLC-derived: string order is time order"},
+                        "stream_id": {"type": "string"},
+                        "viewer_id": {"type": "string"},
+                        "text": {"type": "string"},
+                        "reply_to": {"type": "string"},
+                        "created_at_ms": {"type": "integer"},
+                        "priority": {"type": "boolean"},
+                        "likes": {"type": "integer"},
+                    },
+                },
+                "Posted": {
+                    "type": "object",
+                    "properties": {
+                        "comment": {"$ref": "#/components/schemas/Comment"},
+                        "duplicate": {"type": "boolean", "description": "A resend of a stored comment"},
+                    },
+                },
+                "CommentPage": {
+                    "type": "object",
+                    "properties": {
+                        "comments": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}},
+                        "next_before": {"type": "string", "description": "The next page's before; empty: last page"},
+                        "pinned": {"oneOf": [{"$ref": "#/components/schemas/Comment"}, {"type": "null"}]},
+                    },
+                },
+                "Like": {"type": "object", "required": ["viewer_id"], "properties": {"viewer_id": {"type": "string"}}},
+                "Likes": {"type": "object", "properties": {"likes": {"type": "integer"}}},
+                "Pin": {"type": "object", "required": ["comment_id"], "properties": {"comment_id": {"type": "string"}}},
+                "Pinned": {
+                    "type": "object",
+                    "properties": {"pinned": {"oneOf": [{"$ref": "#/components/schemas/Comment"}, {"type": "null"}]}},
+                },
             },
         },
         "security": [{"bearer": []}, {}],
@@ -205,6 +254,57 @@ def document(reactions: tuple[str, ...]) -> dict[str, Any]:
                         **_AUTH_ERRORS,
                     },
                 }
+            },
+            "/v1/streams/{stream_id}/comments": {
+                "post": {
+                    "summary": "Post a comment (CommentsService.PostComment; resend-safe by client_key)",
+                    "parameters": [_path_param("stream_id")],
+                    "requestBody": _json_body("NewComment"),
+                    "responses": {
+                        "200": _ok("Posted"),
+                        "400": _error("Empty or too long text, bad stream id or reply_to"),
+                        "429": _error("The viewer's comment rate limit: retry after the Retry-After header"),
+                        **_AUTH_ERRORS,
+                    },
+                },
+                "get": {
+                    "summary": "Comment history, newest first (CommentsService.GetComments)",
+                    "parameters": [
+                        _path_param("stream_id"),
+                        {"name": "before", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                        {"name": "viewer_id", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": _ok("CommentPage"), "400": _error("Bad cursor or limit"), **_AUTH_ERRORS},
+                },
+            },
+            "/v1/streams/{stream_id}/comments/{comment_id}/likes": {
+                "post": {
+                    "summary": "Like a comment, once per viewer (CommentsService.LikeComment)",
+                    "parameters": [_path_param("stream_id"), _path_param("comment_id")],
+                    "requestBody": _json_body("Like"),
+                    "responses": {"200": _ok("Likes"), "404": _error("Unknown comment"), **_AUTH_ERRORS},
+                }
+            },
+            "/v1/streams/{stream_id}/comments/{comment_id}": {
+                "delete": {
+                    "summary": "Delete a comment (a host of the stream or a moderator; CommentsService.DeleteComment)",
+                    "parameters": [_path_param("stream_id"), _path_param("comment_id")],
+                    "responses": {"200": {"description": "Deleted"}, "404": _error("Unknown comment"), **_AUTH_ERRORS},
+                }
+            },
+            "/v1/streams/{stream_id}/pin": {
+                "put": {
+                    "summary": "Pin a comment (a host of the stream or a moderator; CommentsService.PinComment)",
+                    "parameters": [_path_param("stream_id")],
+                    "requestBody": _json_body("Pin"),
+                    "responses": {"200": _ok("Pinned"), "404": _error("Unknown comment"), **_AUTH_ERRORS},
+                },
+                "delete": {
+                    "summary": "Unpin (PinComment with no comment)",
+                    "parameters": [_path_param("stream_id")],
+                    "responses": {"200": _ok("Pinned"), **_AUTH_ERRORS},
+                },
             },
         },
     }

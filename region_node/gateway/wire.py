@@ -2,8 +2,15 @@
 
 Frames keep the gRPC meaning exactly: ``kind`` "snapshot" counts replace what is shown, "delta" counts add to it;
 ``(epoch, seq)`` names the frame (``epoch`` is a uint64 and travels as a decimal string, as in protobuf's JSON
-mapping; JavaScript numbers cannot hold it). Every WebSocket message is an object with a ``type``: "frame" here; a later
-product (live comments) adds its own types on the same socket, and pages ignore types they do not know.
+mapping; JavaScript numbers cannot hold it). Every WebSocket message is an object with a ``type``: "frame" for
+reactions and polls, "comments" for live comments (``comment_frame_json``), "error"; pages ignore types they do not
+know.
+
+A comments message is a ``CommentFrame`` of ``comments.proto``: ``comments`` (new ones, and ones framed again when
+their likes made them priority: de-duplicate by ``comment_id``), ``deleted_ids``, ``pinned`` present only when the
+pin changed (null: unpinned), ``gap`` (some comments were not delivered: fetch history if they matter),
+``sampled_out`` (comments left out by sampling), and ``snapshot``: true when the message replaces the comments
+shown (a socket's first comments message, and after an upstream resume that could not continue where it was).
 
 A batch is the ``ClientBatch`` of ``ingest.proto`` with ``session_id`` as 32 hex digits and ``counts`` as an object
 ``{emoji: taps}``. Its answer is the ``BatchAck``: 200 for ACCEPTED and DUPLICATE, 400 for REJECTED (with the
@@ -20,7 +27,7 @@ from typing import Any, TypeGuard
 import grpc
 
 from reactmesh.edge.errors import RETRY_AFTER_KEY
-from reactmesh.v1 import broadcast_pb2, common_pb2, ingest_pb2, polls_pb2
+from reactmesh.v1 import broadcast_pb2, comments_pb2, common_pb2, ingest_pb2, polls_pb2
 
 FRAME_KIND = {broadcast_pb2.Frame.SNAPSHOT: "snapshot", broadcast_pb2.Frame.DELTA: "delta"}
 
@@ -53,6 +60,37 @@ def poll_json(poll: polls_pb2.Poll) -> dict[str, Any]:
         "closes_at_ms": poll.closes_at_ms,
         "closed_at_ms": poll.closed_at_ms,
     }
+
+
+def comment_json(c: comments_pb2.Comment) -> dict[str, Any]:
+    return {
+        "comment_id": c.comment_id,
+        "stream_id": c.stream_id,
+        "viewer_id": c.viewer_id,
+        "text": c.text,
+        "reply_to": c.reply_to,
+        "created_at_ms": c.created_at_ms,
+        "priority": c.priority,
+        "likes": c.likes,
+    }
+
+
+def pinned_json(p: comments_pb2.Pinned) -> dict[str, Any] | None:
+    """A pin as JSON: the pinned comment, or None when nothing is pinned."""
+    return comment_json(p.comment) if p.comment_id else None
+
+
+def comment_from_json(stream_id: str, body: object) -> comments_pb2.PostCommentRequest:
+    """The PostCommentRequest of a POST /v1/streams/{id}/comments body; BadRequest when its shape is wrong."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("the body must be a JSON object")
+    fields = {}
+    for name in ("viewer_id", "text", "reply_to", "client_key"):
+        value = body.get(name, "")
+        if not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+        fields[name] = value
+    return comments_pb2.PostCommentRequest(stream_id=stream_id, **fields)
 
 
 def counts_json(counts: Any) -> dict[str, int]:

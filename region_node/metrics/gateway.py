@@ -1,5 +1,5 @@
-"""Gateway metrics: browser sockets and upstream Subscribe calls (one per watched stream), frames received from the
-broadcaster and queued to sockets, merges into slow sockets' queues, upstream reconnects."""
+"""Gateway metrics: browser sockets and upstream Subscribe and WatchComments calls (one each per watched stream),
+frames received from the broadcaster and queued to sockets, merges into slow sockets' queues, upstream reconnects."""
 
 from __future__ import annotations
 
@@ -45,6 +45,21 @@ class GatewayCollector:
                 "frames_coalesced",
             ),
             ("reactmesh_gateway_sockets_joined", "Browser WebSockets opened.", "sockets_joined"),
+            (
+                "reactmesh_gateway_comment_upstreams_opened",
+                "Upstream WatchComments calls opened for a stream.",
+                "comment_upstreams_opened",
+            ),
+            (
+                "reactmesh_gateway_comment_upstream_reconnects",
+                "Upstream WatchComments calls resumed after a break.",
+                "comment_upstream_reconnects",
+            ),
+            (
+                "reactmesh_gateway_comment_frames_received",
+                "Comment frames received from the broadcaster.",
+                "comment_frames_received",
+            ),
         ):
             c = counter(name, doc, ("region",))
             c.add_metric([r], s[key])

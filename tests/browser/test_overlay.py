@@ -1,7 +1,8 @@
 """The overlay page in headless Chromium (Debian's, driven by Python Playwright; no browser download).
 
 Two regions as real processes (``ProcessMesh``), each with its gateway. What they prove: taps in one page are
-counted exactly once and seen in a page of the other region; a vote in one page moves the bars in the other;
+counted exactly once and seen in a page of the other region; a vote in one page moves the bars in the other; a
+comment posted in one page is shown once in the other;
 taps made while the gateway's process restarts are resent by the page and counted once, and both pages follow
 the stream again. Screenshots go to ``$REACTMESH_ARTIFACTS`` (default ``tmp/artifacts`` in the repository).
 """
@@ -99,6 +100,20 @@ async def test_taps_votes_and_a_gateway_restart_in_two_regions(browser: Any, tmp
             "() => Object.values(window.reactmesh.polls).some(p => p.tallies[1] === 1)", timeout=WITHIN_MS
         )
         assert await page_a.get_by_test_id("tally-1").inner_text() == "1"
+        # A comment typed in region a's page shows in region b's (gossip between the broadcasters), once.
+        await page_a.get_by_test_id("comment-input").fill("What a finish!")
+        await page_a.get_by_test_id("comment-send").click()
+        await page_b.wait_for_function(
+            "() => Object.values(window.reactmesh.comments).some(c => c.text === 'What a finish!')", timeout=WITHIN_MS
+        )
+        assert await page_b.get_by_test_id("comment").filter(has_text="What a finish!").count() == 1
+        assert await page_a.evaluate("window.reactmesh.posted") == {
+            "sent": 1,
+            "stored": 1,
+            "duplicates": 0,
+            "retries": 0,
+            "refused": 0,
+        }
         await page_a.screenshot(path=str(out / "overlay-region-a.png"))
         await page_b.screenshot(path=str(out / "overlay-region-b.png"))
 

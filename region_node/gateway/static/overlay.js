@@ -1,6 +1,8 @@
 // reactmesh overlay: live counts, floating emoji and polls from WS /v1/streams/{id}; taps batched to
 // POST /v1/reactions like the SDK does (one session id per page load, batches numbered 1, 2, 3..., every
 // unacknowledged batch resent in order until acked, Retry-After honoured, full-jitter backoff otherwise).
+// Live comments arrive on the same socket (messages of type "comments") and are posted to
+// POST /v1/streams/{id}/comments with a random client_key, resent with the same key until answered (stored once).
 (() => {
   "use strict";
   const params = new URLSearchParams(location.search);
@@ -15,7 +17,10 @@
 
   // What the page shows, for people and for tests (window.reactmesh).
   const state = { stream, viewer, shown: {}, polls: {}, last: null, frames: 0, live: false, error: null,
-    sent: { batches: 0, acked: 0, accepted_taps: 0, rate_limited_taps: 0, rejected: 0, retries: 0, unacked: 0 } };
+    sent: { batches: 0, acked: 0, accepted_taps: 0, rate_limited_taps: 0, rejected: 0, retries: 0, unacked: 0 },
+    comments: {}, commentOrder: [], pinned: null, commentFrames: 0, gaps: 0,
+    posted: { sent: 0, stored: 0, duplicates: 0, retries: 0, refused: 0 } };
+  const MAX_SHOWN_COMMENTS = 80;
   window.reactmesh = state;
   $("stream-name").textContent = stream;
 
@@ -126,8 +131,88 @@
 
   // -- live frames: one socket, reconnected with full-jitter backoff; each reconnect starts with a snapshot --
 
-  // Message types other than "frame" (live comments, later) register here; unknown types are ignored.
-  const handlers = { frame: applyFrame, error: (m) => { state.error = m; toast(m.detail || "refused"); } };
+  // -- live comments: de-duplicated by id (a comment liked into the priority lane comes again) --
+
+  function commentEl(c) {
+    const el = document.createElement("div");
+    el.className = "comment" + (c.priority ? " priority" : "");
+    el.dataset.testid = "comment";
+    el.dataset.id = c.comment_id;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = c.viewer_id || "anonymous";
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = c.text;
+    el.append(who, text);
+    if (c.likes) el.insertAdjacentHTML("beforeend", `<span class="likes">♥ ${Number(c.likes)}</span>`);
+    return el;
+  }
+
+  function renderComments() {
+    const list = $("clist");
+    const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.replaceChildren(...state.commentOrder.map((id) => commentEl(state.comments[id])));
+    if (stick) list.scrollTop = list.scrollHeight;
+    const pin = $("pinned");
+    pin.classList.toggle("show", !!state.pinned);
+    pin.textContent = state.pinned ? `${state.pinned.viewer_id}: ${state.pinned.text}` : "";
+  }
+
+  function applyComments(m) {
+    if (m.snapshot) {
+      state.comments = {};
+      state.commentOrder = [];
+    }
+    for (const c of m.comments) {
+      if (!(c.comment_id in state.comments)) state.commentOrder.push(c.comment_id);
+      state.comments[c.comment_id] = c;
+    }
+    for (const id of m.deleted_ids) {
+      if (id in state.comments) {
+        delete state.comments[id];
+        state.commentOrder = state.commentOrder.filter((x) => x !== id);
+      }
+    }
+    while (state.commentOrder.length > MAX_SHOWN_COMMENTS) delete state.comments[state.commentOrder.shift()];
+    if ("pinned" in m) state.pinned = m.pinned;
+    if (m.gap && !m.snapshot) state.gaps += 1;
+    state.commentFrames += 1;
+    renderComments();
+  }
+
+  async function postComment(text) {
+    const key = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    const body = JSON.stringify({ viewer_id: viewer, text, client_key: key });
+    state.posted.sent += 1;
+    for (let fails = 1; ; fails++) {
+      let res = null;
+      try {
+        res = await fetch(`/v1/streams/${encodeURIComponent(stream)}/comments`, {
+          method: "POST", headers: { "Content-Type": "application/json", ...auth }, body });
+      } catch (e) {
+        res = null;
+      }
+      if (res && res.ok) {
+        const r = await res.json();
+        state.posted.stored += 1;
+        if (r.duplicate) state.posted.duplicates += 1;
+        return;
+      }
+      if (res && res.status >= 400 && res.status < 500 && res.status !== 429) {
+        state.posted.refused += 1;
+        toast("comment not posted: " + ((await res.json()).detail || res.status));
+        return;
+      }
+      state.posted.retries += 1; // the same client_key: a comment that did arrive is stored once
+      const after = res && res.headers.get("Retry-After");
+      await sleep(after ? Number(after) * 1000 + Math.random() * 250 : 100 + jitter(fails, 250, 5000));
+    }
+  }
+
+  // Message types register here; unknown types are ignored.
+  const handlers = { frame: applyFrame, comments: applyComments,
+    error: (m) => { state.error = m; toast(m.detail || "refused"); } };
   window.reactmesh.handlers = handlers;
 
   let failures = 0;
@@ -242,6 +327,13 @@
       b.onclick = () => tap(e, b);
       $("tapbar").appendChild(b);
     }
+    $("cform").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = $("ctext").value.trim();
+      if (!text) return;
+      $("ctext").value = "";
+      postComment(text);
+    });
     setInterval(closeBatch, BATCH_MS);
     connect();
   }
