@@ -28,7 +28,7 @@ from typing import Any
 
 import websockets
 
-from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh
+from reactmesh.bench.common import EDGE_OVERRIDES, BenchMesh, env_overrides
 from reactmesh.bench.procs import CpuMeter, emit_result, read_json, run_loop, spawn, stop_process
 from reactmesh.bench.report import Options, Report, Target, percentile
 from reactmesh.bench.scenarios import fanout
@@ -155,7 +155,8 @@ async def one_run(options: Options, run_no: int) -> tuple[dict[str, float], dict
     ) as mesh:
         p = mesh.plans["a"]
         assert mesh.data_dir is not None and p.gateway is not None
-        gw = {"region": "a", "gateway": {"listen": p.gateway, "edge": p.edge, "broadcaster": p.broadcaster}}
+        gw_fields = {"listen": p.gateway, "edge": p.edge, "broadcaster": p.broadcaster}
+        gw = {"region": "a", "gateway": gw_fields | env_overrides().get("gateway", {})}
         (mesh.data_dir / "a-gw.toml").write_text(to_toml(gw))
         await mesh.start("a", "gw")
         await mesh.procs[("a", "gw")].ready(30)

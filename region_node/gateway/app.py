@@ -429,6 +429,7 @@ class Gateway:
             log_level="warning",
             access_log=False,
             ws_ping_interval=20.0,
+            ws_per_message_deflate=self.config.websocket_deflate,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="gateway-http")

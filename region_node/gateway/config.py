@@ -10,6 +10,7 @@
     idle_release_ms = 2000                    # an upstream without sockets this long is closed
     backoff_initial_ms = 100                  # upstream reconnects: full jitter, doubling up to max
     backoff_max_ms = 5000
+    websocket_deflate = false                 # permessage-deflate on sockets: zlib state and work per socket
     reactions = ["like", "heart", ...]        # the tap bar of the overlay page (the edge's reaction set)
 
 Every error is a ConfigError naming the field and the expected form.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from reactmesh.edge.config import DEFAULT_REACTIONS
 from reactmesh.edge.limits import EMOJI_FORM, is_emoji
-from reactmesh.merge.checks import int_in
+from reactmesh.merge.checks import boolean, int_in
 from reactmesh.merge.errors import ConfigError
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -45,6 +46,7 @@ class GatewayConfig:
     idle_release_ms: int = 2000
     backoff_initial_ms: int = 100
     backoff_max_ms: int = 5000
+    websocket_deflate: bool = False
     reactions: tuple[str, ...] = DEFAULT_REACTIONS
 
     def __post_init__(self) -> None:
@@ -59,6 +61,7 @@ class GatewayConfig:
         int_in("gateway.idle_release_ms", self.idle_release_ms, 0, 3_600_000)
         int_in("gateway.backoff_initial_ms", self.backoff_initial_ms, 1, 60_000)
         int_in("gateway.backoff_max_ms", self.backoff_max_ms, self.backoff_initial_ms, 600_000)
+        boolean("gateway.websocket_deflate", self.websocket_deflate)
         expected = f"a non-empty list of distinct emoji names, {EMOJI_FORM}"
         if (
             not isinstance(self.reactions, tuple)

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import websockets
 from starlette.routing import Route, WebSocketRoute
 
 from reactmesh.edge.auth import Authorizer
@@ -74,6 +75,7 @@ def test_acks_map_to_http_statuses_with_retry_after_in_whole_seconds() -> None:
         ("backoff_max_ms", 1),
         ("reactions", ("Heart",)),
         ("upstream_token_file", ""),
+        ("websocket_deflate", "yes"),
     ],
 )
 def test_gateway_config_errors_name_the_field(field: str, value: object) -> None:
@@ -98,3 +100,19 @@ async def test_the_openapi_document_names_every_http_route_of_the_api() -> None:
     assert served == set(paths)
     assert any(isinstance(r, WebSocketRoute) and r.path == "/v1/streams/{stream_id}" for r in doc)
     await gateway.close()
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_permessage_deflate_is_negotiated_only_when_configured(deflate: bool) -> None:
+    config = GatewayConfig(
+        listen="127.0.0.1:0", edge="127.0.0.1:1", broadcaster="127.0.0.1:2", websocket_deflate=deflate
+    )
+    gateway = Gateway(config, Authorizer.disabled())
+    address = await gateway.start()
+    try:
+        async with websockets.connect(f"ws://{address}/v1/streams/s1") as ws:  # the client offers deflate
+            assert ws.response is not None
+            agreed = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in agreed) is deflate
+    finally:
+        await gateway.close(grace=0.1)
