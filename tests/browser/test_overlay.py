@@ -2,7 +2,7 @@
 
 Two regions as real processes (``ProcessMesh``), each with its gateway. What they prove: taps in one page are
 counted exactly once and seen in a page of the other region; a vote in one page moves the bars in the other; a
-comment posted in one page is shown once in the other;
+comment posted in one page is shown once in the other, and a shadowed (blocklisted) one only in its author's;
 taps made while the gateway's process restarts are resent by the page and counted once, and both pages follow
 the stream again. Screenshots go to ``$REACTMESH_ARTIFACTS`` (default ``tmp/artifacts`` in the repository).
 """
@@ -69,7 +69,10 @@ async def count_is(page: Any, emoji: str, n: int) -> None:
 
 async def test_taps_votes_and_a_gateway_restart_in_two_regions(browser: Any, tmp_path: Path) -> None:
     out = artifacts()
-    async with ProcessMesh(regions=("a", "b"), base_port=free_port_block(20), data_dir=tmp_path / "mesh") as mesh:
+    blocklist = {"broadcaster": {"comments": {"blocklist": ["spoilers"]}}}
+    async with ProcessMesh(
+        regions=("a", "b"), base_port=free_port_block(20), data_dir=tmp_path / "mesh", overrides=blocklist
+    ) as mesh:
         gw_a, gw_b = mesh.plans["a"].gateway, mesh.plans["b"].gateway
         page_a = await browser.new_page(viewport={"width": 1100, "height": 700})
         page_b = await browser.new_page(viewport={"width": 1100, "height": 700})
@@ -114,6 +117,19 @@ async def test_taps_votes_and_a_gateway_restart_in_two_regions(browser: Any, tmp
             "retries": 0,
             "refused": 0,
         }
+        # A blocklisted comment is shadowed: its author's page shows it, nobody else's does.
+        await page_a.get_by_test_id("comment-input").fill("no spoilers here")
+        await page_a.get_by_test_id("comment-send").click()
+        await page_a.wait_for_function(
+            "() => Object.values(window.reactmesh.comments).some(c => c.text === 'no spoilers here')", timeout=WITHIN_MS
+        )
+        await page_a.get_by_test_id("comment-input").fill("Great match")
+        await page_a.get_by_test_id("comment-send").click()
+        await page_b.wait_for_function(
+            "() => Object.values(window.reactmesh.comments).some(c => c.text === 'Great match')", timeout=WITHIN_MS
+        )
+        assert await page_b.get_by_test_id("comment").filter(has_text="spoilers").count() == 0
+        assert await page_a.get_by_test_id("comment").filter(has_text="spoilers").count() == 1
         await page_a.screenshot(path=str(out / "overlay-region-a.png"))
         await page_b.screenshot(path=str(out / "overlay-region-b.png"))
 

@@ -159,15 +159,17 @@
     pin.textContent = state.pinned ? `${state.pinned.viewer_id}: ${state.pinned.text}` : "";
   }
 
+  function addComment(c) {
+    if (!(c.comment_id in state.comments)) state.commentOrder.push(c.comment_id);
+    state.comments[c.comment_id] = c;
+  }
+
   function applyComments(m) {
     if (m.snapshot) {
       state.comments = {};
       state.commentOrder = [];
     }
-    for (const c of m.comments) {
-      if (!(c.comment_id in state.comments)) state.commentOrder.push(c.comment_id);
-      state.comments[c.comment_id] = c;
-    }
+    for (const c of m.comments) addComment(c);
     for (const id of m.deleted_ids) {
       if (id in state.comments) {
         delete state.comments[id];
@@ -197,6 +199,12 @@
         const r = await res.json();
         state.posted.stored += 1;
         if (r.duplicate) state.posted.duplicates += 1;
+        // Shown from the answer at once, de-duplicated by id when the socket brings it; a shadowed comment
+        // (muted author, blocklisted text) never comes on the socket, so its author sees it only this way.
+        if (!(r.comment.comment_id in state.comments)) {
+          addComment(r.comment);
+          renderComments();
+        }
         return;
       }
       if (res && res.status >= 400 && res.status < 500 && res.status !== 429) {
