@@ -28,7 +28,6 @@ from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.errors import RejectingUndecodable
 from reactmesh.edge.service import Edge
 from reactmesh.merge.clock import Clock, SystemClock
-from reactmesh.merge.comments import CommentSet
 from reactmesh.merge.gossip import GossipNode
 from reactmesh.merge.polls import PollSet
 from reactmesh.merge.replica import ReplicaState
@@ -46,7 +45,15 @@ from reactmesh.region_node.moderation.service import AdminServicer
 from reactmesh.region_node.polls.service import PollsServicer, attach_polls
 from reactmesh.region_node.query import QueryServicer
 from reactmesh.region_node.replication import Dialer, GossipServicer
-from reactmesh.region_node.state import COMMENTS, DRAINS, FLAGS, MUTES, POLLS, RegionGossipNode, RegionState
+from reactmesh.region_node.state import (
+    DRAINS,
+    FLAGS,
+    MUTES,
+    POLLS,
+    RegionGossipNode,
+    RegionState,
+    comment_collections,
+)
 from reactmesh.region_node.tls import NodeTLS, PeerCertificateGuard
 from reactmesh.region_node.windows.digests import HistoryReader
 from reactmesh.region_node.windows.sealer import SEAL_EVERY_S, SealedBefore, WindowWriter, seal_windows
@@ -236,7 +243,7 @@ class Node:
             self._tasks.append(asyncio.create_task(agg.run(), name="aggregator-ticks"))
         if "broadcaster" in self.targets and cfg.broadcaster is not None:
             section = cfg.broadcaster
-            self.replica = RegionState(extra={POLLS: PollSet(), COMMENTS: CommentSet()})
+            self.replica = RegionState(extra={POLLS: PollSet(), **comment_collections()})
             hooks = self.metrics.broadcast_hooks if self.metrics is not None else None
             bc = Broadcaster(section.config, self.clock, self.replica, hooks=hooks)
             self.broadcaster = bc

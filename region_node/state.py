@@ -11,6 +11,8 @@
 - ``POLLS`` ("polls"): a PollSet, held only by broadcasters (``RegionState(extra={POLLS: PollSet()})``).
 - ``COMMENTS`` ("comments"): a CommentSet (``merge.comments``), held only by broadcasters like POLLS, so it
   travels broadcaster <-> broadcaster between regions and never to aggregators or edges.
+- ``LATE_DELETES`` ("comment_deletes"): an ExpiringMap comment id -> delete, for comments already out of the
+  CommentSet's hot window (only their comment files hold them); held and sent like COMMENTS.
 
 ``RegionState`` is a ReplicaState holding the standard collections (``standard_collections``: every one above
 but POLLS and COMMENTS) plus any extra; an edge holds only the moderation (``moderation_collections``).
@@ -26,6 +28,7 @@ import random
 from collections.abc import Mapping
 
 from reactmesh.merge.clock import Clock
+from reactmesh.merge.comments import CommentSet
 from reactmesh.merge.contract import Replicated
 from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.gossip import GossipConfig, GossipNode, Route
@@ -41,6 +44,7 @@ DRAINS = "drains"
 FLAGS = "flags"
 POLLS = "polls"
 COMMENTS = "comments"
+LATE_DELETES = "comment_deletes"
 MODERATION = frozenset({MUTES, DRAINS, FLAGS})
 """The moderation collections: every node holds them, edges nothing else."""
 COLLECTIONS = (TOTALS, WINDOWS, WATERMARKS, MUTES, DRAINS, FLAGS)
@@ -53,6 +57,11 @@ DIGESTED = (TOTALS, WATERMARKS)
 def moderation_collections() -> dict[str, Replicated]:
     """Fresh, empty MUTES, DRAINS and FLAGS."""
     return {MUTES: ExpiringMap(), DRAINS: ExpiringMap(), FLAGS: ExpiringMap()}
+
+
+def comment_collections() -> dict[str, Replicated]:
+    """Fresh, empty COMMENTS and LATE_DELETES: what a broadcaster adds for live comments."""
+    return {COMMENTS: CommentSet(), LATE_DELETES: ExpiringMap()}
 
 
 def standard_collections() -> dict[str, Replicated]:

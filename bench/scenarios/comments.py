@@ -43,7 +43,7 @@ from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.hub import CommentHub
 from reactmesh.region_node.comments.service import attach_comments
 from reactmesh.region_node.devmesh import ProcessMesh, free_port_block
-from reactmesh.region_node.state import COMMENTS, RegionState
+from reactmesh.region_node.state import COMMENTS, RegionState, comment_collections
 from reactmesh.v1 import comments_pb2, comments_pb2_grpc
 
 NAME = "comments"
@@ -118,7 +118,7 @@ async def _grpc_ingest_once(p: dict[str, Any], data_dir: Path) -> dict[str, floa
 
 async def _ingest(p: dict[str, Any], db: Path) -> dict[str, float]:
     clock = SystemClock()
-    state = RegionState(extra={COMMENTS: CommentSet()})
+    state = RegionState(extra=comment_collections())
     config = CommentsConfig(post_rate_per_s=10_000, post_burst=10_000, blocklist=WORDS)
     servicer = await attach_comments(state, clock, "a/bcast-0", str(db), config)
     book = servicer.book
@@ -149,7 +149,7 @@ async def _ingest(p: dict[str, Any], db: Path) -> dict[str, float]:
 
 async def _burst(p: dict[str, Any]) -> dict[str, float]:
     clock = SystemClock()
-    state = RegionState(extra={COMMENTS: CommentSet()})
+    state = RegionState(extra=comment_collections())
     cs = state.collection(COMMENTS, CommentSet)
     config = CommentsConfig(sample_rate_per_s=p["sample_rate_per_s"], buffer_per_stream=10_000)
     hub = CommentHub(cs, clock, config, random.Random(1))

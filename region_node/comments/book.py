@@ -24,6 +24,11 @@ What a client can rely on:
   every region by gossip) and at most ``max_hot`` entries (a burst shortens the window), so memory grows with
   live activity, bounded, never with elapsed time. A comment that reaches a region only after that region's floor
   passed its id (a partition longer than the window, or a burst past ``max_hot``) is not stored there.
+- A delete of a comment already out of memory (below the floor) is a *late delete*: a record in the region's
+  ``LATE_DELETES`` ExpiringMap (comment id -> stamp, stream, actor), held ``late_delete_window_s`` (a day) and
+  passed on by gossip like the comments; every node that merges it writes a tombstone into its comment file
+  (history leaves the comment out), tells its watchers (``deleted_ids``), and tombstones it in memory where its
+  own floor still holds it. Memory holds the late deletes of the last day: it grows with deletes, not with time.
 - GetComments reads the comment file (after the writer has caught up), so a page is the same on every node
   that has merged the same comments: newest first, deleted, shadowed (of others) and resent copies left out.
 """
@@ -60,11 +65,12 @@ from reactmesh.region_node.broadcaster.core import check_stream_id
 from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.hub import CommentHub
 from reactmesh.region_node.comments.store import CommentStore
-from reactmesh.region_node.state import COMMENTS, MUTES
+from reactmesh.region_node.state import COMMENTS, LATE_DELETES, MUTES
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 100
+MAX_ACTOR = 256
 DEFAULT_PAGE = 50
 
 
@@ -85,6 +91,8 @@ class CommentStatistics:
     saved_version: int
     store_errors: int
     pruned: int
+    late_deletes: int
+    late_held: int
 
 
 def check_comment_id(value: str, field: str) -> None:
@@ -104,13 +112,16 @@ class CommentBook:
         store: CommentStore | None = None,
         config: CommentsConfig | None = None,
         saved_version: int = 0,
+        saved_late_version: int = 0,
     ) -> None:
         comments = state.collections.get(COMMENTS)
-        if not isinstance(comments, CommentSet):
-            raise TypeError(f'the ReplicaState needs extra={{"{COMMENTS}": CommentSet()}}')
+        late = state.collections.get(LATE_DELETES)
+        if not isinstance(comments, CommentSet) or not isinstance(late, ExpiringMap):
+            raise TypeError("the ReplicaState needs extra=region_node.state.comment_collections()")
         self.config = config or CommentsConfig()
         self._state = state
         self._set = comments
+        self._late = late
         self._hlc = hlc
         self._clock = clock
         self._store = store
@@ -121,13 +132,14 @@ class CommentBook:
         self.hub = CommentHub(comments, clock, self.config)
         self.hub.seed()
         self._saved = saved_version
+        self._late_saved = saved_late_version
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
         self._observed: HlcTimestamp | None = None
         self._posted = self._duplicates = self._limited = self._filtered = self._muted = 0
-        self._deletes = self._pins = self._store_errors = self._pruned = self._likes = 0
+        self._deletes = self._pins = self._store_errors = self._pruned = self._likes = self._late_deletes = 0
         state.add_listener(self._on_merge)
 
     @property
@@ -184,14 +196,24 @@ class CommentBook:
         await self._durable()
         return c, False
 
-    async def delete(self, stream_id: str, cid: str) -> None:
-        """Tombstone ``cid`` everywhere. INVALID_ARGUMENT for a malformed id or one of another stream."""
+    async def delete(self, stream_id: str, cid: str, actor: str = "") -> None:
+        """Tombstone ``cid`` everywhere (a late delete when it is already out of memory). INVALID_ARGUMENT for a
+        malformed id or one of another stream."""
         check_stream_id(stream_id)
         check_comment_id(cid, "comment_id")
         c = self._set.get(cid)
         if c is not None and c.stream_id != stream_id:
             raise invalid_argument(f"comment {cid} is not on stream {stream_id!r}")
-        self._state.merge(COMMENTS, CommentSet().delete(cid))
+        if cid >= self._set.floor_id:
+            self._state.merge(COMMENTS, CommentSet().delete(cid))
+        else:
+            stored = await self._store.stream_of(cid) if self._store is not None else None
+            if stored is not None and stored != stream_id:
+                raise invalid_argument(f"comment {cid} is not on stream {stream_id!r}")
+            stamp = self._stamp()
+            until = stamp.wall_ms + self.config.late_delete_window_s * 1000
+            self._state.merge(LATE_DELETES, ExpiringMap().set(cid, until, stamp, stream_id, actor[:MAX_ACTOR]))
+            self._late_deletes += 1
         self._deletes += 1
         await self._durable()
 
@@ -264,9 +286,18 @@ class CommentBook:
     # -- changes and durability --------------------------------------------------------------
 
     def _on_merge(self, collection: str, coll: Any, changed: Any) -> None:
-        if collection != COMMENTS:
+        if collection == LATE_DELETES:
+            for cid in changed:
+                record = self._late.get(cid)
+                if record is None:
+                    continue
+                if cid >= self._set.floor_id:  # this node still holds it in memory: an ordinary tombstone too
+                    self._state.merge(COMMENTS, CommentSet().delete(cid))
+                self.hub.deleted(record.note, cid)
+        elif collection != COMMENTS:
             return
-        self.hub.changed(changed)
+        else:
+            self.hub.changed(changed)
         if self._store is not None:
             self._wake.set()
 
@@ -276,17 +307,24 @@ class CommentBook:
         if store is None:
             return 0
         async with self._flush_lock:
-            if self._set.version <= self._saved:
+            if self._set.version <= self._saved and self._late.version <= self._late_saved:
                 return 0
             delta, upto = self._set.delta_since(self._saved)
-            written = await store.save(delta)
-            self._saved = upto
+            late, late_upto = self._late.delta_since(self._late_saved)
+            written = await store.save(delta, late)
+            self._saved, self._late_saved = upto, late_upto
             return written
+
+    def _versions(self) -> tuple[int, int]:
+        return self._set.version, self._late.version
+
+    def _written(self, target: tuple[int, int]) -> bool:
+        return target[0] <= self._saved and target[1] <= self._late_saved
 
     async def _durable(self) -> None:
         """Return once everything merged so far is in the comment file (UNAVAILABLE if it cannot be). With the
         writer running, callers wait for its next group commit, so a burst of posts costs one transaction."""
-        if self._store is None or self._saved >= self._set.version:
+        if self._store is None or self._written(self._versions()):
             return
         if not self._tasks:
             try:
@@ -296,7 +334,7 @@ class CommentBook:
                 raise unavailable(f"comment file write failed: {exc}") from exc
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._set.version, fut))
+        self._waiters.append((self._versions(), fut))
         self._wake.set()
         await fut
 
@@ -321,12 +359,12 @@ class CommentBook:
             for target, fut in self._waiters:
                 if fut.done():
                     continue
-                if target <= self._saved:
+                if self._written(target):
                     fut.set_result(None)
                 else:
                     waiting.append((target, fut))
             self._waiters = waiting
-            if waiting or self._set.version > self._saved:
+            if waiting or not self._written(self._versions()):
                 self._wake.set()
 
     def expire(self) -> None:
@@ -340,13 +378,16 @@ class CommentBook:
             floor = max(floor, oldest[-1])
         if floor > cs.floor_id:
             self._state.merge(COMMENTS, CommentSet().expire(floor))
+        late_floor = self._clock.wall_ms() - self.config.late_delete_window_s * 1000
+        if late_floor > self._late.floor_ms:
+            self._state.merge(LATE_DELETES, ExpiringMap().expire(late_floor))
 
     async def prune(self) -> int:
         """Delete one batch of comments older than the retention from the comment file."""
         if self._store is None:
             return 0
         floor = floor_for(self._clock.wall_ms() - self.config.retention_days * 86_400_000)
-        n = await self._store.prune(floor, self.config.prune_batch)
+        n = await self._store.prune(floor, self.config.prune_batch, self._clock.wall_ms())
         self._pruned += n
         return n
 
@@ -405,4 +446,6 @@ class CommentBook:
             saved_version=self._saved,
             store_errors=self._store_errors,
             pruned=self._pruned,
+            late_deletes=self._late_deletes,
+            late_held=len(self._late),
         )

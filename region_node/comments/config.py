@@ -34,6 +34,9 @@ class CommentsConfig:
     # ... and at most this many comments and tombstones stay in memory: past it, the oldest leave (a burst
     # shortens the hot window rather than growing memory).
     max_hot: int = 1_000_000
+    # A delete of a comment already out of memory is held in memory (and passed on by gossip) this long, so it
+    # reaches every region's comment file unless a region is cut off for longer.
+    late_delete_window_s: int = 86_400
     retention_days: int = 90
     # Rows the retention deletes per pass (cost per pass is bounded, whatever has accumulated).
     prune_batch: int = 5_000
@@ -58,6 +61,7 @@ class CommentsConfig:
             raise ConfigError("late_join", f"at most buffer_per_stream ({self.buffer_per_stream})", self.late_join)
         int_in("hot_window_s", self.hot_window_s, 1, 86_400)
         int_in("max_hot", self.max_hot, 1_000, 100_000_000)
+        int_in("late_delete_window_s", self.late_delete_window_s, 60, 30 * 86_400)
         int_in("retention_days", self.retention_days, 1, 3_650)
         int_in("prune_batch", self.prune_batch, 1, 1_000_000)
         if self.synchronous not in ("FULL", "NORMAL"):

@@ -158,6 +158,12 @@ class CommentHub:
             else:
                 self._stream(key).pin_changed = True
 
+    def deleted(self, stream_id: str, cid: str) -> None:
+        """Tell the stream's watchers that ``cid`` (a comment no longer in memory: a late delete) is deleted."""
+        s = self._streams.get(stream_id)
+        if s is not None:
+            s.deleted.append(cid)
+
     def seed(self) -> None:
         """Buffer the comments the set already holds (loaded from the comment file), oldest id first."""
         cs = self._set

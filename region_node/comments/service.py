@@ -19,6 +19,7 @@ from reactmesh.edge.auth import Action, Authorizer
 from reactmesh.edge.errors import ServiceError, abort_with
 from reactmesh.merge.clock import Clock
 from reactmesh.merge.comments import CommentSet, floor_for
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.hlc import HybridLogicalClock
 from reactmesh.merge.replica import ReplicaState
 from reactmesh.region_node.broadcaster.core import check_stream_id
@@ -26,7 +27,7 @@ from reactmesh.region_node.comments.book import CommentBook
 from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.hub import to_proto
 from reactmesh.region_node.comments.store import CommentStore
-from reactmesh.region_node.state import COMMENTS
+from reactmesh.region_node.state import COMMENTS, LATE_DELETES
 from reactmesh.v1 import comments_pb2, comments_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,9 @@ class CommentsServicer(comments_pb2_grpc.CommentsServiceServicer):
         self, request: comments_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> comments_pb2.DeleteCommentResponse:
         try:
-            self._auth.check(context.invocation_metadata(), Action.MANAGE_COMMENTS, stream_id=request.stream_id)
-            await self.book.delete(request.stream_id, request.comment_id)
+            who = self._auth.check(context.invocation_metadata(), Action.MANAGE_COMMENTS, stream_id=request.stream_id)
+            actor = who.subject if who is not None else ""
+            await self.book.delete(request.stream_id, request.comment_id, actor)
         except ServiceError as err:
             await abort_with(context, err)
             raise
@@ -163,19 +165,27 @@ async def attach_comments(
     """
     config = config or CommentsConfig()
     comments = state.collections.get(COMMENTS)
-    if not isinstance(comments, CommentSet):
-        raise TypeError(f'the ReplicaState needs extra={{"{COMMENTS}": CommentSet()}}')
+    late = state.collections.get(LATE_DELETES)
+    if not isinstance(comments, CommentSet) or not isinstance(late, ExpiringMap):
+        raise TypeError("the ReplicaState needs extra=region_node.state.comment_collections()")
     store = await CommentStore.open(db_path, synchronous=config.synchronous) if db_path is not None else None
     try:
-        was_empty = not len(comments)
+        was_empty = not len(comments) and not len(late)
         if store is not None:
             floor = floor_for(clock.wall_ms() - config.hot_window_s * 1000)
             state.merge(COMMENTS, await store.load(floor))
+            state.merge(LATE_DELETES, await store.load_late(clock.wall_ms() - config.late_delete_window_s * 1000))
         latest = comments.latest_stamp()
         after = latest if latest is not None and latest.wall_ms - clock.wall_ms() <= config.max_drift_ms else None
         hlc = HybridLogicalClock(node_id, clock, config.max_drift_ms, after=after)
         book = CommentBook(
-            state, hlc, clock, store=store, config=config, saved_version=comments.version if was_empty else 0
+            state,
+            hlc,
+            clock,
+            store=store,
+            config=config,
+            saved_version=comments.version if was_empty else 0,
+            saved_late_version=late.version if was_empty else 0,
         )
     except BaseException:
         if store is not None:

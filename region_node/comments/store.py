@@ -9,9 +9,13 @@ Guarantees:
   ids, shadowed comments of other viewers, and every resend but the smallest id of a (stream, viewer,
   client_key). Cost O(limit) rows via the (stream_id, comment_id) index.
 - ``load(floor_id)`` returns the comments and tombstones at or above ``floor_id`` and every pin: the hot window
-  a restarted node puts back in memory.
-- ``prune(floor_id, batch)`` deletes at most ``batch`` comments, tombstones and likes below ``floor_id``, by primary
-  key range: the cost of a pass is bounded by what it deletes, never by the size of the file.
+  a restarted node puts back in memory; ``load_late(floor_ms)`` the late deletes stamped since ``floor_ms``.
+- A late delete (of a comment already out of memory, ``LATE_DELETES``) is written twice in one transaction: a
+  tombstone row, so history leaves the comment out, and a ``late_deletes`` row with its stamp, so a restarted
+  node still passes it on to regions that have not heard of it.
+- ``prune(floor_id, batch)`` deletes at most ``batch`` comments, tombstones and likes below ``floor_id`` (and late
+  deletes whose time is over), by primary key range: the cost of a pass is bounded by what it deletes, never by
+  the size of the file.
 
 A schema version lives in ``meta``; a file of a newer build or another kind is refused.
 """
@@ -24,11 +28,20 @@ import os
 import aiosqlite
 
 from reactmesh.merge.comments import Comment, CommentSet
+from reactmesh.merge.expiring import ExpiringMap
 from reactmesh.merge.hlc import HlcTimestamp
 from reactmesh.region_node.sqlite import StoreError, Synchronous, connect_wal, open_meta, write_transaction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "comments"
+
+_LATE_DELETES = (
+    "CREATE TABLE late_deletes (comment_id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, wall_ms INTEGER NOT NULL,"
+    " logical INTEGER NOT NULL, replica TEXT NOT NULL, until_ms INTEGER NOT NULL, actor TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX late_deletes_by_until ON late_deletes (until_ms)",
+)
+_MIGRATIONS = {1: _LATE_DELETES}
+"""Version 1 files (no late deletes) gain the table."""
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -42,6 +55,7 @@ _SCHEMA = (
     " WITHOUT ROWID",
     "CREATE TABLE pins (stream_id TEXT PRIMARY KEY, wall_ms INTEGER NOT NULL, logical INTEGER NOT NULL,"
     " replica TEXT NOT NULL, comment_id TEXT NOT NULL) WITHOUT ROWID",
+    *_LATE_DELETES,
 )
 
 _INSERT_COMMENT = (
@@ -49,6 +63,12 @@ _INSERT_COMMENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOMB = "INSERT OR IGNORE INTO tombstones (comment_id) VALUES (?)"
+_UPSERT_LATE = (
+    "INSERT INTO late_deletes (comment_id, stream_id, wall_ms, logical, replica, until_ms, actor)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (comment_id) DO UPDATE SET stream_id = excluded.stream_id,"
+    " wall_ms = excluded.wall_ms, logical = excluded.logical, replica = excluded.replica,"
+    " until_ms = excluded.until_ms, actor = excluded.actor"
+)
 _INSERT_LIKE = "INSERT OR IGNORE INTO likes (comment_id, viewer_id) VALUES (?, ?)"
 _UPSERT_PIN = (
     "INSERT INTO pins (stream_id, wall_ms, logical, replica, comment_id) VALUES (?, ?, ?, ?, ?)"
@@ -90,7 +110,14 @@ class CommentStore:
         conn = await connect_wal(path, synchronous)
         try:
             await open_meta(
-                conn, path, what="comment store", schema=_SCHEMA, version=SCHEMA_VERSION, new_meta={}, kind=KIND
+                conn,
+                path,
+                what="comment store",
+                schema=_SCHEMA,
+                version=SCHEMA_VERSION,
+                new_meta={},
+                kind=KIND,
+                migrations=_MIGRATIONS,
             )
         except BaseException:
             await conn.close()
@@ -113,8 +140,9 @@ class CommentStore:
             if conn is not None:
                 await conn.close()
 
-    async def save(self, delta: CommentSet) -> int:
-        """Write a delta in one transaction; return the rows it changed (0 for rows already stored)."""
+    async def save(self, delta: CommentSet, late: ExpiringMap | None = None) -> int:
+        """Write a delta of the comments (and one of the late deletes) in one transaction; return the rows it
+        changed (0 for rows already stored)."""
         comments = []
         for cid in delta:
             c = delta.get(cid)
@@ -123,6 +151,10 @@ class CommentStore:
                 (cid, c.stream_id, c.viewer_id, c.text, c.reply_to, c.client_key, int(c.priority), int(c.shadow))
             )
         tombs = [(cid,) for cid in delta.tombstones()]
+        lates = []
+        for cid, r in (late.value() if late is not None else {}).items():
+            tombs.append((cid,))
+            lates.append((cid, r.note, r.stamp.wall_ms, r.stamp.logical, r.stamp.replica, r.until_ms, r.actor))
         likes = [(cid, viewer) for cid, viewers in delta.liked().items() for viewer in viewers]
         pins = []
         for stream_id, pin in delta.pins().items():
@@ -132,8 +164,22 @@ class CommentStore:
         return await write_transaction(
             self._live(),
             self._lock,
-            [(_INSERT_COMMENT, comments), (_INSERT_TOMB, tombs), (_UPSERT_PIN, pins), (_INSERT_LIKE, likes)],
+            [
+                (_INSERT_COMMENT, comments),
+                (_INSERT_TOMB, tombs),
+                (_UPSERT_LATE, lates),
+                (_UPSERT_PIN, pins),
+                (_INSERT_LIKE, likes),
+            ],
         )
+
+    async def stream_of(self, comment_id: str) -> str | None:
+        """The stream of a stored comment, or None when the file does not hold it."""
+        async with self._lock:
+            rows = await self._live().execute_fetchall(
+                "SELECT stream_id FROM comments WHERE comment_id = ?", (comment_id,)
+            )
+        return next((str(r[0]) for r in rows), None)
 
     async def page(self, stream_id: str, before: str, limit: int, viewer_id: str) -> list[Comment]:
         """Up to ``limit`` visible comments of ``stream_id`` with ids below ``before`` ("" = newest), newest first."""
@@ -164,8 +210,22 @@ class CommentStore:
             out.like(cid, viewer)
         return out
 
-    async def prune(self, floor_id: str, batch: int) -> int:
-        """Delete at most ``batch`` comments and ``batch`` tombstones below ``floor_id``; return the rows deleted."""
+    async def load_late(self, floor_ms: int) -> ExpiringMap:
+        """The late deletes stamped at or after ``floor_ms`` (wall ms)."""
+        async with self._lock:
+            rows = await self._live().execute_fetchall(
+                "SELECT comment_id, stream_id, wall_ms, logical, replica, until_ms, actor FROM late_deletes"
+                " WHERE wall_ms >= ?",
+                (floor_ms,),
+            )
+        out = ExpiringMap()
+        for cid, stream_id, wall_ms, logical, replica, until_ms, actor in rows:
+            out.set(cid, until_ms, HlcTimestamp(wall_ms, logical, replica), stream_id, actor)
+        return out
+
+    async def prune(self, floor_id: str, batch: int, now_ms: int = 0) -> int:
+        """Delete at most ``batch`` comments, likes and tombstones below ``floor_id``, and ``batch`` late deletes
+        whose ``until_ms`` is before ``now_ms``; return the rows deleted."""
         return await write_transaction(
             self._live(),
             self._lock,
@@ -184,6 +244,11 @@ class CommentStore:
                     "DELETE FROM tombstones WHERE comment_id IN"
                     " (SELECT comment_id FROM tombstones WHERE comment_id < ? ORDER BY comment_id LIMIT ?)",
                     [(floor_id, batch)],
+                ),
+                (
+                    "DELETE FROM late_deletes WHERE comment_id IN"
+                    " (SELECT comment_id FROM late_deletes WHERE until_ms < ? ORDER BY until_ms LIMIT ?)",
+                    [(now_ms, batch)],
                 ),
             ],
         )

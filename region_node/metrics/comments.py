@@ -46,6 +46,7 @@ class CommentsCollector:
         actions.add_metric([r, "delete"], s.deletes)
         actions.add_metric([r, "pin"], s.pins)
         actions.add_metric([r, "like"], s.likes)
+        actions.add_metric([r, "late_delete"], s.late_deletes)
         yield actions
         delivered = counter(
             "reactmesh_comments_delivery",
@@ -67,6 +68,12 @@ class CommentsCollector:
         held = gauge("reactmesh_comments_held", "Comments, tombstones and pins in memory (the hot window).")
         held.add_metric([r], s.held)
         yield held
+        late = gauge(
+            "reactmesh_comments_late_deletes_held",
+            "Deletes of comments already out of memory, held to pass on to every region (late_delete_window_s).",
+        )
+        late.add_metric([r], s.late_held)
+        yield late
         errors = counter("reactmesh_comments_store_errors", "Failed writes of the comment file.")
         errors.add_metric([r], s.store_errors)
         yield errors

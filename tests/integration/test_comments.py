@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from reactmesh.region_node.cli.comments import add_comments_commands, run_commen
 from reactmesh.region_node.comments.config import CommentsConfig
 from reactmesh.region_node.comments.service import CommentsServicer, attach_comments
 from reactmesh.region_node.comments.store import CommentStore
-from reactmesh.region_node.state import COMMENTS, MUTES, RegionState
+from reactmesh.region_node.state import COMMENTS, MUTES, RegionState, comment_collections
 from reactmesh.v1 import comments_pb2, comments_pb2_grpc
 from tests.support.auth import Keys
 
@@ -47,7 +48,7 @@ class Node:
         self.clock = clock
         self.config = config
         self.auth = auth
-        self.state = RegionState(extra={COMMENTS: CommentSet()})
+        self.state = RegionState(extra=comment_collections())
         self.server = grpc.aio.server()
         self.servicer: CommentsServicer
 
@@ -466,3 +467,56 @@ async def test_a_resend_taken_by_another_region_first_retracts_the_copy_watchers
     assert ids(frame) == [earlier.comment_id] and list(frame.deleted_ids) == [ours]
     assert [c.comment_id for c in (await node.history()).comments] == [earlier.comment_id]
     watch.close()
+
+
+async def test_a_comment_older_than_the_hot_window_is_deleted_from_history_watchers_and_after_a_restart(
+    make_node: MakeNode,
+) -> None:
+    clock = FakeClock()
+    config = CommentsConfig(post_rate_per_s=1000, post_burst=1000, hot_window_s=60, late_delete_window_s=3600)
+    node = await make_node(clock=clock, config=config)
+    old = (await node.post("v", "reported late")).comment.comment_id
+    kept = (await node.post("v", "fine")).comment.comment_id
+    await clock.advance(61)
+    node.servicer.book.expire()
+    assert node.servicer.book.comments.get(old) is None  # out of memory, only in the file
+    watch = Watch(node)
+    await watch.next()  # the late joiner's snapshot
+    other = comments_pb2.DeleteCommentRequest(stream_id="semi", comment_id=old)
+    assert (await status_of(node.stub.DeleteComment(other)))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    await node.stub.DeleteComment(comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=old))
+    assert [c.comment_id for c in (await node.history()).comments] == [kept]
+    node.tick()
+    assert list((await watch.next()).deleted_ids) == [old]
+    watch.close()
+    stats = node.servicer.book.statistics()
+    assert (stats.late_deletes, stats.late_held) == (1, 1)
+    await node.stop()
+    again = await make_node(clock=clock, config=config)  # the late delete is read back to be passed on
+    assert again.servicer.book.statistics().late_held == 1
+    assert [c.comment_id for c in (await again.history()).comments] == [kept]
+    await clock.advance(3601)
+    again.servicer.book.expire()
+    assert again.servicer.book.statistics().late_held == 0  # memory holds a day of late deletes, not more
+    assert [c.comment_id for c in (await again.history()).comments] == [kept]  # the tombstone row stays
+
+
+async def test_a_version_1_comment_file_is_migrated_and_keeps_its_comments(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    store = await CommentStore.open(path)
+    c = Comment("0000000001000.0000000000.a/bcast-0", STREAM, "v", "hello", "", "", priority=False, shadow=False)
+    await store.save(CommentSet().add(c))
+    await store.close()
+    with sqlite3.connect(path) as conn:  # what a version 1 file is: no late_deletes table
+        conn.execute("DROP TABLE late_deletes")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = await CommentStore.open(path)
+    try:
+        assert [x.comment_id for x in await store.page(STREAM, "", 10, "")] == [c.comment_id]
+        late = ExpiringMap().set(c.comment_id, 5_000, HlcTimestamp(2_000, 0, "b/bcast-0"), STREAM, "mo")
+        await store.save(CommentSet(), late)
+        assert await store.page(STREAM, "", 10, "") == []
+        assert (await store.load_late(0)).get(c.comment_id) == late.get(c.comment_id)
+        assert await store.prune(floor_for(0), 10, now_ms=5_001) == 1  # the late delete's time is over
+    finally:
+        await store.close()
