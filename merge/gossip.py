@@ -95,6 +95,7 @@ class GossipStats:
     digests_sent: int = 0
     digest_repairs: int = 0
     full_state_transfers: int = 0
+    unknown_parts: int = 0
     # peer region -> last observed replication lag, milliseconds
     lag_ms: dict[str, int] = field(default_factory=dict)
 
@@ -260,6 +261,10 @@ class GossipNode:
         decoded: list[tuple[str, Any]] = []
         try:
             for part in delta.parts:
+                if part.collection not in self.state.collections:
+                    # A newer peer's collection this node does not hold (a rolling upgrade): skipped, not an error.
+                    self.stats.unknown_parts += 1
+                    continue
                 decoded.append((part.collection, self.state.decode_part(part.collection, part.envelope)))
         except DecodeError as exc:
             raise ProtocolError(f"undecodable delta from {peer.node_id}: {exc}") from exc

@@ -61,6 +61,11 @@ class GossipCollector:
             ("reactmesh_gossip_sessions_total", "Gossip sessions started (after Hello).", "sessions"),
             ("reactmesh_gossip_digests_sent_total", "Anti-entropy digests sent to peers.", "digests_sent"),
             (
+                "reactmesh_gossip_unknown_parts_total",
+                "Delta parts of collections this node does not hold (from a newer peer), skipped.",
+                "unknown_parts",
+            ),
+            (
                 "reactmesh_gossip_digest_repairs_total",
                 "Deltas sent to repair buckets a peer's digest showed differing.",
                 "digest_repairs",

@@ -138,6 +138,24 @@ async def test_undecodable_delta_ends_the_session_and_merges_nothing(aggregator:
     assert agg.state.totals.value(("s", "like")) == 0
 
 
+async def test_a_part_of_a_collection_this_node_does_not_hold_is_skipped_and_the_rest_merged(
+    aggregator: tuple[GossipNode, str],
+) -> None:
+    agg, address = aggregator
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = gossip_pb2_grpc.GossipStub(channel).Exchange()
+        await call.write(gossip_pb2.GossipMessage(hello=gossip_pb2.Hello(node_id="x", region="x", role="aggregator")))
+        await call.read()
+        good = KeyedGCounter()
+        good.increment(("s", "like"), "x~1", 5)
+        newer = gossip_pb2.Part(collection="from_a_newer_release", envelope=b"\x01whatever it holds")
+        parts = [newer, gossip_pb2.Part(collection="totals", envelope=good.encode())]
+        await call.write(gossip_pb2.GossipMessage(delta=gossip_pb2.Delta(seq=1, parts=parts)))
+        await eventually(lambda: agg.state.totals.value(("s", "like")) == 5)
+        assert agg.stats.unknown_parts == 1
+        call.cancel()
+
+
 async def test_replayed_and_reordered_deltas_change_nothing(aggregator: tuple[GossipNode, str]) -> None:
     agg, address = aggregator
     d1, d2 = KeyedGCounter(), KeyedGCounter()
