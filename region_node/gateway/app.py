@@ -17,6 +17,9 @@ Routes (``openapi`` documents them; ``/v1/openapi.json`` serves the document):
   /v1/streams/{id}/comments/{comment_id}/likes``, ``DELETE /v1/streams/{id}/comments/{comment_id}``, ``PUT`` and
   ``DELETE /v1/streams/{id}/pin``; on the socket, messages of type "comments" (``wire``).
 - ``GET /overlay``: the overlay page (``static/``); ``GET /v1/config``: what the page needs (reaction set, auth).
+- ``GET /healthz``: 200 while the process serves HTTP (liveness: it never looks upstream). ``GET /readyz``: 200
+  when both upstreams answer ``grpc.health.v1`` SERVING within ``READY_TIMEOUT_S`` and the upstream token file (if
+  configured) holds a token, else 503; either way the body names each upstream's state (readiness).
 
 HTTP calls pass the caller's ``Authorization: Bearer`` header on as call metadata, so the upstream service applies
 its own policy; its gRPC status becomes the HTTP status through ``wire.HTTP_STATUS``.
@@ -35,6 +38,7 @@ from typing import Any
 
 import grpc
 import uvicorn
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -77,6 +81,8 @@ STATIC = Path(__file__).parent / "static"
 SUBPROTOCOL = "reactmesh.v1"
 _BEARER_PROTOCOL = "bearer."
 CALL_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 1.0
+"""How long ``/readyz`` waits for each upstream's health answer (keep the readiness probe's timeout above it)."""
 ChannelFactory = Callable[[str], Any]
 
 
@@ -109,6 +115,10 @@ class Gateway:
         self._query = query_pb2_grpc.QueryStub(self._bcast_channel)
         self._polls = polls_pb2_grpc.PollsStub(self._bcast_channel)
         self._comments = comments_pb2_grpc.CommentsServiceStub(self._bcast_channel)
+        self._health = {
+            "edge": health_pb2_grpc.HealthStub(self._edge_channel),
+            "broadcaster": health_pb2_grpc.HealthStub(self._bcast_channel),
+        }
         broadcast = broadcast_pb2_grpc.BroadcastStub(self._bcast_channel)
         comments = self._comments
         self.hub = Hub(config, lambda: broadcast, self._upstream_metadata, comments_stub=lambda: comments)
@@ -122,6 +132,7 @@ class Gateway:
                 Route("/overlay", lambda _: FileResponse(STATIC / "overlay.html")),
                 Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
                 Route("/healthz", lambda _: _json(200, {"status": "serving"})),
+                Route("/readyz", self._readyz),
                 Route("/v1/openapi.json", lambda _: _json(200, document(config.reactions))),
                 Route("/v1/config", self._page_config),
                 Route("/v1/reactions", self._post_reactions, methods=["POST"]),
@@ -153,6 +164,39 @@ class Gateway:
             log.warning("gateway upstream token %s unreadable: %s", path, exc)
             return ()
         return (("authorization", f"Bearer {token}"),)
+
+    # -- health --
+
+    async def _upstream_state(self, stub: Any) -> str:
+        """An upstream's overall health: a ServingStatus name, or the gRPC code of the failed check."""
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=READY_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            return str(exc.code().name)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+    def _token_problem(self) -> str | None:
+        path = self.config.upstream_token_file
+        if path is None:
+            return None
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            return f"upstream token {path} unreadable: {exc.strerror}"
+        return None if token else f"upstream token {path} is empty"
+
+    async def _readyz(self, _: Request) -> Response:
+        states = await asyncio.gather(*(self._upstream_state(stub) for stub in self._health.values()))
+        upstreams = dict(zip(self._health, states, strict=True))
+        problems = [f"{name}: {state}" for name, state in upstreams.items() if state != "SERVING"]
+        if (token := self._token_problem()) is not None:
+            problems.append(token)
+        if self._closing:
+            problems.append("stopping")
+        body: dict[str, Any] = {"status": "not ready" if problems else "ready", "upstreams": upstreams}
+        if problems:
+            body["problems"] = problems
+        return _json(503 if problems else 200, body)
 
     @staticmethod
     def _caller_metadata(request: Request) -> tuple[tuple[str, str], ...]:

@@ -1,5 +1,6 @@
 """The k8s/ manifests: every region overlay renders offline, is valid Kubernetes under the strict 1.33 schema, and
-is wired consistently (peers, hash ring, probes, metrics ports, writable paths), read as a cluster would read it.
+is wired consistently (peers, hash ring, the gateway's upstreams, probes, metrics ports, writable paths), read as a
+cluster would read it.
 
 Skips (with the reason) only when kubectl or kubernetes-validate is not installed.
 """
@@ -12,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.routing import Route
 
+from reactmesh.edge.auth import Authorizer
 from reactmesh.region_node.config import ROLES, from_mapping
+from reactmesh.region_node.gateway.app import READY_TIMEOUT_S, Gateway
+from reactmesh.region_node.gateway.config import GatewayConfig
 from tests.support.k8s import (
     K8S,
     REGIONS,
@@ -66,10 +71,10 @@ def test_overlay_renders_offline_into_its_own_namespace(region: str) -> None:
     assert kinds == {
         "Namespace": 1,
         "ConfigMap": 2,
-        "Service": 4,
-        "Deployment": 1,
+        "Service": 5,
+        "Deployment": 2,
         "StatefulSet": 2,
-        "PodDisruptionBudget": 3,
+        "PodDisruptionBudget": 4,
     }
     for d in docs:
         if d["kind"] == "Namespace":
@@ -153,19 +158,40 @@ def test_edge_ring_and_broadcaster_sources_name_every_aggregator_pod(cluster: Cl
         assert cluster.resolve(address, namespace(region)) == [(namespace(region), pod, port)]
 
 
-def test_every_container_has_tcp_probes_on_its_tls_port_limits_and_a_locked_down_security_context(
+async def gateway_routes() -> set[str]:
+    """The HTTP paths the gateway's app serves (read from the app itself, not from the manifests)."""
+    config = GatewayConfig(listen="127.0.0.1:0", edge="127.0.0.1:1", broadcaster="127.0.0.1:2")
+    gateway = Gateway(config, Authorizer.disabled())
+    await gateway.close()
+    return {str(r.path) for r in gateway.app.routes if isinstance(r, Route)}
+
+
+async def test_every_container_has_probes_on_its_serving_port_limits_and_a_locked_down_security_context(
     cluster: Cluster,
 ) -> None:
+    served = await gateway_routes()
     for c in cluster.containers(deployment_replicas=1):
         where = f"{c.namespace}/{c.pod}/{c.name}"
         pod = c.pod_spec
         port = listen_port(cluster, c)
-        # The serving port speaks only TLS, which the kubelet's gRPC probe cannot: a TCP probe on that port.
         probes = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in c.spec]
         assert {"readinessProbe", "livenessProbe"} <= set(probes), where
         for probe in probes:
             assert "grpc" not in c.spec[probe], f"{where}: {probe}: a gRPC probe cannot do TLS"
-            assert c.spec[probe]["tcpSocket"] == {"port": port}, f"{where}: {probe} must check the serving port"
+            if role(c) == "gateway":
+                # Plain HTTP: the kubelet asks the gateway's own health routes on the serving port.
+                get = c.spec[probe]["httpGet"]
+                assert c.port_number(get["port"]) == port, f"{where}: {probe} must check the serving port"
+                assert get.get("scheme", "HTTP") == "HTTP", f"{where}: the gateway serves plain HTTP"
+                assert get["path"] in served, f"{where}: {probe} asks {get['path']}, which the gateway does not serve"
+            else:
+                # The serving port speaks only TLS, which the kubelet's gRPC probe cannot: a TCP probe on that port.
+                assert c.spec[probe]["tcpSocket"] == {"port": port}, f"{where}: {probe} must check the serving port"
+        if role(c) == "gateway":
+            # Liveness never looks upstream (a broadcaster outage must not restart gateways); readiness does.
+            assert c.spec["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+            assert c.spec["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+            assert c.spec["readinessProbe"]["timeoutSeconds"] > READY_TIMEOUT_S, f"{where}: /readyz needs its 1 s"
         for kind in ("requests", "limits"):
             assert set(c.spec["resources"][kind]) >= {"cpu", "memory"}, f"{where}: resources.{kind}"
         sc, psc = c.spec["securityContext"], pod["securityContext"]
@@ -247,7 +273,7 @@ def test_servicemonitor_component_scrapes_every_service_metrics_port(tmp_path: P
         {"key": "reactmesh/pod-names-only", "operator": "DoesNotExist"}
     ]
     services = [d for d in docs if d["kind"] == "Service" and "reactmesh/pod-names-only" not in d["metadata"]["labels"]]
-    assert len(services) == 3
+    assert {s["metadata"]["name"] for s in services} == {"edge", "agg", "bcast", "gateway"}
     for s in services:
         assert all(s["metadata"]["labels"].get(k) == v for k, v in selector.items()), s["metadata"]["name"]
         assert endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}
@@ -270,6 +296,7 @@ def test_client_facing_pods_require_tokens_with_keys_from_a_secret(cluster: Clus
 
 TLS_SECRET = "reactmesh-tls"
 TLS_KEYS = {"cert_file": "tls.crt", "key_file": "tls.key", "ca_file": "ca.crt"}
+GATEWAY_TOKEN_SECRET = "reactmesh-gateway-token"
 
 
 def test_every_role_serves_tls_and_requires_peer_certificates_from_the_mounted_secret(cluster: Cluster) -> None:
@@ -309,6 +336,9 @@ def test_rendered_overlay_is_secure_by_default_tls_and_auth_on(cluster: Cluster,
         secrets = {v["secret"]["secretName"] for _, v in c.mounts() if "secret" in v}
         if role(c) == "aggregator":
             assert secrets == {TLS_SECRET}
+        elif role(c) == "gateway":
+            assert cfg.auth.enabled
+            assert secrets == {TLS_SECRET, "reactmesh-auth", GATEWAY_TOKEN_SECRET}
         else:
             assert cfg.auth.enabled
             assert secrets == {TLS_SECRET, "reactmesh-auth"}
@@ -325,9 +355,115 @@ def test_readme_certificate_command_names_every_host_the_configs_dial(cluster: C
         cfg = cluster.config(c)
         dialled = [*cfg.get("edge", {}).get("aggregators", [])]
         dialled += [*cfg.get("broadcaster", {}).get("sources", []), *cfg.get("broadcaster", {}).get("peers", [])]
+        dialled += [cfg[role(c)][k] for k in ("edge", "broadcaster") if role(c) == "gateway"]
         for address in dialled:
             host = split_address(address)[0]
             for ns, _, _ in cluster.resolve(address, c.namespace):
                 region = ns.removeprefix("reactmesh-")
                 wanted = {n.replace("$r", region) for n in documented}
                 assert host in wanted, f"{c.namespace}/{c.pod} dials {host}, not in region {region}'s certificate"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_gateway_dials_its_own_regions_edge_and_broadcaster_services_over_tls(cluster: Cluster, region: str) -> None:
+    """The gateway's upstreams are this region's edge Service and the broadcasters' viewer port (never the peer port,
+    which would refuse it for its lack of a peer certificate), dialled over TLS against the mounted mesh CA."""
+    for c in containers_of(cluster, region, "gateway"):
+        cfg = from_mapping(cluster.config(c), cluster.environment(c))
+        cfg.require(frozenset({"gateway"}))
+        gateway = cfg.gateway
+        assert gateway is not None
+        # region_node.node dials the gateway's upstreams with the [tls] client (checking the servers against ca_file)
+        # whenever the config has a [tls] section; without one they would be plaintext, which edge and bcast refuse.
+        assert cfg.tls is not None and cfg.tls.ca_file is not None, f"{c.pod}: upstream calls would be plaintext"
+        for address, target in ((gateway.edge, "edge"), (gateway.broadcaster, "broadcaster")):
+            reached = cluster.resolve(address, c.namespace)
+            assert reached, address
+            for ns, pod, port in reached:
+                assert ns == c.namespace, f"{address} leaves the region"
+                upstream = next(t for t in cluster.containers(ns) if t.pod == pod)
+                assert role(upstream) == target, f"gateway.{target} = {address} reaches a {role(upstream)}"
+                assert port == listen_port(cluster, upstream), f"{address} is not the {target}'s viewer port"
+            pods = {pod for _, pod, _ in reached}
+            assert pods == {t.pod for t in containers_of(cluster, region, target)}, f"{address} misses pods"
+
+
+def test_gateway_has_its_own_upstream_token_from_a_required_read_only_secret(cluster: Cluster) -> None:
+    for c in cluster.containers():
+        if role(c) != "gateway":
+            continue
+        where = f"{c.namespace}/{c.pod}"
+        gateway = from_mapping(cluster.config(c), cluster.environment(c)).gateway
+        assert gateway is not None and gateway.upstream_token_file is not None, f"{where}: no upstream token"
+        mount, key = os.path.split(gateway.upstream_token_file)
+        volume = dict(c.mounts()).get(mount)
+        assert volume is not None, f"{where}: {gateway.upstream_token_file} is on no volume"
+        assert volume.get("secret") == {"secretName": GATEWAY_TOKEN_SECRET, "optional": False}, f"{where}: {volume}"
+        assert key == "token"
+        read_only = {m["mountPath"].rstrip("/"): m.get("readOnly") for m in c.spec["volumeMounts"]}
+        assert read_only[mount] is True, f"{where}: {mount} must be mounted read-only"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_every_client_facing_role_checks_tokens_with_the_same_auth_settings(cluster: Cluster, region: str) -> None:
+    """The gateway checks viewers' tokens on its sockets itself: with other keys or claims than the edge's and the
+    broadcaster's, a token would open a socket that its taps and reads could not use, or the reverse."""
+    policies: dict[str, set[Any]] = {}
+    for c in cluster.containers(namespace(region)):
+        if role(c) != "aggregator":
+            policies.setdefault(role(c), set()).add(from_mapping(cluster.config(c), cluster.environment(c)).auth)
+    assert set(policies) == {"edge", "broadcaster", "gateway"}
+    (policy,) = set().union(*policies.values())
+    assert policy.enabled
+
+
+def test_gateway_service_serves_http_and_metrics_on_the_ports_its_config_listens_on(cluster: Cluster) -> None:
+    for region in REGIONS:
+        ns = namespace(region)
+        service = cluster.get("Service", ns, "gateway")
+        (http,) = (p for p in service["spec"]["ports"] if p["name"] == "http")
+        assert http["targetPort"] == "http"
+        for c in containers_of(cluster, region, "gateway"):
+            assert c.ports[listen_port(cluster, c)] == "http"
+        reached = cluster.resolve(f"gateway:{http['port']}", ns)
+        assert {pod for _, pod, _ in reached} == {c.pod for c in containers_of(cluster, region, "gateway")}
+        for _, pod, port in reached:
+            c = next(t for t in containers_of(cluster, region, "gateway") if t.pod == pod)
+            assert port == listen_port(cluster, c)
+        deployment = cluster.get("Deployment", ns, "gateway")
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] >= 10
+        (spread,) = pod["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_ingress_component_terminates_tls_in_front_of_the_gateway_http_port(tmp_path: Path) -> None:
+    base = Path(os.path.relpath(K8S, tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "namespace: reactmesh-a\n"
+        f"resources: [{base / 'overlays/region-a'}]\n"
+        f"components: [{base / 'components/ingress'}]\n"
+    )
+    docs = render(tmp_path)
+    cluster = Cluster(docs)
+    (ingress,) = cluster.of_kind("Ingress", "reactmesh-a")
+    kv: Any = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+    kv.validate(ingress, SCHEMA_VERSION, strict=True)
+    spec = ingress["spec"]
+    hosts = {r["host"] for r in spec["rules"]}
+    assert hosts and hosts <= {h for t in spec["tls"] for h in t["hosts"]}, "every host is served over TLS"
+    assert all(t["secretName"] != TLS_SECRET for t in spec["tls"]), "the public certificate, not the mesh's"
+    backends = [p["backend"]["service"] for r in spec["rules"] for p in r["http"]["paths"]]
+    assert backends
+    for backend in backends:
+        service = cluster.get("Service", "reactmesh-a", backend["name"])
+        (port,) = (p for p in service["spec"]["ports"] if p["name"] == backend["port"]["name"])
+        for _, pod, number in cluster.resolve(f"{backend['name']}:{port['port']}", "reactmesh-a"):
+            c = next(t for t in cluster.containers("reactmesh-a") if t.pod == pod)
+            assert role(c) == "gateway" and number == listen_port(cluster, c)
+    assert not any(d["kind"] == "Ingress" for d in render(overlay("a"))), "the default render needs no controller"

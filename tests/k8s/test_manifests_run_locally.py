@@ -6,15 +6,19 @@ ENTRYPOINT (read from the Dockerfile) or the container's command, its args, its 
 ConfigMap references included) and its mounted files. The only rewrite is of addresses and paths: every
 container port gets a distinct 127.0.0.1 port, every cluster DNS name:port in a config is resolved the way the
 cluster would (search domains, Services, headless pod names) to the port of the pod it reaches, and mount paths
-become directories under tmp_path. The Secrets are made in the test: a JWKS for "reactmesh-auth", and for
+become directories under tmp_path. The Secrets are made in the test: a JWKS for "reactmesh-auth", for
 "reactmesh-tls" a throwaway CA (region_node/certs.py) and one certificate for the rendered names and 127.0.0.1 (what
-the rewritten addresses dial), so the pods run with TLS and mTLS exactly as configured. Readiness is each
-container's own readiness probe (a TCP connect to its serving port), then a gRPC health check over mTLS.
+the rewritten addresses dial), so the pods run with TLS and mTLS exactly as configured, and for
+"reactmesh-gateway-token" a viewer token signed with the JWKS's key. Readiness is each container's own readiness
+probe: for gRPC roles a TCP connect to its serving port, then a gRPC health check over mTLS; for the gateway its
+HTTP probe (/readyz, which is 200 only once both upstreams answer health over TLS).
 
 Then every pod must serve Prometheus metrics where its scrape annotations point, and taps sent through region a's
 edge Service (one session routed to each aggregator by the edge's own hash ring, over TLS) must show up in the
-Query totals of every region's broadcaster, while a plaintext client is refused. Skips only when kubectl or PyYAML
-is missing.
+Query totals of every region's broadcaster, while a plaintext client is refused. Every region's gateway Service
+shows the same totals to a browser (a WebSocket snapshot, fed by the gateway's shared upstream Subscribe under its
+own token, and GET totals with the viewer's token) and serves the overlay page. Skips only when kubectl or PyYAML is
+missing.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import jwt
 import pytest
+import websockets
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reactmesh.edge.ring import HashRing
@@ -94,6 +100,7 @@ class LocalCluster:
         self.secrets = {
             "reactmesh-auth": {"jwks.json": json.dumps({"keys": [{**jwk, "kid": "test-1", "alg": "ES256"}]})},
             "reactmesh-tls": {"ca.crt": self.ca.cert_pem.decode(), "tls.crt": cert.decode(), "tls.key": key.decode()},
+            "reactmesh-gateway-token": {"token": self.token("gateway") + "\n"},
         }
         self.node_credentials = grpc.ssl_channel_credentials(self.ca.cert_pem, key, cert)
         self.viewer_credentials = grpc.ssl_channel_credentials(self.ca.cert_pem)
@@ -158,12 +165,17 @@ class LocalCluster:
             log.close()
 
     async def wait_ready(self, within: float = 30.0) -> None:
-        """Each container's readiness probe (a TCP connect to the probe's port), then gRPC health on that port over
-        mTLS, until all pass; no process may exit."""
+        """Each container's readiness probe until all pass: a TCP connect to the probe's port, then gRPC health on
+        that port over mTLS; or, for an HTTP probe, a GET answered 200. No process may exit."""
         checks = []
         for c in self.containers:
-            port = self.ports[(c.namespace, c.pod, c.spec["readinessProbe"]["tcpSocket"]["port"])]
-            checks.append(tcp_then_health(port, within, self.node_credentials))
+            probe = c.spec["readinessProbe"]
+            if "httpGet" in probe:
+                port = self.ports[(c.namespace, c.pod, c.port_number(probe["httpGet"]["port"]))]
+                checks.append(http_ok(f"http://127.0.0.1:{port}{probe['httpGet']['path']}", within))
+            else:
+                port = self.ports[(c.namespace, c.pod, probe["tcpSocket"]["port"])]
+                checks.append(tcp_then_health(port, within, self.node_credentials))
         ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*checks))
         exits: dict[asyncio.Future[Any], LocalPod] = {
             asyncio.ensure_future(p.process.wait()): p for p in self.pods if p.process is not None
@@ -199,14 +211,36 @@ class LocalCluster:
 
 
 def dialled_names(cluster: Cluster) -> list[str]:
-    """Every host name a rendered config dials (aggregators, sources, peers): the certificate's DNS SANs."""
+    """Every host name a rendered config dials (aggregators, sources, peers, the gateway's upstreams): the
+    certificate's DNS SANs."""
     names: dict[str, None] = {}
     for c in cluster.containers():
         cfg = cluster.config(c)
         for section, key in (("edge", "aggregators"), ("broadcaster", "sources"), ("broadcaster", "peers")):
             for address in cfg.get(section, {}).get(key, []):
                 names[split_address(address)[0]] = None
+        for key in ("edge", "broadcaster"):
+            if key in cfg.get("gateway", {}):
+                names[split_address(cfg["gateway"][key])[0]] = None
     return list(names)
+
+
+async def http_ok(url: str, within: float) -> None:
+    """What the kubelet's httpGet probe checks: a 2xx answer (here: 200) before ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last = "no answer"
+    async with httpx.AsyncClient(timeout=5) as http:
+        while loop.time() < deadline:
+            try:
+                reply = await http.get(url)
+                if reply.status_code == 200:
+                    return
+                last = f"{reply.status_code} {reply.text}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} not 200 after {within} s: {last}")
 
 
 async def tcp_then_health(port: int, within: float, credentials: grpc.ChannelCredentials) -> None:
@@ -344,3 +378,28 @@ async def test_rendered_regions_run_locally_are_scrapable_and_carry_taps_from_re
             for t in pollers:
                 t.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
+
+        for region in REGIONS:
+            gateway = mesh.local(f"gateway.reactmesh-{region}.svc.cluster.local:8080", "default")
+            try:
+                await asyncio.wait_for(through_gateway(gateway, watcher, expected), 20)
+            except (AssertionError, TimeoutError) as exc:
+                raise AssertionError(f"region {region}'s gateway: {exc!r}\n{mesh.logs()}") from exc
+
+
+async def through_gateway(address: str, token: str, expected: dict[str, int]) -> None:
+    """What a browser sees at a gateway: the overlay page, the totals over HTTP and on a WebSocket; anonymous is 401."""
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=5) as http:
+        page = await http.get("/overlay")
+        assert page.status_code == 200 and "<html" in page.text.lower(), page.status_code
+        assert (await http.get(f"/v1/streams/{STREAM}/totals")).status_code == 401
+        reply = await http.get(f"/v1/streams/{STREAM}/totals", headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["totals"] == expected
+    async with websockets.connect(f"ws://{address}/v1/streams/{STREAM}?access_token={token}") as ws:
+        while True:
+            message = json.loads(await ws.recv())
+            assert message["type"] != "error", message
+            if message["type"] == "frame" and message["kind"] == "snapshot":
+                assert message["counts"] == expected
+                return

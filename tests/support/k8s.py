@@ -90,6 +90,14 @@ class Container:
         """containerPort -> port name."""
         return {int(p["containerPort"]): str(p.get("name", "")) for p in self.spec.get("ports", [])}
 
+    def port_number(self, port: int | str) -> int:
+        """A probe's or Service's port, a number or the name of one of the container's ports."""
+        if isinstance(port, int):
+            return port
+        named = {name: number for number, name in self.ports.items()}
+        assert port in named, f"{self.name}: no container port named {port!r}"
+        return named[port]
+
     def mounts(self) -> Iterator[tuple[str, Doc]]:
         """(mountPath, volume) for each volume mount; a volumeClaimTemplate counts as a volume."""
         volumes = {v["name"]: v for v in self.pod_spec.get("volumes", [])}
