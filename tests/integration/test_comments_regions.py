@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -78,14 +80,27 @@ async def all_pages(stub: comments_pb2_grpc.CommentsServiceStub, metadata: tuple
         before = page.next_before
 
 
-async def test_comments_converge_in_three_regions_of_real_processes(tmp_path: Path) -> None:
+Stubs = dict[str, comments_pb2_grpc.CommentsServiceStub]
+
+
+@contextlib.asynccontextmanager
+async def three_regions(tmp_path: Path, overrides: dict[str, Any]) -> AsyncIterator[tuple[ProcessMesh, Minter, Stubs]]:
+    """Three regions of real processes with auth on, a token minter, and a CommentsService stub per region."""
     async with ProcessMesh(
-        regions=REGIONS, base_port=free_port_block(30), data_dir=tmp_path, auth=True, overrides=OVERRIDES
+        regions=REGIONS, base_port=free_port_block(30), data_dir=tmp_path, auth=True, overrides=overrides
     ) as mesh:
         assert mesh.auth_key is not None
-        minter = Minter(mesh.auth_key)
         channels = {r: grpc.aio.insecure_channel(mesh.plans[r].broadcaster) for r in REGIONS}
-        stubs = {r: comments_pb2_grpc.CommentsServiceStub(c) for r, c in channels.items()}
+        try:
+            stubs = {r: comments_pb2_grpc.CommentsServiceStub(c) for r, c in channels.items()}
+            yield mesh, Minter(mesh.auth_key), stubs
+        finally:
+            for c in channels.values():
+                await c.close()
+
+
+async def test_comments_converge_in_three_regions_of_real_processes(tmp_path: Path) -> None:
+    async with three_regions(tmp_path, OVERRIDES) as (mesh, minter, stubs):
         reader = bearer(minter.mint("reader"))
         watchers = {r: Watcher(stubs[r], bearer(minter.mint(f"watch-{r}"))) for r in REGIONS}
         try:
@@ -198,50 +213,38 @@ async def test_comments_converge_in_three_regions_of_real_processes(tmp_path: Pa
         finally:
             for w in watchers.values():
                 await w.close()
-            for c in channels.values():
-                await c.close()
 
 
 async def test_a_comment_out_of_every_regions_memory_is_deleted_in_every_history(tmp_path: Path) -> None:
     short = {"broadcaster": {"comments": {**OVERRIDES["broadcaster"]["comments"], "hot_window_s": 1}}}
-    async with ProcessMesh(
-        regions=REGIONS, base_port=free_port_block(30), data_dir=tmp_path, auth=True, overrides=short
-    ) as mesh:
-        assert mesh.auth_key is not None
-        minter = Minter(mesh.auth_key)
-        channels = {r: grpc.aio.insecure_channel(mesh.plans[r].broadcaster) for r in REGIONS}
-        stubs = {r: comments_pb2_grpc.CommentsServiceStub(c) for r, c in channels.items()}
+    async with three_regions(tmp_path, short) as (mesh, minter, stubs):
         reader = bearer(minter.mint("reader"))
-        try:
-            posted = []
-            for text in ("reported late", "fine"):
-                req = comments_pb2.PostCommentRequest(stream_id=STREAM, viewer_id="ann", text=text)
-                answer = await stubs["a"].PostComment(req, metadata=bearer(minter.mint("ann")), timeout=5)
-                posted.append(answer.comment.comment_id)
-            victim, kept = posted
+        posted = []
+        for text in ("reported late", "fine"):
+            req = comments_pb2.PostCommentRequest(stream_id=STREAM, viewer_id="ann", text=text)
+            answer = await stubs["a"].PostComment(req, metadata=bearer(minter.mint("ann")), timeout=5)
+            posted.append(answer.comment.comment_id)
+        victim, kept = posted
 
-            async def everywhere(expected: list[str]) -> None:
-                for r in REGIONS:
-                    assert await all_pages(stubs[r], reader) == expected
-
-            await settled(lambda: everywhere([kept, victim]), within=30)
-            metrics = {r: f"127.0.0.1:{int(mesh.plans[r].edge.rsplit(':', 1)[1]) + 5}" for r in REGIONS}
-
-            async def out_of_memory() -> None:  # the hot window (1 s) has passed everywhere
-                for r in REGIONS:
-                    assert value(await scrape(metrics[r]), "reactmesh_comments_held") == 0
-
-            await settled(out_of_memory, within=30)
-            watcher = Watcher(stubs["c"], bearer(minter.mint("watch-c")))
-            mod = bearer(minter.mint("mod", roles=(Role.MODERATOR,)))
-            await stubs["b"].DeleteComment(
-                comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=victim), metadata=mod, timeout=5
-            )
-            await settled(lambda: everywhere([kept]), within=30)
-            await eventually(lambda: victim in watcher.deleted, within=30)
-            await watcher.close()
+        async def everywhere(expected: list[str]) -> None:
             for r in REGIONS:
-                assert value(await scrape(metrics[r]), "reactmesh_comments_late_deletes_held") == 1
-        finally:
-            for c in channels.values():
-                await c.close()
+                assert await all_pages(stubs[r], reader) == expected
+
+        await settled(lambda: everywhere([kept, victim]), within=30)
+        metrics = {r: f"127.0.0.1:{int(mesh.plans[r].edge.rsplit(':', 1)[1]) + 5}" for r in REGIONS}
+
+        async def out_of_memory() -> None:  # the hot window (1 s) has passed everywhere
+            for r in REGIONS:
+                assert value(await scrape(metrics[r]), "reactmesh_comments_held") == 0
+
+        await settled(out_of_memory, within=30)
+        watcher = Watcher(stubs["c"], bearer(minter.mint("watch-c")))
+        mod = bearer(minter.mint("mod", roles=(Role.MODERATOR,)))
+        await stubs["b"].DeleteComment(
+            comments_pb2.DeleteCommentRequest(stream_id=STREAM, comment_id=victim), metadata=mod, timeout=5
+        )
+        await settled(lambda: everywhere([kept]), within=30)
+        await eventually(lambda: victim in watcher.deleted, within=30)
+        await watcher.close()
+        for r in REGIONS:
+            assert value(await scrape(metrics[r]), "reactmesh_comments_late_deletes_held") == 1

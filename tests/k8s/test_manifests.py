@@ -25,6 +25,7 @@ from tests.support.k8s import (
     SCHEMA_VERSION,
     Cluster,
     Container,
+    Doc,
     overlay,
     render,
     render_regions,
@@ -255,16 +256,21 @@ def test_every_workload_has_a_disruption_budget_that_lets_one_pod_go(cluster: Cl
         assert w["spec"]["replicas"] >= 2, "a budget of one unavailable pod keeps the role serving only with two"
 
 
-def test_servicemonitor_component_scrapes_every_service_metrics_port(tmp_path: Path) -> None:
+def render_with_component(tmp_path: Path, component: str) -> tuple[Doc, ...]:
+    """Region a's overlay rendered with ``k8s/components/<component>`` added."""
     base = Path(os.path.relpath(K8S, tmp_path))
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
         "kind: Kustomization\n"
         "namespace: reactmesh-a\n"
         f"resources: [{base / 'overlays/region-a'}]\n"
-        f"components: [{base / 'components/servicemonitor'}]\n"
+        f"components: [{base / 'components' / component}]\n"
     )
-    docs = render(tmp_path)
+    return render(tmp_path)
+
+
+def test_servicemonitor_component_scrapes_every_service_metrics_port(tmp_path: Path) -> None:
+    docs = render_with_component(tmp_path, "servicemonitor")
     (monitor,) = (d for d in docs if d["kind"] == "ServiceMonitor")
     assert monitor["metadata"]["namespace"] == "reactmesh-a"
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -441,15 +447,7 @@ def test_gateway_service_serves_http_and_metrics_on_the_ports_its_config_listens
 
 
 def test_ingress_component_terminates_tls_in_front_of_the_gateway_http_port(tmp_path: Path) -> None:
-    base = Path(os.path.relpath(K8S, tmp_path))
-    (tmp_path / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        "namespace: reactmesh-a\n"
-        f"resources: [{base / 'overlays/region-a'}]\n"
-        f"components: [{base / 'components/ingress'}]\n"
-    )
-    docs = render(tmp_path)
+    docs = render_with_component(tmp_path, "ingress")
     cluster = Cluster(docs)
     (ingress,) = cluster.of_kind("Ingress", "reactmesh-a")
     kv: Any = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
