@@ -379,7 +379,7 @@ class CommentBook:
         if floor > cs.floor_id:
             self._state.merge(COMMENTS, CommentSet().expire(floor))
         late_floor = self._clock.wall_ms() - self.config.late_delete_window_s * 1000
-        if late_floor > self._late.floor_ms:
+        if len(self._late) and late_floor > self._late.floor_ms:  # nothing to drop: no write, no gossip
             self._state.merge(LATE_DELETES, ExpiringMap().expire(late_floor))
 
     async def prune(self) -> int:
