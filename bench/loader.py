@@ -17,6 +17,13 @@ also kept per time bucket from ``--bucket-origin`` (``buckets``: start, acks, p5
 such as a spike.
 Afterwards the loader flushes every client and prints one JSON line: window figures, totals, and the accepted
 taps per "stream/emoji" (ground truth).
+
+With ``--join`` every viewer first sends one batch of one tap and waits for its ack, so that each has its
+Ingest stream open and read by the edge before the load starts (viewers of a live event are connected before
+the moment that makes them tap). The loader then prints ``joined`` on a line of its own and, with
+``--start-file``, waits for that file to hold a wall-clock origin (the scenario writes it once every loader has
+joined): tapping starts ``--start-at`` seconds after it, and buckets count from it. ``join_*`` figures: from the
+join's start to each viewer's first ack.
 """
 
 from __future__ import annotations
@@ -183,6 +190,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     patterns = batch_patterns(rng, args.taps_per_batch, 64)
     for client in clients:
         await client.start()
+    joined: list[float] = []
+    if args.join:
+        bounds = (window.begin_ms, window.end_ms, window.start_ms)
+        window.begin_ms = window.end_ms = window.start_ms = float("inf")  # join acks fall in no window or bucket
+        joined = await join(clients, streams, args.flush_timeout)
+        print("joined", flush=True)
+        if args.start_file:
+            origin = await read_start(args.start_file, args.flush_timeout)
+            start_at = origin + args.start_at
+            bounds = ((start_at + args.warmup) * 1000, (start_at + args.warmup + args.duration) * 1000, origin * 1000)
+        window.begin_ms, window.end_ms, window.start_ms = bounds
 
     loop_lags: list[float] = []
 
@@ -245,7 +263,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await client.close()
     for channel in channels:
         await channel.close()
+    joined.sort()
     return {
+        "join_p50_s": joined[len(joined) // 2] if joined else 0.0,
+        "join_p99_s": joined[int(len(joined) * 0.99)] if joined else 0.0,
+        "join_max_s": joined[-1] if joined else 0.0,
         "viewers": args.viewers,
         "offered_batches_per_s": args.rate,
         "window_s": args.duration,
@@ -272,6 +294,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def join(clients: list[ReactionClient], streams: list[str], within: float) -> list[float]:
+    """One batch of one tap per viewer, all at once; seconds from the start to each viewer's first ack."""
+    began = time.monotonic()
+
+    async def one(client: ReactionClient, stream: str) -> float:
+        client.tap(stream, DEFAULT_REACTIONS[0], 1)
+        await client.flush(within)
+        return time.monotonic() - began
+
+    return list(await asyncio.gather(*(one(c, s) for c, s in zip(clients, streams, strict=True))))
+
+
+def _read_text(path: str) -> str:
+    """The file's stripped text, "" while it does not exist (a few bytes: not worth a thread)."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+async def read_start(path: str, within: float) -> float:
+    """The start time a scenario writes to ``path`` (a float, Unix s), waiting up to ``within`` s for it."""
+    deadline = time.monotonic() + within
+    while True:
+        text = _read_text(path)
+        if text:
+            return float(text)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no start time in {path} within {within} s")
+        await asyncio.sleep(0.01)
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m reactmesh.bench.loader", description=__doc__.split("\n\n")[0])
     p.add_argument("--edge", required=True)
@@ -285,7 +340,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-unacked", type=int, default=1024, help="batches a viewer may have unacked (small: closed loop)"
     )
-    p.add_argument("--start-at", type=float, default=0.0, help="wall clock (Unix s) when tapping starts")
+    p.add_argument(
+        "--start-at",
+        type=float,
+        default=0.0,
+        help="wall clock (Unix s) when tapping starts; with --start-file, seconds after the time the file holds",
+    )
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--cooldown", type=float, default=0.5, help="keep tapping this long after the window")
@@ -293,6 +353,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--bucket-s", type=float, default=0.0, help="also keep latencies per bucket of this many seconds")
     p.add_argument("--bucket-origin", type=float, default=0.0, help="wall clock of bucket 0 (default --start-at)")
+    p.add_argument("--join", action="store_true", help="connect every viewer (one acked batch) before the load")
+    p.add_argument("--start-file", default="", help="with --join: wait for this file to hold the start time")
     return p.parse_args(argv)
 
 

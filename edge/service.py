@@ -11,12 +11,15 @@ Guarantees:
   DUPLICATE only after the aggregator reported the entry APPLIED or DUPLICATE (i.e. committed), except a batch
   with no tap granted and a shadow-muted one (below), acked at once and never forwarded.
 - A session's batches reach its aggregator in the order the client sent them. Nothing the edge does
-  makes a client resend a batch after a later seq of its session was applied: refusals that need a
-  resend (shedding, overload, shutdown, expired token) end the whole stream (for shedding: a RETRY ack for
-  the refused batch, nothing more read, and the end once the batches forwarded before it are acked), and no
-  later batch of the stream is forwarded after the one refused.
+  makes a client resend a batch after a later seq of its session was applied: no later batch of a stream is
+  forwarded after one refused for a resend. Refusals that need a resend end the whole stream (overload,
+  shutdown, expired token), except shedding, which keeps it open (below).
 - Load shedding (``edge.admission``): past the adaptive in-flight limit, steered by the commit lag, a batch
-  is answered RETRY with a ``retry_after_ms`` hint before anything of it is forwarded or counted.
+  is answered RETRY with a ``retry_after_ms`` hint before anything of it is forwarded or counted. The stream
+  stays open: every later seq the client had already written is answered RETRY too, at once and unforwarded,
+  until the refused seq arrives again, which is admitted afresh. The client so resends on the stream it
+  has rather than opening a new one: a server short of CPU picks up new streams slowly (seconds under
+  overload, see BENCHMARKS.md "Issue 16, item 3"), while it reads an open one at once.
 - With auth enabled (``edge.auth``) a call opens only with a valid token (UNAUTHENTICATED otherwise); a batch of
   a viewer other than the token's subject ends the stream with PERMISSION_DENIED (counted as a BAD_VIEWER_ID
   rejection), and one sent after the token expired with UNAUTHENTICATED.
@@ -169,6 +172,7 @@ class Edge:
         self._flag_lookup: FlagLookup | None = None
         self._taps_shadow_muted = 0
         self._batches_shadow_muted = 0
+        self._retry_followups = 0
         self._flag_ttl_s = config.abuse.flag_ttl_s
         self.add_flag_listener(self._record_flag)
 
@@ -298,6 +302,18 @@ class Edge:
             detail="edge at capacity; resend this and later batches after retry_after_ms",
         )
 
+    def refuse_after(self, seq: int, refused: int, retry_after_ms: int) -> BatchAck:
+        """The RETRY ack of a batch written after ``refused`` on a stream, before the client resent ``refused``:
+        answered at once, never forwarded (applying it would make the resent ``refused`` a DUPLICATE)."""
+        self._emit(BatchAck.RETRY, 0, 0, BatchAck.REJECT_REASON_UNSPECIFIED)
+        self._retry_followups += 1
+        return BatchAck(
+            seq=seq,
+            outcome=BatchAck.RETRY,
+            retry_after_ms=retry_after_ms,
+            detail=f"seq {refused} of this stream was refused; resend from it after retry_after_ms",
+        )
+
     def ack_queued(self) -> None:
         """An answer to a forwarded batch was queued for its client's call (it stays in flight until written)."""
         self._unwritten += 1
@@ -401,6 +417,7 @@ class Edge:
             "batches_duplicate": self._outcomes[BatchAck.DUPLICATE],
             "batches_rejected": self._outcomes[BatchAck.REJECTED],
             "batches_overloaded": self._outcomes[BatchAck.RETRY],
+            "batches_retry_followups": self._retry_followups,
             "taps_accepted": self._taps_accepted,
             "taps_rate_limited": self._taps_rate_limited,
             "inflight": self._inflight,
@@ -447,6 +464,7 @@ class _StreamState:
     failed: bool = False
     session_id: bytes | None = None
     quickest_ms: int | None = None  # smallest (read time - client_time_ms) of the stream's batches so far
+    top_seq: int = 0  # the highest seq read on the stream: a seq at or below it is a resend
 
 
 class IngestServicer:
@@ -517,34 +535,44 @@ class IngestServicer:
             if state.eof and state.outstanding == 0:
                 out.put_nowait(None)
 
-        admit = self._edge.admit
-        clock = self._edge.clock
-        admission = self._edge.admission
+        admit = edge.admit
+        clock = edge.clock
+        admission = edge.admission
+        refused = 0  # the seq shedding refused on this stream, until the client sends it again
+        refused_ms = 0
         try:
             async for batch in requests:
                 if state.failed:
                     return
                 if batch is None:
                     raise invalid_argument("undecodable ClientBatch")
-                if batch.client_time_ms:
-                    took = clock.wall_ms() - batch.client_time_ms
-                    if state.quickest_ms is None or took < state.quickest_ms:
-                        state.quickest_ms = took
-                    admission.observe_inbound((took - state.quickest_ms) / 1000)
+                seq = batch.seq
+                if seq > state.top_seq:
+                    state.top_seq = seq
+                    if batch.client_time_ms:
+                        # A resend carries its first close time, so only first sends measure the inbound wait.
+                        took = clock.wall_ms() - batch.client_time_ms
+                        if state.quickest_ms is None or took < state.quickest_ms:
+                            state.quickest_ms = took
+                        admission.observe_inbound((took - state.quickest_ms) / 1000)
                 if state.session_id is None:
                     if len(batch.session_id) == SESSION_ID_BYTES:
                         state.session_id = batch.session_id
                 elif batch.session_id != state.session_id:
                     raise invalid_argument("one session per stream: batch of another session_id")
+                if refused:
+                    if seq > refused:  # written before the client read the RETRY: refused with it
+                        out.put_nowait(edge.refuse_after(seq, refused, refused_ms))
+                        continue
+                    if seq == refused:
+                        refused = 0
                 ack = admit(batch, principal, deliver)
                 if ack is None:
                     state.outstanding += 1
                 else:
                     out.put_nowait(ack)
                     if ack.outcome == _RETRY:
-                        # Shed: read nothing more (a client that resends its backlog would get a RETRY per
-                        # batch); the stream ends OK once the batches forwarded before this one are acked.
-                        break
+                        refused, refused_ms = seq, ack.retry_after_ms
         except ServiceError as error:
             state.failed = True
             out.put_nowait(error)

@@ -15,6 +15,11 @@ default ``[edge.shedding]``:
   the nominal loaders give the p99 before, during and after the spike, and ``recovery_s``: from the spike's
   end to the first bucket whose p99 is back under twice the p99 before it.
 
+Every phase first connects its viewers (the loaders' ``--join``: one acked batch each, so that every Ingest
+stream is open and read) and starts the load once all have: the figures measure queueing under load, not how
+fast a CPU-bound server picks up new streams (seconds; BENCHMARKS.md "Issue 16, item 3"). How long joining
+took is reported apart (``*join*``).
+
 The ``over`` phase also runs on the mesh without shedding (``noshed_over_*``): what the same overload does
 when the edge admits everything up to its memory bound. After each mesh the broadcaster's
 totals must equal the taps acked to the loaders, per (stream, emoji): shedding loses and double-counts nothing.
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -50,6 +57,7 @@ OVER_MAX_UNACKED = 64
 CAPACITY_MAX_UNACKED = 8
 SPIKE_FACTOR = 10
 BUCKET_S = 0.5
+JOIN_TIMEOUT_S = 120.0
 MESH_CPUS = {0}
 LOADER_CPUS = {1}
 """The mesh and the loaders on separate cores (where the machine has two): the loaders cost about as much per
@@ -103,8 +111,12 @@ async def run_groups(
     probe: Callable[[], Awaitable[dict[str, float]]] | None = None,
 ) -> tuple[list[list[dict[str, Any]]], dict[str, float]]:
     """Run every group's loaders against ``edge``; their results per group, and CPU (cores) in group 0's window,
-    with the medians of ``probe()``'s values taken every half second in that window (prefixed ``gauge:``)."""
-    origin = time.time() + 1.5  # loaders need a moment to create their clients
+    with the medians of ``probe()``'s values taken every half second in that window (prefixed ``gauge:``), and
+    ``join_s``: how long it took until every loader's viewers were connected (``--join``).
+
+    Every viewer joins first (one acked batch, so its stream is open and read); the load starts once all have."""
+    start_dir = tempfile.mkdtemp(prefix="reactmesh-bench-start-")
+    start_file = os.path.join(start_dir, "origin")
     procs = []
     for g, group in enumerate(groups):
         procs.append(
@@ -119,8 +131,11 @@ async def run_groups(
                     str(group.rate),
                     "--max-unacked",
                     str(group.max_unacked),
+                    "--join",
+                    "--start-file",
+                    start_file,
                     "--start-at",
-                    str(origin + group.offset),
+                    str(group.offset),
                     "--warmup",
                     str(group.warmup),
                     "--duration",
@@ -133,14 +148,18 @@ async def run_groups(
                     f"{tag}{seed}",
                     "--bucket-s",
                     str(BUCKET_S),
-                    "--bucket-origin",
-                    str(origin),
                 )
                 for i in range(LOADERS)
             ]
         )
     loader_pids = [p.pid for group in procs for p in group]
     pin(loader_pids, LOADER_CPUS)
+    joining = time.monotonic()
+    for proc in (p for group in procs for p in group):
+        await wait_joined(proc, JOIN_TIMEOUT_S)
+    join_s = time.monotonic() - joining
+    origin = time.time() + 0.3
+    write_origin(start_file, origin)
     first = groups[0]
     all_pids = {**pids, **{f"loader-{i}": p.pid for i, p in enumerate(procs[0])}}
     meter = CpuMeter(all_pids)
@@ -157,7 +176,28 @@ async def run_groups(
     for name in {k for sample in samples for k in sample}:
         cores[f"gauge:{name}"] = statistics.median(sample.get(name, float("nan")) for sample in samples)
     results = [[await read_json(p, 240) for p in group] for group in procs]
+    shutil.rmtree(start_dir, ignore_errors=True)
+    cores["join_s"] = join_s
     return results, cores
+
+
+def write_origin(path: str, origin: float) -> None:
+    """Write the start origin all at once (loaders poll ``path``; a rename is atomic)."""
+    with open(f"{path}.tmp", "w") as f:
+        f.write(repr(origin))
+    os.replace(f"{path}.tmp", path)
+
+
+async def wait_joined(proc: Any, within: float) -> None:
+    """Wait for a loader's ``joined`` line (its viewers are connected)."""
+    assert proc.stdout is not None
+    async with asyncio.timeout(within):
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"loader {proc.pid} exited before its viewers joined")
+            if line.strip() == b"joined":
+                return
 
 
 def window_figures(results: list[dict[str, Any]], window: float, prefix: str) -> dict[str, float]:
@@ -172,6 +212,7 @@ def window_figures(results: list[dict[str, Any]], window: float, prefix: str) ->
         f"{prefix}e2e_ack_p99_ms": percentile(e2e, 0.99),
         f"{prefix}retry_acks": float(sum(r["acks_retry"] for r in results)),
         f"{prefix}loader_loop_lag_p99_ms": max(r["loop_lag_p99_ms"] for r in results),
+        f"{prefix}join_p99_ms": 1000 * max(r["join_p99_s"] for r in results),
     }
 
 
@@ -226,12 +267,14 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
         quota, extra["pinned"] = constrain(pids.values(), "off")
         extra["quota_cores"] = MESH_CORES if quota is not None else None
         high = 4000.0 if quick else 8000.0
-        (capacity,), _ = await run_groups(
+        (capacity,), joined = await run_groups(
             edge, pids, [Group(viewers, high, CAPACITY_MAX_UNACKED, 0.0, warmup, window)], seed, "cap"
         )
         c = sum(r["window_batches"] for r in capacity) / window
         figures["capacity_batches_per_s"] = c
         figures["capacity_ack_p99_ms"] = percentile([x for r in capacity for x in r["attempt_latencies_ms"]], 0.99)
+        figures["capacity_join_s"] = joined["join_s"]
+        figures["capacity_join_p99_ms"] = 1000 * max(r["join_p99_s"] for r in capacity)
         (noshed,), _ = await run_groups(
             edge, pids, [Group(viewers, c, OVER_MAX_UNACKED, 0.0, warmup, window)], seed + 100, "noshed"
         )

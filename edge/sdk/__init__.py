@@ -38,10 +38,12 @@ What it guarantees, given an edge that honours ingest.proto:
   batch is dropped on purpose (resending cannot help); it is counted in ``statistics().rejected_taps`` and
   passed to ``on_ack``. The counts conserve: ``taps == pending_taps + unacked_taps + acked_taps +
   rejected_taps``.
-- **Retries are polite.** Reconnects use capped exponential backoff with full jitter. A RETRY ack or a
-  RESOURCE_EXHAUSTED status with ``retry-after-ms`` makes the client wait at least that long, then reconnect to
-  the same edge and resend in order. UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT and UNIMPLEMENTED end
-  the session: ``flush()`` raises ``ClientError`` and ``on_error`` is called; the client does not loop.
+- **Retries are polite.** Reconnects use capped exponential backoff with full jitter. A RETRY ack makes the
+  client stop writing and wait at least ``retry_after_ms`` (plus jitter), then resend in order from the refused
+  batch on the same stream; a RESOURCE_EXHAUSTED status with ``retry-after-ms`` makes it wait as long, then
+  reconnect to the same edge and resend in order. UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT and
+  UNIMPLEMENTED end the session: ``flush()`` raises ``ClientError`` and ``on_error`` is called; the client does
+  not loop.
 - **Region failover.** ``edges`` are tried in order; the client stays on the first reachable one and moves to the
   next only when its edge cannot be connected to. Within one region every edge shares the aggregators'
   watermarks, so failover there keeps exactly-once. Across regions it does only as far as watermarks have
@@ -51,9 +53,10 @@ What it guarantees, given an edge that honours ingest.proto:
   the stream is dropped and everything unacked is resent on a new one.
 
 Caveat the edge must honour: once it answers RETRY for a session's batch it must not apply a later batch of
-that session on the same stream (answer RETRY to those too, or end the stream); otherwise the later seq
-raises the watermark and the resent batch becomes a DUPLICATE. The client stops writing on the first RETRY and
-reads on only for the acks of batches it sent before the refused one.
+that session on the same stream until the refused one is sent again (answer RETRY to those, or end the
+stream); otherwise the later seq raises the watermark and the resent batch becomes a DUPLICATE. The client
+stops writing on the first RETRY, reads on, and resends only after the edge has answered every batch it wrote
+after the refused one.
 
 ``subscribe()`` follows ``Broadcast.Subscribe``: it remembers the last frame's (epoch, seq) and, after a
 disconnect, reconnects with ``resume`` set, so the broadcaster replays what was missed or sends a SNAPSHOT.

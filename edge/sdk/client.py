@@ -74,6 +74,7 @@ class ClientStatistics:
     error: str | None
     send_window: int = 0
     send_window_cuts: int = 0
+    retry_pauses: int = 0  # RETRY acks that paused the stream's writer (later batches refused with them excluded)
 
 
 class ReactionClient:
@@ -309,6 +310,7 @@ class ReactionClient:
             error=str(self._error) if self._error is not None else None,
             send_window=ingest.window.batches,
             send_window_cuts=ingest.window.cuts,
+            retry_pauses=ingest.retry_pauses,
         )
 
     # -- acks and failures --------------------------------------------------------------------------------------

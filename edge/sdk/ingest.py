@@ -4,13 +4,17 @@
 (trying ``edges`` in order, failing over only when the current one cannot be connected to) and runs one
 stream: a writer sends batches in seq order, starting with every unacked one, oldest first; a reader applies
 acks to the ledger; a watchdog drops the stream when the oldest batch sent on it has no ack after
-``ack_timeout_s``. Why a stream ended decides what happens next: a RETRY ack stops the writer, the reader
-reads on while batches sent before the refused one are unacked (the edge still acks what it admitted before
-the RETRY), and the loop waits at least ``retry_after_ms`` and reconnects to the same edge; so does
-RESOURCE_EXHAUSTED with ``retry-after-ms``; a stream sends at most ``window`` (``edge.sdk.window``: AIMD on ack
-latency, small after a RETRY) batches beyond the oldest unacked one; a status in ``FATAL_CODES``
-ends the loop through ``on_fatal``; anything else reconnects with full-jitter backoff (reset by a stream that
-got an ack). The client resends nothing itself: a batch stays in the ledger until an ack settles it.
+``ack_timeout_s``. A RETRY ack pauses the writer on the same stream: it waits until the edge has answered
+every batch it wrote after the refused one (the edge answers those RETRY at once) and at least
+``retry_after_ms`` plus jitter, then resends from the refused seq; the reader reads on throughout, so the
+batches admitted before the RETRY are acked on the stream that carried them. Keeping the stream matters under
+overload: a CPU-bound server picks up a new stream only after seconds. An edge that ends the stream after a
+RETRY instead (older edges did) is waited out the same way and reconnected to. A stream sends at most
+``window`` (``edge.sdk.window``: AIMD on ack latency, small after a RETRY) batches beyond the oldest unacked
+one. Why a stream ended decides what happens next: RESOURCE_EXHAUSTED with ``retry-after-ms`` waits at
+least that and reconnects to the same edge; a status in ``FATAL_CODES`` ends the loop through ``on_fatal``;
+anything else reconnects with full-jitter backoff (reset by a stream that got an ack). The client resends
+nothing itself: a batch stays in the ledger until an ack settles it.
 """
 
 from __future__ import annotations
@@ -68,6 +72,21 @@ class _Fatal:
 _Outcome = _Dropped | _RetryAfter | _Fatal
 
 
+class _Pause:
+    """A stream on which the edge answered RETRY: its writer resends from ``refused`` once the edge has answered
+    every seq it wrote (``answered`` reaches them) and the monotonic time ``resume_at`` has come."""
+
+    __slots__ = ("answered", "changed", "refused", "resume_at", "retry_s", "stream_no")
+
+    def __init__(self, stream_no: int, refused: int, retry_s: float, resume_at: float) -> None:
+        self.stream_no = stream_no
+        self.refused = refused
+        self.retry_s = retry_s
+        self.resume_at = resume_at
+        self.answered = refused  # the highest seq answered RETRY on the stream since the pause began
+        self.changed = asyncio.Event()
+
+
 class IngestConnection:
     """The connection loop of one client. ``on_settled(batch, ack)`` is called for every ack that settles a
     batch, ``on_fatal(error)`` once, when a fatal status ends the loop."""
@@ -96,7 +115,8 @@ class IngestConnection:
         self.state = ConnectionState.IDLE
         self.edge_index = 0
         self.streams_opened = 0
-        self._halted = 0  # the stream told RETRY: its writer stops
+        self._pause: _Pause | None = None  # set by a RETRY ack, cleared when the writer resends
+        self.retry_pauses = 0
         self.window = SendWindow(config.max_unacked_batches, config.ack_latency_target_s)
         self._acked = asyncio.Event()
         self.batches_sent = 0
@@ -158,6 +178,7 @@ class IngestConnection:
         self.streams_opened += 1
         stream_no = self.streams_opened
         self._stream_progress = False
+        self._pause = None  # a pause of an earlier stream ended with it
         self.state = ConnectionState.STREAMING
         call = ingest_pb2_grpc.IngestStub(channel).Stream(metadata=self._channels.metadata())
         writer = asyncio.create_task(self._write_loop(call, stream_no))
@@ -178,16 +199,21 @@ class IngestConnection:
         ledger = self._ledger
         unacked = ledger.unacked
         seq = next(iter(unacked), ledger.last_seq + 1)
+        written = seq - 1  # the highest seq written on this stream
         clock = self._clock
         while True:
-            while seq > ledger.last_seq:
+            pause = self._pause
+            if pause is not None and pause.stream_no == stream_no:
+                seq = await self._sit_out(pause, written)
+                continue
+            if seq > ledger.last_seq:
                 self._new_work.clear()
                 await self._new_work.wait()
-            if self._halted == stream_no:
-                return  # the edge answered RETRY: send nothing more on this stream
-            while unacked and seq - next(iter(unacked)) >= self.window.batches:
+                continue
+            if unacked and seq - next(iter(unacked)) >= self.window.batches:
                 self._acked.clear()
                 await self._acked.wait()
+                continue
             batch = unacked.get(seq)
             seq += 1
             if batch is None:  # acked while waiting to be resent
@@ -198,35 +224,40 @@ class IngestConnection:
             batch.sent_at = clock.monotonic()
             batch.stream_no = stream_no
             self.batches_sent += 1
+            written = batch.msg.seq
             try:
                 await call.write(batch.msg)
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 return  # the reader sees the call's status
 
+    async def _sit_out(self, pause: _Pause, written: int) -> int:
+        """Wait out a RETRY on the stream; returns the seq to resend from."""
+        while pause.answered < written:  # later batches still in flight would be answered RETRY after the resend
+            pause.changed.clear()
+            await pause.changed.wait()
+        delay = pause.resume_at - self._clock.monotonic()
+        if delay > 0:
+            await self._clock.sleep(delay)
+        self._pause = None
+        self.state = ConnectionState.STREAMING
+        return pause.refused
+
     async def _read_loop(self, call: Any, address: str) -> _Outcome:
-        retry: float | None = None
-        refused = 0
         try:
             while True:
                 ack = await call.read()
                 if ack is grpc.aio.EOF:
-                    return _Dropped("edge ended the stream") if retry is None else _RetryAfter(retry)
+                    pause = self._paused()
+                    return _Dropped("edge ended the stream") if pause is None else _RetryAfter(pause.retry_s)
                 retry_after = self.apply_ack(ack)
                 if retry_after is not None:
-                    # Stop writing, but read on while batches sent before the refused one are unacked: the edge
-                    # still acks what it admitted before the RETRY (dropping the call now would make those
-                    # batches come back as resends).
-                    retry = retry_after if retry is None else max(retry, retry_after)
-                    refused = ack.seq if not refused else min(refused, ack.seq)
-                    self._halted = self.streams_opened
-                    self.window.on_retry(self._clock.monotonic())
+                    self._refused(ack.seq, retry_after)
                 else:
                     self._stream_progress = True
-                if retry is not None and not self._waiting_before(refused):
-                    return _RetryAfter(retry)
         except grpc.aio.AioRpcError as exc:
-            if retry is not None:
-                return _RetryAfter(retry)
+            pause = self._paused()
+            if pause is not None:
+                return _RetryAfter(pause.retry_s)
             code = exc.code()
             if code in FATAL_CODES:
                 return _Fatal(ClientError(code, exc.details() or "", address))
@@ -236,10 +267,31 @@ class IngestConnection:
                     return _RetryAfter(wait_s)
             return _Dropped(f"{code.name}: {exc.details()}")
 
-    def _waiting_before(self, seq: int) -> bool:
-        """True while a batch below ``seq`` sent on the current stream awaits its ack."""
-        oldest = next(iter(self._ledger.unacked.values()), None)
-        return oldest is not None and oldest.msg.seq < seq and oldest.stream_no == self.streams_opened
+    def _paused(self) -> _Pause | None:
+        """The pause of the current stream, if a RETRY paused it."""
+        pause = self._pause
+        return pause if pause is not None and pause.stream_no == self.streams_opened else None
+
+    def _refused(self, seq: int, retry_s: float) -> None:
+        """The edge answered RETRY to ``seq`` on the current stream."""
+        pause = self._paused()
+        if pause is not None:  # a batch written after the refused one, answered with it
+            pause.refused = min(pause.refused, seq)
+            pause.answered = max(pause.answered, seq)
+            pause.changed.set()
+            return
+        now = self._clock.monotonic()
+        resume_at = now + self._backoff.after_retry_after(retry_s)
+        self._pause = _Pause(self.streams_opened, seq, retry_s, resume_at)
+        self.retry_pauses += 1
+        self.state = ConnectionState.WAITING
+        self.window.on_retry(now)
+        for batch in self._ledger.unacked.values():
+            if batch.msg.seq >= seq:
+                # Refused, not lost: the watchdog's ack clock for them restarts when they are resent.
+                batch.sent_at = resume_at
+        self._new_work.set()  # wake the writer wherever it waits, so that it pauses
+        self._acked.set()
 
     async def _watch_acks(self, stream_no: int) -> _Outcome:
         timeout = self.config.ack_timeout_s

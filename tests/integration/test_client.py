@@ -59,10 +59,11 @@ class StandInEdge(ingest_pb2_grpc.IngestServicer):
         self.drop_after: dict[int, int] = {}  # stream -> end it with UNAVAILABLE after this many batches
         self.ack_only: dict[int, int] = {}  # stream -> ack only its first N batches (the rest are applied)
         self.exhausted_ms: dict[int, int] = {}  # stream -> end it at its first batch with RESOURCE_EXHAUSTED
-        self.retry_ms: dict[int, int] = {}  # stream -> answer RETRY (retry_after_ms) to every batch
         # stream -> (n, ms): hold the acks of the first n - 1 batches, answer the n-th RETRY (ms), then send the
-        # held acks and end the stream, as a shedding edge does
+        # held acks; answer RETRY to every later seq until the refused one comes again, as a shedding edge does
         self.shed_at: dict[int, tuple[int, int]] = {}
+        self.end_on_retry: set[int] = set()  # streams that end after the RETRY and the held acks (older edges)
+        self.resumed: dict[int, list[int]] = {}  # stream -> seqs received from the refused seq's resend on
         self.reject: set[int] = set()  # seqs answered REJECTED
         self.fatal: grpc.StatusCode | None = None
 
@@ -72,24 +73,32 @@ class StandInEdge(ingest_pb2_grpc.IngestServicer):
         self.streams.append(received)
         self.metadata.append({k: v for k, v in context.invocation_metadata()})
         held: list[ingest_pb2.BatchAck] = []
+        refused = 0  # the seq answered RETRY, until it comes again
         async for batch in request_iterator:
             received.append(batch.seq)
-            if index in self.shed_at:
+            if index in self.shed_at and index not in self.resumed:
                 n, ms = self.shed_at[index]
-                if len(received) < n:
+                if not refused and len(received) < n:
                     held.append(self.region.apply(batch))
                     continue
-                yield Ack(seq=batch.seq, outcome=Ack.RETRY, retry_after_ms=ms, detail="shedding")
-                for ack in held:
-                    yield ack
-                return
+                if not refused:
+                    refused = batch.seq
+                    yield Ack(seq=batch.seq, outcome=Ack.RETRY, retry_after_ms=ms, detail="shedding")
+                    for ack in held:
+                        yield ack
+                    if index in self.end_on_retry:
+                        return
+                    continue
+                if batch.seq != refused:
+                    yield Ack(seq=batch.seq, outcome=Ack.RETRY, retry_after_ms=ms, detail="after a refused seq")
+                    continue
+                self.resumed[index] = []
+            if index in self.resumed:
+                self.resumed[index].append(batch.seq)
             if self.fatal is not None:
                 await context.abort(self.fatal, "refused by the test")
             if index in self.exhausted_ms:
                 await abort_with(context, resource_exhausted("edge overloaded", self.exhausted_ms[index]))
-            if index in self.retry_ms:
-                yield Ack(seq=batch.seq, outcome=Ack.RETRY, retry_after_ms=self.retry_ms[index], detail="busy")
-                continue
             if batch.seq in self.reject:
                 ack = Ack(seq=batch.seq, outcome=Ack.REJECTED, reject_reason=Ack.UNKNOWN_EMOJI, detail="test")
             else:
@@ -319,12 +328,12 @@ async def test_resource_exhausted_waits_at_least_retry_after_then_resends(
     assert region.totals == taps
 
 
-async def test_retry_ack_keeps_the_batch_and_resends_it_in_order_after_retry_after(
+async def test_retry_ack_pauses_the_stream_and_resends_on_it_in_order_after_retry_after(
     serve: Servers, clock: FakeClock, clients: list[ReactionClient]
 ) -> None:
     region = Region()
     edge = StandInEdge(region)
-    edge.retry_ms[0] = 500
+    edge.shed_at[0] = (1, 500)  # the first batch is refused, and batch 2 with it if it was already written
     _, address = await serve(edge)
     client = new_client(clients, [address], clock)
     taps = tap_batches(client, PLAN[:2])
@@ -333,33 +342,61 @@ async def test_retry_ack_keeps_the_batch_and_resends_it_in_order_after_retry_aft
     assert client.statistics().acks_retry >= 1
     assert [b.seq for b in client.unacked_batches()] == [1, 2]
     await clock.advance(0.49)
-    assert len(edge.streams) == 1
+    assert 0 not in edge.resumed  # nothing resent before retry-after
     await clock.advance(0.26)  # at most half the retry-after of jitter
     await eventually(flush.done)
     await flush
-    assert edge.streams[1] == [1, 2]
+    assert edge.resumed[0] == [1, 2]
+    assert len(edge.streams) == 1  # resent on the stream it had: no new stream to wait for
     assert region.totals == taps
+    stats = client.statistics()
+    assert (stats.streams_opened, stats.reconnects, stats.retry_pauses) == (1, 0, 1)
 
 
-async def test_after_a_retry_the_client_takes_the_acks_of_earlier_batches_and_resends_only_the_rest(
+async def test_after_a_retry_no_new_stream_opens_and_later_batches_wait_for_their_answers(
     serve: Servers, clock: FakeClock, clients: list[ReactionClient]
 ) -> None:
     region = Region()
     edge = StandInEdge(region)
-    edge.shed_at[0] = (3, 400)  # batches 1 and 2 admitted, 3 refused, then 1 and 2 acked
+    edge.shed_at[0] = (3, 400)  # batches 1 and 2 admitted, 3 refused (and 4 with it), then 1 and 2 acked
     _, address = await serve(edge)
     client = new_client(clients, [address], clock)
     taps = tap_batches(client, PLAN[:4])
     flush = asyncio.ensure_future(client.flush(timeout=1e6))
     await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
-    assert [b.seq for b in client.unacked_batches()] == [3, 4]  # 1 and 2 were acked on the refused stream
+    await eventually(lambda: [b.seq for b in client.unacked_batches()] == [3, 4])  # 1, 2 acked on this stream
     assert edge.streams[0][:3] == [1, 2, 3]
     await clock.advance(0.6)  # retry-after plus at most half of it
     await eventually(flush.done)
     await flush
-    assert edge.streams[1] == [3, 4]  # nothing acked was resent
+    assert len(edge.streams) == 1
+    assert edge.resumed[0] == [3, 4]  # nothing acked was resent
     assert region.totals == taps
-    assert client.statistics().batches_resent == 2  # 3 and 4, written once on the refused stream
+    stats = client.statistics()
+    assert stats.batches_resent == 2  # 3 and 4, written once before the RETRY
+    assert (stats.streams_opened, stats.retry_pauses) == (1, 1)  # 4's RETRY, if any, was 3's follow-up
+
+
+async def test_an_edge_that_ends_the_stream_after_a_retry_is_waited_out_and_reconnected_to(
+    serve: Servers, clock: FakeClock, clients: list[ReactionClient]
+) -> None:
+    region = Region()
+    edge = StandInEdge(region)
+    edge.shed_at[0] = (3, 400)
+    edge.end_on_retry.add(0)  # as edges did before they kept the stream open
+    _, address = await serve(edge)
+    client = new_client(clients, [address], clock)
+    taps = tap_batches(client, PLAN[:4])
+    flush = asyncio.ensure_future(client.flush(timeout=1e6))
+    await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
+    await eventually(lambda: [b.seq for b in client.unacked_batches()] == [3, 4])
+    await clock.advance(0.39)
+    assert len(edge.streams) == 1
+    await clock.advance(0.21)
+    await eventually(flush.done)
+    await flush
+    assert edge.streams[1] == [3, 4]
+    assert region.totals == taps
 
 
 async def test_after_a_retry_the_client_resends_a_window_of_its_backlog_not_all_of_it(
@@ -368,7 +405,7 @@ async def test_after_a_retry_the_client_resends_a_window_of_its_backlog_not_all_
     region = Region()
     edge = StandInEdge(region)
     edge.shed_at[0] = (1, 100)  # the first batch is refused
-    edge.ack_only[1] = 0  # the next stream applies what it gets but acks nothing
+    edge.ack_only[0] = 0  # after the resend the stream applies what it gets but acks nothing
     _, address = await serve(edge)
     client = new_client(clients, [address], clock)
     for i in range(10):
@@ -377,10 +414,11 @@ async def test_after_a_retry_the_client_resends_a_window_of_its_backlog_not_all_
     flush = asyncio.ensure_future(client.flush(timeout=1e6))
     await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
     await clock.advance(5.0)  # past the retry-after and any jitter
-    await eventually(lambda: len(edge.streams) == 2 and len(edge.streams[1]) == RETRY_WINDOW)
+    await eventually(lambda: len(edge.resumed.get(0, ())) == RETRY_WINDOW)
     for _ in range(5):
         await asyncio.sleep(0)
-    assert edge.streams[1] == [1, 2, 3, 4]  # the window, not the whole backlog
+    assert edge.resumed[0] == [1, 2, 3, 4]  # the window, not the whole backlog
+    assert len(edge.streams) == 1
     stats = client.statistics()
     # the new client's window was 4 too: the later taps waited in the ledger, coalesced, none lost
     assert stats.unacked_batches == RETRY_WINDOW

@@ -12,6 +12,8 @@ bytes get an error status and the server keeps serving.
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from reactmesh.edge.auth import AuthConfig, Authorizer
 from reactmesh.edge.errors import RETRY_AFTER_KEY
 from reactmesh.edge.forwarder import Forwarder, ForwarderClosed
 from reactmesh.edge.ring import HashRing
+from reactmesh.edge.sdk import ConnectionState, ReactionClient
 from reactmesh.merge.clock import FakeClock
 from reactmesh.v1 import aggregator_pb2, common_pb2, ingest_pb2
 from tests.support.auth import Keys
@@ -201,30 +204,63 @@ async def test_commit_lag_sheds_with_retry_and_the_edge_admits_again_once_it_fal
         await rig.clock.advance(0.5)  # the oldest entry has waited 0.5 s, five times the target
         await call.write(batch(sid, 5))
         await call.write(batch(sid, 6))
-        refused = await read_acks(call, 1)
+        refused = await read_acks(call, 2)  # 5 shed; 6, written after it, refused with it at once
         assert refused[5].outcome == Ack.RETRY
         assert refused[5].retry_after_ms == 500  # at least the lag it saw
         assert refused[5].detail
+        assert refused[6].outcome == Ack.RETRY and refused[6].retry_after_ms == 500
+        assert "seq 5" in refused[6].detail
         assert rig.edge.admission.limit == 2
         unary = await rig.stub.Send(batch(other, 1))
         assert unary.outcome == Ack.RETRY and unary.retry_after_ms == 500
 
         agg.gate.set()
-        first = await read_acks(call, 4)  # the batches admitted before the RETRY are still acked...
+        first = await read_acks(call, 4)  # the batches admitted before the RETRY are still acked
         assert all(first[s].outcome == Ack.ACCEPTED for s in (1, 2, 3, 4))
-        async with asyncio.timeout(5):  # ...then the stream ends, batch 6 unread and unanswered
-            assert await call.read() is grpc.aio.EOF
-            assert await call.code() == grpc.StatusCode.OK
         assert agg.applied_seqs(sid) == [1, 2, 3, 4]  # 5 and 6 were never forwarded
         assert (sid, 5) not in agg.received and (sid, 6) not in agg.received
-        await rig.clock.advance(0.5)  # the client waits out the hint and resends
-        acks = await stream_exchange(rig, [batch(sid, 5), batch(sid, 6)])
+        await rig.clock.advance(0.5)  # the client waits out the hint and resends on the same stream
+        await call.write(batch(sid, 5))
+        await call.write(batch(sid, 6))
+        await call.done_writing()
+        acks = await read_acks(call, 2)
         assert [acks[s].outcome for s in (5, 6)] == [Ack.ACCEPTED, Ack.ACCEPTED]
+        async with asyncio.timeout(5):
+            assert await call.read() is grpc.aio.EOF
+            assert await call.code() == grpc.StatusCode.OK
+        assert agg.applied_seqs(sid) == [1, 2, 3, 4, 5, 6]
         assert (await rig.stub.Send(batch(other, 1))).outcome == Ack.ACCEPTED
         assert agg.totals[("live-1", "like")] == 7
         stats = rig.edge.statistics()
-        assert stats["batches_overloaded"] == 2  # every RETRY answered: 5 and the unary one
+        assert stats["batches_overloaded"] == 3  # every RETRY answered: 5, 6 with it, and the unary one
+        assert stats["batches_retry_followups"] == 1
         assert stats["batches_shed"] == 2
+
+
+async def test_a_refused_seq_resent_and_refused_again_keeps_later_seqs_refused() -> None:
+    shedding = ShedConfig(target_ms=100, interval_ms=100, initial_limit=2, min_limit=2)
+    async with edge_rig(shedding=shedding, retry_after_ms=300) as rig:
+        agg = rig.aggregator
+        agg.gate.clear()
+        sid = session()
+        call = rig.stub.Stream()
+        for seq in (1, 2, 3, 4):
+            await call.write(batch(sid, seq))
+        refused = await read_acks(call, 2)  # the limit is 2: 3 shed, 4 refused with it
+        assert [refused[s].outcome for s in (3, 4)] == [Ack.RETRY, Ack.RETRY]
+        for seq in (3, 4):  # resent too early: 3 is shed again, and 4 again with it
+            await call.write(batch(sid, seq))
+        again = await read_acks(call, 2)
+        assert [again[s].outcome for s in (3, 4)] == [Ack.RETRY, Ack.RETRY]
+        assert rig.edge.statistics()["batches_retry_followups"] == 2
+        agg.gate.set()
+        await read_acks(call, 2)  # 1 and 2
+        for seq in (3, 4):
+            await call.write(batch(sid, seq))
+        await call.done_writing()
+        last = await read_acks(call, 2)
+        assert [last[s].outcome for s in (3, 4)] == [Ack.ACCEPTED, Ack.ACCEPTED]
+        assert agg.applied_seqs(sid) == [1, 2, 3, 4]
 
 
 async def test_garbage_bytes_get_invalid_argument_and_the_server_keeps_serving() -> None:
@@ -478,3 +514,34 @@ async def test_forwarder_backs_off_on_consecutive_failures_and_delivers_after_re
     finally:
         await forwarder.close(grace_s=0)
         await server.stop(None)
+
+
+async def test_the_sdk_rides_out_shedding_on_one_stream_and_every_tap_counts_once() -> None:
+    shedding = ShedConfig(target_ms=100, interval_ms=100, initial_limit=2, min_limit=2)
+    async with edge_rig(shedding=shedding, retry_after_ms=300) as rig:
+        agg = rig.aggregator
+        agg.gate.clear()  # commits stall: two batches fill the limit, the next is shed
+        client = ReactionClient([rig.address], "viewer-1", clock=rig.clock, rng=random.Random(5), ack_timeout_s=1e6)
+        try:
+            taps: Counter[tuple[str, str]] = Counter()
+            for i in range(8):
+                client.tap("live-1", "like", i + 1)
+                client.tick()
+                taps[("live-1", "like")] += i + 1
+            flush = asyncio.ensure_future(client.flush(timeout=1e6))
+            await eventually(lambda: client.statistics().retry_pauses == 1)
+            assert client.statistics().state is ConnectionState.WAITING
+            agg.gate.set()
+            while not flush.done():  # the client waits out each hint on the fake clock, then resends
+                await rig.clock.advance(0.05)
+                await asyncio.sleep(0.002)
+            await flush
+            stats = client.statistics()
+        finally:
+            await client.close()
+        sid = client.session_id
+        assert agg.applied_seqs(sid) == list(range(1, stats.batches + 1))  # every batch applied once, in order
+        assert agg.totals == taps
+        assert (stats.streams_opened, stats.reconnects, stats.acks_duplicate) == (1, 0, 0)
+        assert stats.acks_retry >= 1 and stats.acked_taps == stats.taps == 36
+        assert rig.edge.statistics()["batches_shed"] >= 1
