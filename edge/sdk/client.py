@@ -168,7 +168,7 @@ class ReactionClient:
         """
         if not self._ledger.pending:
             return 0
-        made = self._ledger.cut(self._clock.wall_ms(), self._ingest.window.batches)
+        made = self._ledger.cut(self._clock.wall_ms(), self._ingest.cut_window)
         if made:
             self._ingest.wake()
         return made

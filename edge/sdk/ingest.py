@@ -125,6 +125,14 @@ class IngestConnection:
         self.failovers = 0
         self.ack_timeouts = 0
 
+    @property
+    def cut_window(self) -> int:
+        """How many batches the ledger may hold unacked when it cuts new ones: none while a RETRY pauses the
+        stream. Taps made meanwhile wait in the pending counts, so that a batch closes when it can be sent: the
+        edge reads the time from a batch's close to its arrival as queueing in front of it, and a batch closed
+        during the pause would report the pause as such."""
+        return 0 if self._paused() is not None else self.window.batches
+
     def wake(self) -> None:
         """Tell the loop that the ledger has new batches."""
         self._new_work.set()

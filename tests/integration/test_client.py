@@ -341,12 +341,16 @@ async def test_retry_ack_pauses_the_stream_and_resends_on_it_in_order_after_retr
     await eventually(lambda: client.statistics().state is ConnectionState.WAITING)
     assert client.statistics().acks_retry >= 1
     assert [b.seq for b in client.unacked_batches()] == [1, 2]
+    client.tap("final", "wow", 3)  # made during the pause: it waits in the pending counts, closed after it
+    assert client.tick() == 0
+    taps[("final", "wow")] += 3
     await clock.advance(0.49)
     assert 0 not in edge.resumed  # nothing resent before retry-after
+    assert client.statistics().pending_taps == 3
     await clock.advance(0.26)  # at most half the retry-after of jitter
     await eventually(flush.done)
     await flush
-    assert edge.resumed[0] == [1, 2]
+    assert edge.resumed[0] == [1, 2, 3]
     assert len(edge.streams) == 1  # resent on the stream it had: no new stream to wait for
     assert region.totals == taps
     stats = client.statistics()
