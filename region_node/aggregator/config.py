@@ -23,7 +23,13 @@ class AggregatorConfig:
     db_path: str
     """This node's SQLite file (created if missing). One file per node, never shared."""
     tick_ms: int = 100
-    """Group-commit period: acks wait for at most one tick plus the commit."""
+    """With ``commit_interval_ms`` = 0, the group-commit period: acks wait for at most one tick plus the commit.
+    Otherwise the longest an idle aggregator goes between two housekeeping passes (retention, sealing)."""
+    commit_interval_ms: int = 10
+    """Commits on demand: one starts as soon as an EdgeBatch is pending and the previous commit has finished, but
+    no sooner than this many ms after the previous one started, so a loaded aggregator gathers what arrives
+    meanwhile into one transaction (one fsync) and an idle one commits nothing. 0: commit every ``tick_ms``
+    instead (an entry then waits up to a tick for its commit)."""
     window_retention_s: int = 7 * 86_400
     """Per-second windows older than this are dropped (history range of the query service)."""
     window_horizon_s: int = 120
@@ -56,6 +62,7 @@ class AggregatorConfig:
         if not isinstance(self.db_path, str) or not self.db_path or self.db_path == ":memory:":
             raise ConfigError("db_path", "a file path (the store must survive a restart)", self.db_path)
         int_in("tick_ms", self.tick_ms, 1, 10_000)
+        int_in("commit_interval_ms", self.commit_interval_ms, 0, self.tick_ms)
         min_retention = 2 * ACCEPTED_AT_TOLERANCE_MS // 1000
         int_in("window_retention_s", self.window_retention_s, min_retention, 10 * 365 * 86_400)
         int_in("window_horizon_s", self.window_horizon_s, 10, self.window_retention_s)

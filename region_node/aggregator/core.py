@@ -10,6 +10,9 @@ Guarantees:
   with bad fields (session id not 16 bytes, seq 0, stream or emoji malformed, a count of 0 or above
   ``max_count``, no counts, or a batch of more than ``max_entries_per_batch`` entries) is REFUSED
   and nothing of it is counted.
+- ``run()`` commits on demand (``commit_interval_ms``): as soon as an EdgeBatch is pending and the previous
+  commit is done, at most one commit start per interval, so an ack waits for one commit, not for a timer
+  (``commit_interval_ms`` = 0: every ``tick_ms``, as before). An idle aggregator commits nothing.
 - ``tick()`` commits everything pending in ONE SQLite transaction (watermarks, this replica's new
   totals and window slots), THEN merges those slots into ``state``, THEN sends the acks of every
   EdgeBatch received before the tick. So an ack always follows the commit that made its entries
@@ -82,6 +85,7 @@ class Aggregator:
         self._streams: set[ForwardStream] = set()
         self._listeners: list[CommitListener] = []
         self._tick_lock = asyncio.Lock()
+        self._work = asyncio.Event()  # set when an EdgeBatch (or a half-close) is pending for the next commit
         self._run_task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
@@ -146,14 +150,25 @@ class Aggregator:
         )
 
     async def run(self) -> None:
-        """Tick every ``tick_ms`` of the clock until ``close()``."""
+        """Commit until ``close()``: on demand, no more often than every ``commit_interval_ms`` (with housekeeping
+        at least every ``tick_ms``), or, with ``commit_interval_ms`` = 0, every ``tick_ms`` of the clock."""
         self._run_task = asyncio.current_task()
         period = self.config.tick_ms / 1000
+        interval = self.config.commit_interval_ms / 1000
+        clock = self._clock
+        started = float("-inf")
         try:
             while True:
-                await self._clock.sleep(period)
+                if interval:
+                    await self._wait_work(period)
+                    wait = started + interval - clock.monotonic()
+                    if wait > 0:
+                        await clock.sleep(wait)  # what arrives meanwhile joins this commit
+                else:
+                    await clock.sleep(period)
                 if self._closing:
                     return
+                started = clock.monotonic()
                 # Shielded: cancelling run() must not interrupt a commit halfway.
                 tick = asyncio.ensure_future(self.tick())
                 tick.add_done_callback(_log_tick_failure)
@@ -162,6 +177,19 @@ class Aggregator:
         except asyncio.CancelledError:
             if not self._closing:
                 raise  # close() stops the loop by cancelling it; that is a normal end
+
+    async def _wait_work(self, timeout: float) -> None:
+        """Return once something is pending for a commit, or after ``timeout`` s of the clock (housekeeping)."""
+        if self._pending.acks:
+            return
+        self._work.clear()
+        waiter = asyncio.ensure_future(self._work.wait())
+        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            sleeper.cancel()
 
     async def close(self) -> None:
         """Stop accepting, commit and ack what is pending, end every Forward call, close the store."""
@@ -212,6 +240,7 @@ class Aggregator:
         entries = batch.entries
         n = len(entries)
         fwd.unacked += 1
+        self._work.set()
         if n > self.config.max_entries_per_batch:
             self._stats["entries_refused"] += n
             p.acks.append((fwd, aggregator_pb2.EdgeAck(batch_id=batch.batch_id, outcomes=[REFUSED] * n)))
@@ -476,6 +505,7 @@ class Aggregator:
             return
         if fwd.unacked:
             self._pending.acks.append((fwd, None))
+            self._work.set()
         else:
             fwd.out.put_nowait(None)
 

@@ -516,6 +516,7 @@ async def test_replica_id_comes_from_the_db_file(tmp_path: Path, config: Aggrega
 
 
 async def test_run_loop_commits_and_acks_every_tick_of_the_clock(config: AggregatorConfig, clock: FakeClock) -> None:
+    config = replace(config, commit_interval_ms=0)
     async with serving(config, clock) as node:
         runner = asyncio.create_task(node.agg.run())
         call = node.forward()
@@ -529,6 +530,36 @@ async def test_run_loop_commits_and_acks_every_tick_of_the_clock(config: Aggrega
         await node.stop()
         await runner  # close() ends the loop
     assert node.agg.statistics()["commits"] == 1
+
+
+async def test_on_demand_a_commit_starts_at_once_and_at_most_one_per_interval(
+    config: AggregatorConfig, clock: FakeClock
+) -> None:
+    config = replace(config, commit_interval_ms=20)
+    async with serving(config, clock) as node:
+        runner = asyncio.create_task(node.agg.run())
+        call = node.forward()
+        await call.write(batch(1, entry(session(1), 1)))
+        async with asyncio.timeout(5):  # no clock advance: nothing waits for a tick
+            assert list((await call.read()).outcomes) == [APPLIED]
+        assert node.agg.statistics()["commits"] == 1
+        await call.write(batch(2, entry(session(2), 1)))
+        await call.write(batch(3, entry(session(3), 1)))
+        await node.received(applied=3)
+        read = asyncio.create_task(call.read())
+        await eventually(lambda: clock.pending_sleepers() == 1)  # the interval since the last commit's start
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not read.done()
+        await clock.advance(0.02)
+        assert list((await read).outcomes) == [APPLIED]
+        assert list((await call.read()).outcomes) == [APPLIED]
+        assert node.agg.statistics()["commits"] == 2  # batches 2 and 3 in one transaction
+        await clock.advance(5.0)  # idle: housekeeping passes, no commit
+        assert node.agg.statistics()["commits"] == 2
+        await node.stop()
+        await runner
+    assert node.agg.statistics()["commits"] == 2
 
 
 async def test_close_commits_and_acks_pending_batches_then_ends_the_call(
