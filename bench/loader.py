@@ -12,7 +12,9 @@ per-tap work: a batch is ``tap(stream, emoji, n)`` calls then ``tick()``.
 Acks counted and ack latencies (``client_time_ms`` of the batch, set when the SDK closed it, to the ack's
 arrival) are taken only inside the measurement window ``[start_at + warmup, start_at + warmup + duration)``
 on the wall clock, so several loader processes share one window. ``attempt_latencies_ms`` are from the batch's
-last send to its ack (they leave out a wait for a retry-after); with ``--bucket-s`` the latencies from close are
+last send to its ack (they leave out a wait for a retry-after); ``tap_latencies_ms`` from the first tap a batch
+holds to its ack (they add the time taps waited in the SDK for room in the send window, e.g. while a RETRY
+pauses the stream: what a viewer's tap waits to be counted); with ``--bucket-s`` the latencies from close are
 also kept per time bucket from ``--bucket-origin`` (``buckets``: start, acks, p50 and p99 of each), for phases
 such as a spike.
 Afterwards the loader flushes every client and prints one JSON line: window figures, totals, and the accepted
@@ -89,6 +91,8 @@ class Window:
         self.taps = 0
         self.latencies: list[float] = []
         self.attempts: list[float] = []
+        self.tap_delays: list[float] = []
+        self.first_tap: list[dict[int, float]] = []  # per viewer: seq -> wall ms of the batch's first tap
         self.seen = 0
         self.rng = rng
         self.accepted: Counter[str] = Counter()
@@ -115,6 +119,7 @@ class Window:
             return
         now_ms = time.time() * 1000
         latency = now_ms - batch.client_time_ms
+        first_tap = self.first_tap[viewer].pop(batch.seq, batch.client_time_ms)
         if self.bucket_ms and now_ms >= self.start_ms:
             b = int((now_ms - self.start_ms) // self.bucket_ms)
             self.bucket_acks[b] += 1
@@ -134,11 +139,13 @@ class Window:
             if len(self.latencies) < _MAX_SAMPLES:
                 self.latencies.append(latency)
                 self.attempts.append(attempt)
+                self.tap_delays.append(now_ms - first_tap)
             else:
                 j = self.rng.randrange(self.seen)
                 if j < _MAX_SAMPLES:
                     self.latencies[j] = latency
                     self.attempts[j] = attempt
+                    self.tap_delays[j] = now_ms - first_tap
 
     def bucket_summary(self) -> list[list[float]]:
         """[start_s, acks, p50_ms, p99_ms] per bucket, in time order."""
@@ -186,6 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         window.clients.append(clients[-1])
+        window.first_tap.append({})
         streams.append(f"{args.stream_prefix}-{stream_of(rng, args.streams, args.hot_share)}")
     patterns = batch_patterns(rng, args.taps_per_batch, 64)
     for client in clients:
@@ -224,6 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     made = 0
     k = 0
     lag_max = 0.0
+    first_taps = window.first_tap
+    pending_since: list[float | None] = [None] * args.viewers  # wall ms of each viewer's oldest pending tap
     while True:
         due = begin + k * period / slices
         if due >= end:
@@ -233,12 +243,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(delay)
         else:
             lag_max = max(lag_max, -delay)
+        now_ms = time.time() * 1000
         for v in per_slice[k % slices]:
             client = clients[v]
             stream = streams[v]
             for emoji, n in patterns[(made + v) & 63]:
                 client.tap(stream, emoji, n)
-            client.tick()
+            since = pending_since[v]
+            if since is None:
+                since = now_ms
+            cut = client.tick()
+            if cut:
+                last = client.last_seq
+                for seq in range(last - cut + 1, last + 1):
+                    first_taps[v][seq] = since
+            pending_since[v] = since if client.pending_taps else None
             made += 1
         k += 1
     tapping_ended = time.time()
@@ -259,6 +278,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         totals["unacked"] += st.unacked_batches
         totals["rejected"] += st.acks_rejected
         totals["retry"] += st.acks_retry
+        totals["retry_pauses"] += st.retry_pauses
     for client in clients:
         await client.close()
     for channel in channels:
@@ -275,8 +295,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_taps": window.taps,
         "latencies_ms": window.latencies,
         "attempt_latencies_ms": window.attempts,
+        "tap_latencies_ms": window.tap_delays,
         "buckets": window.bucket_summary(),
         "acks_retry": totals["retry"],
+        "retry_pauses": totals["retry_pauses"],
         "batches_made": made,
         "batches_acked": window.acked,
         "taps_accepted": window.accepted_taps,

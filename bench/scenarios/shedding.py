@@ -203,14 +203,19 @@ async def wait_joined(proc: Any, within: float) -> None:
 def window_figures(results: list[dict[str, Any]], window: float, prefix: str) -> dict[str, float]:
     e2e = [x for r in results for x in r["latencies_ms"]]
     attempt = [x for r in results for x in r["attempt_latencies_ms"]]
+    tap = [x for r in results for x in r["tap_latencies_ms"]]
     return {
         f"{prefix}offered_batches_per_s": sum(r["offered_batches_per_s"] for r in results),
         f"{prefix}batches_per_s": sum(r["window_batches"] for r in results) / window,
+        f"{prefix}taps_per_s": sum(r["window_taps"] for r in results) / window,
+        f"{prefix}tap_ack_p50_ms": percentile(tap, 0.50),
+        f"{prefix}tap_ack_p99_ms": percentile(tap, 0.99),
         f"{prefix}attempt_ack_p50_ms": percentile(attempt, 0.50),
         f"{prefix}attempt_ack_p99_ms": percentile(attempt, 0.99),
         f"{prefix}e2e_ack_p50_ms": percentile(e2e, 0.50),
         f"{prefix}e2e_ack_p99_ms": percentile(e2e, 0.99),
         f"{prefix}retry_acks": float(sum(r["acks_retry"] for r in results)),
+        f"{prefix}retry_pauses": float(sum(r["retry_pauses"] for r in results)),
         f"{prefix}loader_loop_lag_p99_ms": max(r["loop_lag_p99_ms"] for r in results),
         f"{prefix}join_p99_ms": 1000 * max(r["join_p99_s"] for r in results),
     }
@@ -272,6 +277,7 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
         )
         c = sum(r["window_batches"] for r in capacity) / window
         figures["capacity_batches_per_s"] = c
+        figures["capacity_taps_per_s"] = sum(r["window_taps"] for r in capacity) / window
         figures["capacity_ack_p99_ms"] = percentile([x for r in capacity for x in r["attempt_latencies_ms"]], 0.99)
         figures["capacity_join_s"] = joined["join_s"]
         figures["capacity_join_p99_ms"] = 1000 * max(r["join_p99_s"] for r in capacity)
@@ -319,6 +325,8 @@ async def one_run(options: Options, seed: int) -> tuple[dict[str, float], dict[s
         if quota is not None:
             quota.close()
     figures["over_goodput_ratio"] = figures["over_batches_per_s"] / c
+    # Taps are what counts: a shed viewer's taps coalesce into fewer, bigger batches.
+    figures["over_tap_goodput_ratio"] = figures["over_taps_per_s"] / figures["capacity_taps_per_s"]
     return figures, extra
 
 
@@ -355,7 +363,9 @@ def run(options: Options) -> Report:
             f"{figures['spike_p99_after_ms']:.0f} ms, recovery {figures['spike_recovery_s']:.1f} s; {extra}"
         )
     for name in report.summary():
-        if name.endswith("_per_s"):
+        if name.endswith("taps_per_s"):
+            report.units[name] = "taps/s"
+        elif name.endswith("_per_s"):
             report.units[name] = "batches/s"
         elif name.endswith("_ms"):
             report.units[name] = "ms"

@@ -279,6 +279,16 @@ class ReactionClient:
         batch's ``client_time_ms``, it leaves out the time the batch waited for a retry-after."""
         return self._ledger.last_latency_s
 
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest batch closed (0 before the first): ``tick()``'s batches end at it."""
+        return self._ledger.last_seq
+
+    @property
+    def pending_taps(self) -> int:
+        """Taps counted but not yet closed into a batch (they wait for room in the send window)."""
+        return self._ledger.pending_taps
+
     def statistics(self) -> ClientStatistics:
         """A snapshot of the counters."""
         ledger = self._ledger
