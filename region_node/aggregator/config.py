@@ -25,7 +25,7 @@ class AggregatorConfig:
     tick_ms: int = 100
     """With ``commit_interval_ms`` = 0, the group-commit period: acks wait for at most one tick plus the commit.
     Otherwise the longest an idle aggregator goes between two housekeeping passes (retention, sealing)."""
-    commit_interval_ms: int = 10
+    commit_interval_ms: int = 25
     """Commits on demand: one starts as soon as an EdgeBatch is pending and the previous commit has finished, but
     no sooner than this many ms after the previous one started, so a loaded aggregator gathers what arrives
     meanwhile into one transaction (one fsync) and an idle one commits nothing. 0: commit every ``tick_ms``

@@ -178,13 +178,13 @@ class Aggregator:
             if not self._closing:
                 raise  # close() stops the loop by cancelling it; that is a normal end
 
-    async def _wait_work(self, timeout: float) -> None:
-        """Return once something is pending for a commit, or after ``timeout`` s of the clock (housekeeping)."""
+    async def _wait_work(self, period_s: float) -> None:
+        """Return once something is pending for a commit, or after ``period_s`` of the clock (housekeeping)."""
         if self._pending.acks:
             return
         self._work.clear()
         waiter = asyncio.ensure_future(self._work.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
+        sleeper = asyncio.ensure_future(self._clock.sleep(period_s))
         try:
             await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -8,9 +8,10 @@ Guarantees:
 - Durability: WAL mode with ``synchronous=FULL`` by default, so the WAL is fsynced at every commit
   and a committed transaction survives a process kill -9 *and* a power loss. With ``NORMAL`` a
   commit survives kill -9 but a power loss may drop the last transactions. We measured FULL as
-  cheap here: the aggregator commits once per tick (10/s), so it pays one fsync per tick, on
-  aiosqlite's thread, not on the event loop (2,000 watermark upserts per commit: ~7 ms with either
-  setting on the reference VM). Since an ack to the edge promises durability, FULL is the default.
+  cheap here: the aggregator commits on demand, at most once per ``commit_interval_ms`` (up to 40/s
+  per aggregator under load), and pays one fsync per commit, on aiosqlite's thread, not on the event
+  loop (2,000 watermark upserts per commit: ~7 ms with either setting on the reference VM). Since an ack
+  to the edge promises durability, FULL is the default.
 - A schema version lives in ``meta``; a file written by a newer build is refused with
   ``SchemaVersionError`` rather than misread, and a file that is not a reactmesh store is refused.
 - ``node_generation()`` is a random id created with the file. A node that lost its disk gets a new
