@@ -216,6 +216,7 @@ def window_figures(results: list[dict[str, Any]], window: float, prefix: str) ->
         f"{prefix}e2e_ack_p99_ms": percentile(e2e, 0.99),
         f"{prefix}retry_acks": float(sum(r["acks_retry"] for r in results)),
         f"{prefix}retry_pauses": float(sum(r["retry_pauses"] for r in results)),
+        f"{prefix}reconnects": float(sum(r["reconnects"] for r in results)),
         f"{prefix}loader_loop_lag_p99_ms": max(r["loop_lag_p99_ms"] for r in results),
         f"{prefix}join_p99_ms": 1000 * max(r["join_p99_s"] for r in results),
     }
