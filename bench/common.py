@@ -39,11 +39,24 @@ def env_overrides() -> dict[str, dict[str, Any]]:
 
 
 def merge_overrides(*layers: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Later layers win, field by field; a nested table (e.g. ``edge.shedding``) is merged the same way rather
+    than replaced, so ``{"edge": {"shedding": {"target_ms": 50}}}`` keeps a scenario's ``shedding.enabled``."""
     out: dict[str, dict[str, Any]] = {}
     for layer in layers:
         for section, fields in (layer or {}).items():
-            out.setdefault(section, {}).update(fields)
+            _merge_into(out.setdefault(section, {}), fields)
     return out
+
+
+def _merge_into(target: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    for key, value in fields.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        elif isinstance(value, Mapping):
+            target[key] = {}
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
 
 
 def prepare_environment() -> None:
