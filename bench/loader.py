@@ -102,6 +102,7 @@ class Window:
 
     def on_ack(self, viewer: int, batch: ingest_pb2.ClientBatch, ack: ingest_pb2.BatchAck) -> None:
         outcome = ack.outcome
+        first_tap = self.first_tap[viewer].pop(batch.seq, batch.client_time_ms)  # every settled batch leaves
         if outcome == _ACCEPTED:
             self.acked += 1
             self.accepted_taps += ack.accepted_taps
@@ -119,7 +120,6 @@ class Window:
             return
         now_ms = time.time() * 1000
         latency = now_ms - batch.client_time_ms
-        first_tap = self.first_tap[viewer].pop(batch.seq, batch.client_time_ms)
         if self.bucket_ms and now_ms >= self.start_ms:
             b = int((now_ms - self.start_ms) // self.bucket_ms)
             self.bucket_acks[b] += 1

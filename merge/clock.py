@@ -11,7 +11,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -28,6 +29,18 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Suspend the calling task for ``seconds`` of this clock's time."""
         ...
+
+
+async def sleep_unless(clock: Clock, seconds: float, wakeup: Awaitable[Any]) -> None:
+    """Return when ``wakeup`` completes or after ``seconds`` of ``clock``, whichever comes first; the other is
+    cancelled (``wakeup`` too, when the time ran out)."""
+    waiter = asyncio.ensure_future(wakeup)
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()
 
 
 class SystemClock:

@@ -30,7 +30,7 @@ from reactmesh.edge.sdk.config import ClientConfig
 from reactmesh.edge.sdk.errors import ClientError
 from reactmesh.edge.sdk.ingest import ConnectionState, IngestConnection
 from reactmesh.edge.sdk.subscription import Subscriber
-from reactmesh.merge.clock import Clock, SystemClock
+from reactmesh.merge.clock import Clock, SystemClock, sleep_unless
 from reactmesh.v1 import broadcast_pb2, ingest_pb2
 
 __all__ = ["AckCallback", "ClientStatistics", "ErrorCallback", "ReactionClient"]
@@ -359,12 +359,7 @@ class ReactionClient:
     async def _wait_changed(self, within_s: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
-        timer = asyncio.ensure_future(self._clock.sleep(within_s))
-        try:
-            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-            fut.cancel()
+        await sleep_unless(self._clock, within_s, fut)
 
     # -- live frames --------------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from typing import Any
 
 from reactmesh.edge.errors import unavailable
 from reactmesh.edge.limits import EMOJI_RE, MAX_SEQ, SESSION_ID_BYTES, STREAM_ID_RE
-from reactmesh.merge.clock import Clock
+from reactmesh.merge.clock import Clock, sleep_unless
 from reactmesh.merge.keyed import KeyedGCounter
 from reactmesh.merge.maxmap import MaxMap
 from reactmesh.region_node.aggregator.config import ACCEPTED_AT_TOLERANCE_MS, AggregatorConfig
@@ -183,13 +183,7 @@ class Aggregator:
         if self._pending.acks:
             return
         self._work.clear()
-        waiter = asyncio.ensure_future(self._work.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(period_s))
-        try:
-            await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            sleeper.cancel()
+        await sleep_unless(self._clock, period_s, self._work.wait())
 
     async def close(self) -> None:
         """Stop accepting, commit and ack what is pending, end every Forward call, close the store."""
